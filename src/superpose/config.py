@@ -1,0 +1,49 @@
+"""Loading YAML configs: validation errors name the file and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from superpose.errors import ConfigError
+
+T = TypeVar("T", bound=BaseModel)
+
+
+def read_yaml(path: str | Path) -> dict:
+    """A YAML mapping from a file, or a ConfigError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config {path}: no such file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config {path}: not valid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path}: expected a mapping of fields, got {type(data).__name__}")
+    return data
+
+
+def validate(model: type[T], data: dict, source: str) -> T:
+    """``model.model_validate(data)``, turning pydantic's errors into one readable ConfigError."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, source)) from None
+
+
+def format_validation_error(e: ValidationError, source: str) -> str:
+    """One line per problem: ``source: field.path: message``."""
+    lines = []
+    for err in e.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        elif err["type"] == "literal_error":
+            msg = f"{msg} (got {err.get('input')!r})"
+        lines.append(f"{source}: {where}: {msg}")
+    return "\n".join(lines)

@@ -1,0 +1,229 @@
+"""The probe: score every task's answer after mixed-task prompts, on one or more models.
+
+For each mixture in the config, ``n_prompts`` prompts are drawn (the same prompts for every model),
+each model scores every task's answer to every query with :class:`SharedPrefixScorer`, and one record
+per (model, mixture, prompt) is appended to the run folder. The summary and figures are made from
+the records, so an interrupted run resumes where it stopped (``--resume``) and its numbers are the
+same as an uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from superpose.config import read_yaml, validate
+from superpose.errors import ConfigError, PromptTooLong, SuperposeError
+from superpose.metrics import summarize
+from superpose.models import load_model
+from superpose.models.loading import DTYPES
+from superpose.prompts import MixtureSpec, Prompt, build_prompts
+from superpose.report.console import console, print_summary, track
+from superpose.report.figures import plot_distributions, plot_means
+from superpose.runs import DEFAULT_ROOT, RunFolder
+from superpose.scoring import SharedPrefixScorer, encode_prompt
+from superpose.tasks import load_task_file
+
+REPO_CONFIGS = Path(__file__).resolve().parents[3] / "configs"
+DEFAULT_CONFIG = REPO_CONFIGS / "demo.yaml"
+
+
+class Mixture(MixtureSpec):
+    """A named mixture in a probe config."""
+
+    name: str
+
+
+class ProbeConfig(BaseModel):
+    """A probe: which models, which mixtures, how many prompts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "probe"
+    description: str = ""
+    models: list[str] = Field(default_factory=lambda: ["gemma-3-270m"], min_length=1)
+    dtype: Literal[DTYPES] = "float32"  # type: ignore[valid-type]
+    seed: int = 0
+    n_prompts: int = Field(100, ge=1)
+    terminator: str = ""  # "" scores the answer alone (the study); "\n" scores answer + newline
+    task_files: list[str] = Field(default_factory=list)  # user tasks, loaded before the mixtures
+    mixtures: list[Mixture] = Field(min_length=1)
+
+    @field_validator("mixtures")
+    @classmethod
+    def _unique_names(cls, mixtures: list[Mixture]) -> list[Mixture]:
+        names = [m.name for m in mixtures]
+        if len(set(names)) != len(names):
+            raise ValueError(f"mixture names must be unique, got {names}")
+        return mixtures
+
+
+def load_probe_config(path: str | Path, overrides: dict | None = None) -> ProbeConfig:
+    """Read a probe config; user task files are resolved relative to the config's folder."""
+    path = Path(path)
+    data = read_yaml(path)
+    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return probe_config_from_dict(data, str(path), base=path.parent)
+
+
+def probe_config_from_dict(data: dict, source: str, base: Path | None = None) -> ProbeConfig:
+    """Validate a probe config held in a dict (loads its task files first)."""
+    files = data.get("task_files") or []
+    if not isinstance(files, list):
+        raise ConfigError(f"{source}: task_files: expected a list of file paths")
+    resolved = []
+    for f in files:
+        p = Path(f)
+        if not p.is_absolute() and base is not None and not p.exists():
+            p = base / p
+        load_task_file(p)
+        resolved.append(str(p))
+    return validate(ProbeConfig, {**data, "task_files": resolved}, source)
+
+
+def make_prompts(config: ProbeConfig) -> dict[str, list[Prompt]]:
+    """The prompts of every mixture; identical for every model."""
+    return {m.name: build_prompts(m, config.n_prompts, config.seed) for m in config.mixtures}
+
+
+def check_prompts_fit(lm, prompts: dict[str, list[Prompt]], terminator: str) -> None:
+    """Fail before any scoring if a prompt plus an answer exceeds the model's context."""
+    for mixture, items in prompts.items():
+        for p in items:
+            n = len(encode_prompt(lm.tokenizer, p.text))
+            longest = max(len(lm.tokenizer(a + terminator, add_special_tokens=False).input_ids) for a in p.answers)
+            if n + longest > lm.max_context:
+                raise PromptTooLong(
+                    f"mixture '{mixture}', prompt {p.index}: {n} prompt tokens + {longest} answer tokens "
+                    f"exceed the context of model '{lm.name}' ({lm.max_context} tokens); "
+                    f"lower n_examples (now {len(p.example_tasks)})")
+
+
+def run_probe(config: ProbeConfig, root: str | Path = DEFAULT_ROOT, resume: str | Path | None = None) -> RunFolder:
+    """Run (or resume) a probe and return its finished run folder."""
+    if resume is not None:
+        run = RunFolder.open(resume)
+        config = probe_config_from_dict(run.config, f"{run.path}/config.yaml")
+        console.print(f"resuming [bold]{run.path}[/bold]")
+    else:
+        run = RunFolder.create(config.name, config.model_dump(), root)
+        console.print(f"run folder: [bold]{run.path}[/bold]")
+    prompts = make_prompts(config)
+    if resume is None:
+        run.write_jsonl("prompts.jsonl", ({"mixture": m, **p.to_dict()} for m, ps in prompts.items() for p in ps))
+
+    done = {(r["model"], r["mixture"], r["index"]) for r in run.read_records()}
+    provenance = dict(run.config_doc().get("models") or {})
+    for model_name in config.models:
+        todo = [(m, p) for m, ps in prompts.items() for p in ps if (model_name, m, p.index) not in done]
+        if not todo:
+            continue
+        console.print(f"loading model [bold]{model_name}[/bold] ({config.dtype})")
+        lm = load_model(model_name, config.dtype)
+        provenance[model_name] = lm.info
+        run.update_config("models", provenance)
+        check_prompts_fit(lm, prompts, config.terminator)
+        scorer = SharedPrefixScorer(lm)
+        for mixture, prompt in track(todo, f"{model_name}: scoring prompts"):
+            scores = scorer.score(prompt.text, [a + config.terminator for a in prompt.answers])
+            run.append_record({
+                "model": model_name, "mixture": mixture, "index": prompt.index,
+                "tasks": prompt.tasks, "answers": prompt.answers,
+                "shares": prompt.in_context_distribution,
+                "logprobs": [s.logprob for s in scores],
+                "n_answer_tokens": [len(s.token_ids) for s in scores],
+                "straddles": [s.straddles for s in scores],
+            })
+        del lm, scorer
+        gc.collect()
+
+    summary = summarize_run(run, config)
+    print_summary(summary)
+    console.print(f"figures: {run.path / 'figures'}\nsummary: {run.path / 'summary.md'}")
+    return run
+
+
+def collect(records: list[dict]) -> dict:
+    """Records grouped as ``table[model][mixture] = {tasks, logp [N, K], shares [N, K]}``."""
+    table: dict = {}
+    for r in sorted(records, key=lambda r: (r["model"], r["mixture"], r["index"])):
+        entry = table.setdefault(r["model"], {}).setdefault(
+            r["mixture"], {"tasks": r["tasks"], "logp": [], "shares": [], "straddles": 0})
+        entry["logp"].append(r["logprobs"])
+        entry["shares"].append(r["shares"])
+        entry["straddles"] += sum(r["straddles"])
+    return table
+
+
+def summarize_run(run: RunFolder, config: ProbeConfig) -> dict:
+    """Statistics, summary.md and figures from a run folder's records; marks the run complete."""
+    table = collect(run.read_records())
+    expected = len(config.models) * len(config.mixtures) * config.n_prompts
+    found = sum(len(e["logp"]) for mixtures in table.values() for e in mixtures.values())
+    if found != expected:
+        raise SuperposeError(f"{run.path}: {found} of {expected} records present; resume with --resume {run.path}")
+    summary = {"config": config.name, "models": {}}
+    plot_table: dict = {}
+    for model, mixtures in table.items():
+        summary["models"][model] = {}
+        plot_table[model] = {}
+        for mixture, e in mixtures.items():
+            stats = summarize(e["tasks"], np.array(e["logp"]), np.array(e["shares"]))
+            stats["boundary_straddles"] = e["straddles"]
+            summary["models"][model][mixture] = stats
+            plot_table[model][mixture] = {
+                "tasks": e["tasks"], "probs": np.exp(np.array(e["logp"])),
+                "shares": np.array(e["shares"]).mean(axis=0)}
+    plot_distributions(plot_table, run.figure_path("distributions"))
+    plot_means(plot_table, run.figure_path("means"))
+    run.write_text("summary.md", summary_markdown(summary))
+    run.finish(summary)
+    return summary
+
+
+def summary_markdown(summary: dict) -> str:
+    """The summary as Markdown tables, one per (model, mixture)."""
+    out = [f"# Probe `{summary['config']}`\n"]
+    for model, mixtures in summary["models"].items():
+        for mixture, s in mixtures.items():
+            out.append(f"## {model} — {mixture} ({s['n_prompts']} prompts)\n")
+            out.append("| task | share | mean P | median P | var P | mean P (normalised over tasks) | top-1 rate |")
+            out.append("|---|---|---|---|---|---|---|")
+            for t, v in s["tasks"].items():
+                out.append(f"| {t} | {v['share']:.3f} | {v['mean']:.3f} | {v['median']:.3f} | {v['variance']:.4f} "
+                           f"| {v['mean_normalized']:.3f} | {v['top1_rate']:.2f} |")
+            sorted_means = ", ".join(f"{x:.3f}" for x in s["sorted_means"])
+            out.append(f"\nother mass {s['other_mean']:.3f} · KL(shares‖P) {s['kl']:.3f} nats · "
+                       f"KL after normalising {s['kl_normalized']:.3f} · sorted means [{sorted_means}] · "
+                       f"boundary straddles {s['boundary_straddles']}\n")
+    return "\n".join(out)
+
+
+def add_parser(subparsers) -> None:
+    """Register `superpose run`."""
+    p = subparsers.add_parser("run", help="probe task superposition (default: the demo on gemma-3-270m)",
+                              description="Score every task's answer after mixed-task prompts.")
+    p.add_argument("config", nargs="?", help=f"probe config YAML (default: {DEFAULT_CONFIG.relative_to(REPO_CONFIGS.parent)})")
+    p.add_argument("--model", action="append", dest="models", metavar="NAME",
+                   help="model name, GGUF file, folder or hub id; repeat for several (replaces the config's)")
+    p.add_argument("--dtype", choices=DTYPES)
+    p.add_argument("--n-prompts", type=int, dest="n_prompts")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out", default=str(DEFAULT_ROOT), help="root folder for run folders (default: runs)")
+    p.add_argument("--resume", metavar="RUN_FOLDER", help="continue an interrupted run")
+    p.set_defaults(func=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    if args.resume:
+        run_probe(None, args.out, resume=args.resume)  # type: ignore[arg-type]
+        return 0
+    path = Path(args.config) if args.config else DEFAULT_CONFIG
+    overrides = {"models": args.models, "dtype": args.dtype, "n_prompts": args.n_prompts, "seed": args.seed}
+    run_probe(load_probe_config(path, overrides), args.out)
+    return 0

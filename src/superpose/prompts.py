@@ -1,0 +1,176 @@
+"""Mixture prompts: in-context examples drawn from several tasks, then one query.
+
+A :class:`MixtureSpec` says which tasks, in what proportion, how many examples and how they are
+written. :func:`build_prompt` turns it into a :class:`Prompt` that records, for every example, the
+task that produced it, and for the query, every task's answer -- the candidates the scorer will rate.
+
+Prompt ``i`` of a run is drawn from its own ``random.Random`` seeded by ``(seed, i)``, so a prompt
+does not depend on how many were drawn before it (resuming a run rebuilds exactly the same ones).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+
+from superpose.errors import SuperposeError
+from superpose.tasks import Task, check_mixable, get_task
+
+MAX_QUERY_RESAMPLES = 1000
+
+
+class MixtureSpec(BaseModel):
+    """Which tasks to mix, how much of each, and how the prompt is written."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tasks: list[str]
+    weights: list[float] | None = None  # None: equal shares
+    n_examples: int = 60
+    counts: Literal["exact", "iid"] = "exact"  # exact: largest-remainder counts; iid: each example draws its task
+    example_separator: str = "\n"
+    template: str = "{examples}{example_separator}{query}"
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_mixable_tasks(cls, names: list[str]) -> list[str]:
+        if not names:
+            raise ValueError("needs at least one task")
+        if len(set(names)) != len(names):
+            raise ValueError(f"lists a task twice: {names}")
+        try:
+            check_mixable([get_task(n) for n in names])
+        except SuperposeError as e:  # re-raised as ValueError so pydantic names the field
+            raise ValueError(str(e)) from None
+        return names
+
+    @field_validator("n_examples")
+    @classmethod
+    def _non_negative(cls, n: int) -> int:
+        if n < 0:
+            raise ValueError(f"must be >= 0, got {n}")
+        return n
+
+    @field_validator("template")
+    @classmethod
+    def _has_placeholders(cls, t: str) -> str:
+        if "{examples}" not in t or "{query}" not in t:
+            raise ValueError("must contain the placeholders {examples} and {query}")
+        return t
+
+    @model_validator(mode="after")
+    def _check(self) -> "MixtureSpec":
+        if self.weights is not None:
+            if len(self.weights) != len(self.tasks):
+                raise ValueError(
+                    f"weights has {len(self.weights)} entries but tasks has {len(self.tasks)}")
+            if any(w < 0 or not math.isfinite(w) for w in self.weights):
+                raise ValueError(f"weights must be non-negative, got {self.weights}")
+            if abs(sum(self.weights) - 1.0) > 1e-6:
+                raise ValueError(f"weights must sum to 1, got sum {sum(self.weights):.6g}")
+        space = get_task(self.tasks[0]).space
+        supply = space.size
+        if not space.repeats and supply is not None and self.n_examples + 1 > supply:
+            raise ValueError(
+                f"n_examples={self.n_examples} needs {self.n_examples + 1} distinct inputs (examples "
+                f"plus query) but tasks {self.tasks} have only {supply}")
+        return self
+
+    @property
+    def shares(self) -> list[float]:
+        """The in-context task distribution (weights, or equal shares)."""
+        k = len(self.tasks)
+        return list(self.weights) if self.weights is not None else [1.0 / k] * k
+
+
+def largest_remainder_counts(weights: list[float], n: int) -> list[int]:
+    """Integer counts summing to n, as close to weights * n as possible (Hamilton's method)."""
+    quotas = [w * n for w in weights]
+    counts = [math.floor(q + 1e-9) for q in quotas]
+    order = sorted(range(len(weights)), key=lambda i: (-(quotas[i] - counts[i]), i))
+    for i in order[: n - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+@dataclass
+class Prompt:
+    """One mixture prompt and everything needed to score and analyse it."""
+
+    index: int
+    text: str
+    tasks: list[str]
+    shares: list[float]  # the intended task distribution of the spec
+    example_inputs: list[str]
+    example_tasks: list[int]  # index into `tasks` for every example, in prompt order
+    query_input: str
+    answers: list[str]  # answers[k] is task k's answer to the query
+
+    @property
+    def counts(self) -> list[int]:
+        """How many examples each task has in this prompt."""
+        return [self.example_tasks.count(k) for k in range(len(self.tasks))]
+
+    @property
+    def in_context_distribution(self) -> list[float]:
+        """Each task's share of this prompt's examples (equals `shares` for exact counts)."""
+        n = len(self.example_tasks)
+        return [c / n for c in self.counts] if n else list(self.shares)
+
+    def to_dict(self) -> dict:
+        """A JSON-serialisable record."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Prompt":
+        """Inverse of :meth:`to_dict`."""
+        return cls(**d)
+
+
+def build_prompt(spec: MixtureSpec, seed: int, index: int) -> Prompt:
+    """Draw prompt number ``index`` of the mixture ``spec`` (deterministic in seed and index)."""
+    rng = random.Random(f"superpose:{seed}:{index}")
+    tasks: list[Task] = [get_task(n) for n in spec.tasks]
+    space = tasks[0].space
+    n = spec.n_examples
+    if spec.counts == "exact":
+        task_ids = [k for k, c in enumerate(largest_remainder_counts(spec.shares, n)) for _ in range(c)]
+        rng.shuffle(task_ids)
+    else:
+        task_ids = rng.choices(range(len(tasks)), weights=spec.shares, k=n)
+
+    inputs = space.draw(rng, n + 1)
+    examples, query_x = inputs[:n], inputs[n]
+    used = set(examples)
+    # The K answers to the query must differ, else a probability could not be told apart by task.
+    for _ in range(MAX_QUERY_RESAMPLES):
+        answers = [t.answer(query_x) for t in tasks]
+        if len(set(answers)) == len(answers):
+            break
+        query_x = space.draw_one(rng)
+        while query_x in used and not space.repeats:
+            query_x = space.draw_one(rng)
+    else:
+        raise SuperposeError(
+            f"could not find a query whose answers differ across tasks {spec.tasks} "
+            f"after {MAX_QUERY_RESAMPLES} tries; these tasks agree on (almost) every input")
+
+    lines = [tasks[k].example(x) for k, x in zip(task_ids, examples)]
+    query = tasks[0].query(query_x)
+    text = spec.template.format(
+        examples=spec.example_separator.join(lines), example_separator=spec.example_separator,
+        query=query)
+    return Prompt(
+        index=index, text=text, tasks=list(spec.tasks), shares=spec.shares,
+        example_inputs=[space.render(x) for x in examples], example_tasks=task_ids,
+        query_input=space.render(query_x), answers=answers,
+    )
+
+
+def build_prompts(spec: MixtureSpec, n_prompts: int, seed: int) -> list[Prompt]:
+    """Prompts ``0 .. n_prompts-1`` of a mixture."""
+    return [build_prompt(spec, seed, i) for i in range(n_prompts)]

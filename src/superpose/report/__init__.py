@@ -1,0 +1,1 @@
+"""Figures and human-readable summaries of run folders."""

@@ -1,0 +1,20 @@
+"""Small transformers trained from scratch on one task per sequence (the study's second finding).
+
+* :mod:`~superpose.scratch.tokenizer` -- a character tokenizer (printable ASCII, space, newline).
+* :mod:`~superpose.scratch.data` -- single-task training sequences with answer-only loss masks.
+* :mod:`~superpose.scratch.model` -- a Hugging Face ``LlamaForCausalLM`` built from a small config.
+* :mod:`~superpose.scratch.train` -- the training loop (AdamW, warmup-stable-decay, checkpoints,
+  exact resume), configured by YAML.
+
+The trained model is an ordinary Hugging Face folder, so the probe, the scorer and the λ sweep
+(:mod:`superpose.experiments.sweep`) use it unchanged.
+"""
+
+from superpose.scratch.tokenizer import CHARACTERS, SPECIAL_TOKENS, build_tokenizer, char_vocab
+from superpose.scratch.data import TrainingSequence, make_batch, make_sequence
+from superpose.scratch.model import ModelConfig, build_model
+from superpose.scratch.train import TrainConfig, TrainResult, load_train_config, train
+
+__all__ = ["CHARACTERS", "SPECIAL_TOKENS", "build_tokenizer", "char_vocab", "TrainingSequence",
+           "make_batch", "make_sequence", "ModelConfig", "build_model", "TrainConfig", "TrainResult",
+           "load_train_config", "train"]

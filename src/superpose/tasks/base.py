@@ -1,0 +1,135 @@
+"""What a task is: an input space, a separator, and a function from input to answer.
+
+Tasks that share an input space (and separator) can be mixed in one prompt: every example line is
+``render(x) + separator + answer``, and the query is ``render(x) + separator``. A space is either a
+finite tuple of items (sampled without replacement, so a task can supply ``len(items)`` distinct
+inputs) or a sampler for spaces too large to list (duplicates rejected). Tiny spaces, such as one
+digit, set ``repeats=True``: their inputs recur within a prompt, as in the study's plus_k tasks.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from superpose.errors import SuperposeError
+
+
+@dataclass(frozen=True)
+class InputSpace:
+    """A set of inputs, how to draw them, and how to write one in a prompt."""
+
+    name: str
+    items: tuple[Any, ...] | None = None  # a finite space, listed
+    sampler: Callable[[random.Random], Any] | None = None  # or: draws one input (huge spaces)
+    render: Callable[[Any], str] = str
+    repeats: bool = False  # inputs may recur within a prompt (the query too)
+
+    def __post_init__(self) -> None:
+        if (self.items is None) == (self.sampler is None):
+            raise ValueError(f"input space '{self.name}': give exactly one of items or sampler")
+
+    @property
+    def size(self) -> int | None:
+        """Number of distinct inputs, or None when unbounded for practical purposes."""
+        return len(self.items) if self.items is not None else None
+
+    def draw_one(self, rng: random.Random) -> Any:
+        """One input."""
+        return rng.choice(self.items) if self.items is not None else self.sampler(rng)
+
+    def draw(self, rng: random.Random, n: int) -> list[Any]:
+        """``n`` inputs, all different unless the space allows repeats."""
+        if self.repeats:
+            return [self.draw_one(rng) for _ in range(n)]
+        if self.items is not None:
+            return [self.items[i] for i in rng.sample(range(len(self.items)), n)]
+        seen: set = set()
+        out: list[Any] = []
+        while len(out) < n:
+            x = self.sampler(rng)
+            if x not in seen:
+                seen.add(x)
+                out.append(x)
+        return out
+
+
+@dataclass(frozen=True)
+class Task:
+    """A named map from an input space to answer strings (the continuation after the separator)."""
+
+    name: str
+    space: InputSpace
+    separator: str
+    answer_fn: Callable[[Any], str]
+    description: str = ""
+    family: str = ""
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+    def answer(self, x: Any) -> str:
+        """The answer string for input ``x``."""
+        return self.answer_fn(x)
+
+    def example(self, x: Any) -> str:
+        """One in-context example line (without the line separator)."""
+        return self.space.render(x) + self.separator + self.answer(x)
+
+    def query(self, x: Any) -> str:
+        """The query line: the input and separator, to be continued by the model."""
+        return self.space.render(x) + self.separator
+
+
+_REGISTRY: dict[str, Task] = {}
+
+
+def register(task: Task, *, replace: bool = False) -> Task:
+    """Add a task to the registry (user tasks may replace an earlier user task of the same name)."""
+    if task.name in _REGISTRY and not replace:
+        raise SuperposeError(f"task '{task.name}' is already registered")
+    _REGISTRY[task.name] = task
+    return task
+
+
+def get_task(name: str) -> Task:
+    """Look a task up by name; an unknown name lists the close matches."""
+    _ensure_builtins()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        import difflib
+
+        close = difflib.get_close_matches(name, _REGISTRY, n=5)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise SuperposeError(
+            f"unknown task '{name}'.{hint} Run `superpose tasks` to list all tasks."
+        ) from None
+
+
+def list_tasks() -> list[Task]:
+    """All registered tasks, sorted by family then name."""
+    _ensure_builtins()
+    return sorted(_REGISTRY.values(), key=lambda t: (t.family, t.name))
+
+
+def check_mixable(tasks: Sequence[Task]) -> None:
+    """Tasks in one prompt must read the same inputs written the same way."""
+    first = tasks[0]
+    for t in tasks[1:]:
+        if t.space is not first.space or t.separator != first.separator:
+            raise SuperposeError(
+                f"tasks '{first.name}' and '{t.name}' cannot be mixed in one prompt: they have "
+                f"different inputs ('{first.space.name}' + '{first.separator}' vs "
+                f"'{t.space.name}' + '{t.separator}'). Mix tasks of one family."
+            )
+
+
+_BUILTINS_LOADED = False
+
+
+def _ensure_builtins() -> None:
+    # Built-in families register on first use so `import superpose` stays light.
+    global _BUILTINS_LOADED
+    if not _BUILTINS_LOADED:
+        _BUILTINS_LOADED = True
+        from superpose.tasks import arithmetic, characters, countries, numerals, words  # noqa: F401
