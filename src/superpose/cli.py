@@ -16,6 +16,7 @@ from superpose.errors import SuperposeError
 COMMAND_MODULES = (
     "superpose.experiments.probe",
     "superpose.commands",
+    "superpose.construction.cli",
 )
 
 

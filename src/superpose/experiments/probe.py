@@ -148,10 +148,12 @@ def run_probe(config: ProbeConfig, root: str | Path = DEFAULT_ROOT, resume: str 
     return run
 
 
-def collect(records: list[dict]) -> dict:
-    """Records grouped as ``table[model][mixture] = {tasks, logp [N, K], shares [N, K]}``."""
+def collect(records: list[dict], config: ProbeConfig) -> dict:
+    """Records grouped as ``table[model][mixture] = {tasks, logp [N, K], shares [N, K]}`` in config order."""
+    models = {m: i for i, m in enumerate(config.models)}
+    mixtures = {m.name: i for i, m in enumerate(config.mixtures)}
     table: dict = {}
-    for r in sorted(records, key=lambda r: (r["model"], r["mixture"], r["index"])):
+    for r in sorted(records, key=lambda r: (models[r["model"]], mixtures[r["mixture"]], r["index"])):
         entry = table.setdefault(r["model"], {}).setdefault(
             r["mixture"], {"tasks": r["tasks"], "logp": [], "shares": [], "straddles": 0})
         entry["logp"].append(r["logprobs"])
@@ -162,7 +164,7 @@ def collect(records: list[dict]) -> dict:
 
 def summarize_run(run: RunFolder, config: ProbeConfig) -> dict:
     """Statistics, summary.md and figures from a run folder's records; marks the run complete."""
-    table = collect(run.read_records())
+    table = collect(run.read_records(), config)
     expected = len(config.models) * len(config.mixtures) * config.n_prompts
     found = sum(len(e["logp"]) for mixtures in table.values() for e in mixtures.values())
     if found != expected:

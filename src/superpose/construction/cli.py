@@ -1,0 +1,105 @@
+"""``superpose construct``: build the hand-set transformer, run it on mixed prompts, report.
+
+Examples::
+
+    superpose construct --tasks plus_1,plus_3,times_3 --examples 16 --prompts 60
+    superpose construct --k 4 --examples 32 --noise 4 --out runs
+    superpose construct --config configs/construct/demo.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import yaml
+
+from superpose.construction.experiment import TOLERANCE, load_config, run_experiment
+from superpose.errors import ConfigError
+
+# Flags that override a config file's field of the same name when given.
+_FIELDS = ("tasks", "k", "vocab", "examples", "noise", "prompts", "seed")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register the ``construct`` sub-command."""
+    p = subparsers.add_parser(
+        "construct", help="build a 7-layer transformer that does K tasks in superposition",
+        description="Build the transformer of Section 5 by formula (no training), run it on random "
+                    "prompts mixing K tasks, and check that the probability of each task's answer "
+                    "equals the task's share of the examples.")
+    p.add_argument("--config", type=Path, help="YAML config (fields as the flags below)")
+    p.add_argument("--tasks", help="comma-separated tasks: plus_k, minus_k, times_k, const_k, "
+                                   "mirror, square (0 <= k < vocab); default plus_1..plus_K")
+    p.add_argument("--k", type=int, help="number of tasks when --tasks is not given (default 3)")
+    p.add_argument("--vocab", type=int, help="number of symbols V, the d of the bound (default 10)")
+    p.add_argument("--examples", "-m", type=int, help="in-context examples per prompt m (default 16)")
+    p.add_argument("--noise", type=int, help="examples per prompt that fit no task (default 0)")
+    p.add_argument("--prompts", type=int, help="random prompts to run (default 60)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--dims", help="comma-separated m values for the dimension table "
+                                  "(default 1,4,16,64,256,1024,4096,65536)")
+    p.add_argument("--out", default="runs", help="folder that receives the run folder (default runs)")
+    p.set_defaults(func=run)
+    return p
+
+
+def _config_from_args(args: argparse.Namespace) -> dict:
+    data: dict = {}
+    if getattr(args, "config", None):
+        try:
+            data = yaml.safe_load(Path(args.config).read_text()) or {}
+        except OSError as e:
+            raise ConfigError(f"{args.config}: cannot read ({e.strerror})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{args.config}: expected a mapping of fields, got {type(data).__name__}")
+    for name in _FIELDS:
+        value = getattr(args, name, None)
+        if value is not None:
+            data[name] = [t for t in value.split(",") if t.strip()] if name == "tasks" else value
+    dims = getattr(args, "dims", None)
+    if dims:
+        try:
+            data["dimension_ms"] = [int(v) for v in dims.split(",")]
+        except ValueError:
+            raise ConfigError(f"--dims: expected comma-separated integers, got {dims!r}") from None
+    return data
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the construction experiment and print the report; 0 when every error is under tolerance."""
+    from rich.console import Console
+    from rich.table import Table
+
+    config = load_config(_config_from_args(args), source=str(getattr(args, "config", None) or "flags"))
+    console = Console()
+    with console.status("building the transformer and running it on mixed prompts"):
+        folder, s = run_experiment(config, root=getattr(args, "out", "runs") or "runs")
+
+    arch = Table(title=f"Constructed transformer: K={s['k']} tasks ({', '.join(s['tasks'])}), "
+                       f"d={s['vocab_d']} symbols, m={s['examples_m']} examples, n={s['tokens_per_example_n']}")
+    for col in ("layer", "job", "heads", "MLP width"):
+        arch.add_column(col)
+    for r in s["architecture"]:
+        arch.add_row(str(r["layer"]), r["job"], str(r["heads"]), str(r["mlp_width"]))
+    console.print(arch)
+
+    dims = Table(title="Embedding dimension against the bound d + log2(mn)")
+    for col in ("m", "N = nm+2", "d + log2(mn)", "d_model", "d_model / (d + log2 mn)", "max |P - share|"):
+        dims.add_column(col, justify="right")
+    for r in s["dimension_table"]:
+        err = "not run" if r["max_abs_error"] is None else f"{r['max_abs_error']:.1e}"
+        dims.add_row(str(r["m"]), str(r["N"]), f"{r['d_plus_log2_mn']:.2f}", str(r["d_model"]),
+                     f"{r['ratio']:.2f}", err)
+    console.print(dims)
+
+    ok = s["passed"]
+    console.print(
+        f"layers {s['layers']} (limit {s['layer_limit']}), heads per layer {s['heads_per_layer']} "
+        f"(at most K={s['k']}), d_model {s['d_model']} = {s['d_model_formula']} "
+        f"<= {s['bound_constant']} * (d + log2(mn)) = {s['bound_constant'] * s['d_plus_log2_mn']:.1f}\n"
+        f"{s['prompts']} prompts: max |P(answer_k) - share_k| = {s['max_abs_error']:.2e} "
+        f"(design bound {s['error_bound']:.1e}, tolerance {TOLERANCE:g}) -> "
+        + ("[green]OK[/green]" if ok else "[red]FAILED[/red]"))
+    console.print(f"run folder: {folder.path}\nfigure: {folder.path / s['figure']}")
+    return 0 if ok else 1

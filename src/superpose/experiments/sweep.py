@@ -1,0 +1,211 @@
+"""The λ sweep: how a model splits probability between two tasks as their mix in the prompt varies.
+
+For each λ in the config (default 0, 0.1, ..., 1), prompts hold examples of task 1 with share λ and
+task 2 with share 1-λ -- exact counts (largest remainder) or i.i.d. draws -- and the model scores
+both tasks' answers to the query. A model that "learns tasks in superposition" puts about λ on task
+1's answer and 1-λ on task 2's; the study found this in small transformers trained on one task per
+sequence, and in pretrained LLMs. Works on any model ``load_model`` accepts.
+
+    superpose sweep configs/sweep/plus_scratch.yaml
+    superpose sweep configs/sweep/plus_scratch.yaml --resume runs/sweep-plus-...   # continue
+
+Prompt ``i`` at every λ is built from the same seed ``(seed, i)``: the example inputs and the query
+are then the same across λ and only which task answers each example changes (common random
+numbers), so the curve shows the effect of λ rather than prompt-to-prompt noise.
+
+The run folder holds config.yaml, records.jsonl (one record per prompt), summary.json and
+figures/sweep.png (stacked areas of P(task 1), P(task 2) and the rest against λ, with the diagonal).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import statistics
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from superpose.config import read_yaml, validate
+from superpose.errors import SuperposeError
+from superpose.prompts import MixtureSpec, build_prompt
+from superpose.runs import DEFAULT_ROOT, RunFolder
+
+DEFAULT_LAMBDAS = [round(i / 10, 1) for i in range(11)]
+
+# The study's published P(task 1 answer) at λ = 0, 0.1, ..., 1 for models trained from scratch.
+STUDY_CURVES = {
+    "plus": [0, .114, .202, .299, .408, .492, .618, .690, .803, .899, 1],
+    "ret": [0, .009, .036, .133, .299, .489, .685, .844, .935, .990, 1],
+}
+
+
+class SweepConfig(BaseModel):
+    """A λ sweep (YAML)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "sweep"
+    model: str  # embedded name (`superpose models`), local folder, GGUF file or hub id
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    device: str | None = None  # e.g. "cuda"; None: where the model loads (CPU)
+    task1: str
+    task2: str
+    n_examples: int = Field(40, ge=1)
+    n_prompts: int = Field(20, ge=1)  # prompts per λ
+    lambdas: list[float] = Field(default_factory=lambda: list(DEFAULT_LAMBDAS))
+    counts: Literal["exact", "iid"] = "exact"
+    seed: int = 0
+    reference: Literal["none", "plus", "ret"] = "none"  # a study curve to draw and compare with
+    out_root: str = str(DEFAULT_ROOT)
+
+    @field_validator("lambdas")
+    @classmethod
+    def _unit_interval(cls, lams: list[float]) -> list[float]:
+        if not lams:
+            raise ValueError("needs at least one λ")
+        if any(not 0.0 <= x <= 1.0 for x in lams):
+            raise ValueError(f"every λ must lie in [0, 1], got {lams}")
+        if len(set(lams)) != len(lams):
+            raise ValueError(f"lists a λ twice: {lams}")
+        return sorted(lams)
+
+    @model_validator(mode="after")
+    def _mixable(self) -> "SweepConfig":
+        if self.task1 == self.task2:
+            raise ValueError(f"task1 and task2 are both '{self.task1}'; a sweep needs two tasks")
+        try:
+            self.spec(0.5)  # unknown or unmixable tasks, too few inputs: fail now, not mid-run
+        except SuperposeError as e:
+            raise ValueError(f"task1/task2: {e}") from None
+        except ValidationError as e:
+            raise ValueError("task1/task2: " + "; ".join(
+                err["msg"].removeprefix("Value error, ") for err in e.errors())) from None
+        if self.reference != "none" and self.lambdas != DEFAULT_LAMBDAS:
+            raise ValueError("reference curves are given at λ = 0, 0.1, ..., 1; use those lambdas")
+        return self
+
+    def spec(self, lam: float) -> MixtureSpec:
+        """The mixture at share ``lam`` of task 1."""
+        return MixtureSpec(tasks=[self.task1, self.task2], weights=[lam, 1.0 - lam],
+                           n_examples=self.n_examples, counts=self.counts)
+
+
+def load_sweep_config(path: str | Path, **overrides) -> SweepConfig:
+    """A validated :class:`SweepConfig` from YAML; ``overrides`` replace top-level fields."""
+    data = read_yaml(path)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return validate(SweepConfig, data, str(path))
+
+
+def run_sweep(cfg: SweepConfig, resume: str | Path | None = None, progress: bool = True,
+              figure_copy: str | Path | None = None, lm=None) -> tuple[RunFolder, dict]:
+    """Score every (λ, prompt) pair not yet in the run folder, then write summary and figure.
+
+    ``lm`` may pass an already loaded model (tests, notebooks); it must be ``cfg.model``.
+    """
+    from tqdm.auto import tqdm
+
+    from superpose.models import load_model
+    from superpose.scoring import SharedPrefixScorer
+
+    from superpose.models.loading import resolve_model
+
+    if lm is None:
+        resolve_model(cfg.model)  # an unknown model fails before a run folder is made
+    if resume is not None:
+        run = RunFolder.open(resume)
+        if run.config != cfg.model_dump(mode="json"):
+            raise SuperposeError(f"{resume} was started with another config; resume with the same one")
+    else:
+        run = RunFolder.create(f"{cfg.name}", cfg.model_dump(mode="json"), cfg.out_root)
+    done = {(r["lambda"], r["index"]) for r in run.read_records()}
+    todo = [(lam, i) for lam in cfg.lambdas for i in range(cfg.n_prompts) if (lam, i) not in done]
+
+    if todo:
+        lm = lm or load_model(cfg.model, dtype=cfg.dtype, device=cfg.device)
+        run.update_config("model_info", {k: v for k, v in lm.info.items() if k != "versions"})
+        scorer = SharedPrefixScorer(lm)
+        specs = {lam: cfg.spec(lam) for lam in cfg.lambdas}
+        for lam, i in tqdm(todo, desc=f"sweep {cfg.task1}/{cfg.task2}", unit="prompt",
+                           disable=not progress, dynamic_ncols=True):
+            prompt = build_prompt(specs[lam], cfg.seed, i)
+            s1, s2 = scorer.score(prompt.text, prompt.answers)
+            run.append_record({
+                "lambda": lam, "index": i, "p1": s1.prob, "p2": s2.prob,
+                "other": max(0.0, 1.0 - s1.prob - s2.prob), "logp1": s1.logprob, "logp2": s2.logprob,
+                "answers": prompt.answers, "counts": prompt.counts, "query": prompt.query_input,
+            })
+    records = run.read_records()
+    summary = summarize(records, cfg)
+    plot_sweep(summary, cfg, run.figure_path("sweep"))
+    if figure_copy is not None:
+        Path(figure_copy).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(run.figure_path("sweep"), figure_copy)
+    run.finish(summary)
+    return run, summary
+
+
+def summarize(records: list[dict], cfg: SweepConfig) -> dict:
+    """Mean P(task 1), P(task 2) and the rest per λ, with the checks the study's claim implies."""
+    from scipy.stats import spearmanr
+
+    curve = []
+    for lam in cfg.lambdas:
+        rows = [r for r in records if r["lambda"] == lam]
+        if not rows:
+            continue
+        p1, p2, other = ([r[k] for r in rows] for k in ("p1", "p2", "other"))
+        sem = statistics.stdev(p1) / math.sqrt(len(p1)) if len(p1) > 1 else 0.0
+        curve.append({"lambda": lam, "n": len(rows), "p1": statistics.fmean(p1),
+                      "p2": statistics.fmean(p2), "other": statistics.fmean(other), "p1_sem": sem})
+    lams = [c["lambda"] for c in curve]
+    p1s = [c["p1"] for c in curve]
+    summary: dict = {
+        "model": cfg.model, "task1": cfg.task1, "task2": cfg.task2, "counts": cfg.counts,
+        "n_examples": cfg.n_examples, "n_prompts": cfg.n_prompts, "curve": curve,
+        "spearman_p1_vs_lambda": float(spearmanr(lams, p1s).statistic) if len(curve) > 2 else None,
+        "monotone_p1": all(b >= a for a, b in zip(p1s, p1s[1:])),
+        "mean_other": statistics.fmean(c["other"] for c in curve) if curve else None,
+        "mean_abs_p1_minus_lambda": statistics.fmean(abs(c["p1"] - c["lambda"]) for c in curve) if curve else None,
+    }
+    half = [c for c in curve if abs(c["lambda"] - 0.5) < 1e-9]
+    if half:
+        summary["at_half"] = {"p1": half[0]["p1"], "p2": half[0]["p2"], "other": half[0]["other"]}
+    if cfg.reference != "none" and len(curve) == len(DEFAULT_LAMBDAS):
+        ref = STUDY_CURVES[cfg.reference]
+        summary["reference"] = {"name": cfg.reference, "p1": ref,
+                                "mean_abs_diff": statistics.fmean(abs(a - b) for a, b in zip(p1s, ref)),
+                                "max_abs_diff": max(abs(a - b) for a, b in zip(p1s, ref))}
+    return summary
+
+
+def plot_sweep(summary: dict, cfg: SweepConfig, path: Path) -> Path:
+    """Stacked areas of P(task 1), P(task 2) and the rest against λ, with the diagonal."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curve = summary["curve"]
+    lams = [c["lambda"] for c in curve]
+    fig, ax = plt.subplots(figsize=(5.2, 4.0), dpi=150)
+    ax.stackplot(lams, [c["p1"] for c in curve], [c["p2"] for c in curve],
+                 [c["other"] for c in curve], colors=["#4C72B0", "#DD8452", "#BBBBBB"], alpha=0.85,
+                 labels=[f"P({cfg.task1})", f"P({cfg.task2})", "other"])
+    ax.plot([0, 1], [0, 1], color="black", ls="--", lw=1, label="y = λ")
+    if "reference" in summary:
+        ax.plot(DEFAULT_LAMBDAS, summary["reference"]["p1"], color="black", marker="o", ms=3, lw=1,
+                label=f"study ({cfg.reference}_k, from scratch)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel(f"λ (share of {cfg.task1} examples, {cfg.counts} counts)")
+    ax.set_ylabel("probability of the answer")
+    ax.set_title(f"{Path(cfg.model).name}: {cfg.n_examples} examples, {cfg.n_prompts} prompts per λ",
+                 fontsize=9)
+    ax.legend(loc="upper left", fontsize=7, framealpha=0.9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,64 @@
+"""Training sequences: N in-context examples of ONE task, then a query, with loss on answers only.
+
+A sequence is ``x_1>y_1\\n x_2>y_2\\n ... x_N>y_N\\n x_q>y_q\\n`` (no spaces), every line from the
+same task -- one hidden k per sequence, e.g. plus_3. The model sees no task label, so it must infer
+k from the examples. The loss covers each answer's characters and the newline after them, never
+the inputs: the model is trained to answer, not to predict random inputs.
+
+Sequence ``i`` of a run draws from its own ``random.Random`` seeded by ``(seed, i)``, so step ``s``
+always sees the same batch, whatever happened before -- which makes resuming exact without saving
+any data-loader state.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from superpose.tasks import Task
+
+
+@dataclass
+class TrainingSequence:
+    """One training sequence: its text, which characters carry loss, and its task."""
+
+    text: str
+    loss_mask: list[bool]  # loss_mask[t]: character t is a target (an answer character or its newline)
+    task: str
+
+
+def make_sequence(tasks: Sequence[Task], n_examples: int, rng: random.Random) -> TrainingSequence:
+    """Draw one task, then ``n_examples`` examples and a query of it, all with their answers."""
+    task = tasks[rng.randrange(len(tasks))]
+    inputs = task.space.draw(rng, n_examples + 1)  # the last one is the query
+    parts: list[str] = []
+    mask: list[bool] = []
+    for x in inputs:
+        prefix, answer = task.query(x), task.answer(x) + "\n"
+        parts += [prefix, answer]
+        mask += [False] * len(prefix) + [True] * len(answer)
+    return TrainingSequence("".join(parts), mask, task.name)
+
+
+def sequence_rng(seed: int, index: int) -> random.Random:
+    """The random stream of sequence ``index`` (string seeds hash with SHA-512: stable across runs)."""
+    return random.Random(f"superpose-scratch:{seed}:{index}")
+
+
+def make_batch(tasks: Sequence[Task], n_examples: int, seed: int, start: int, batch_size: int,
+               vocab: dict[str, int], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sequences ``start .. start+batch_size-1`` as (input_ids, loss_mask), right-padded.
+
+    input_ids: [batch, seq] long; loss_mask: [batch, seq] bool (padding never carries loss).
+    """
+    seqs = [make_sequence(tasks, n_examples, sequence_rng(seed, start + j)) for j in range(batch_size)]
+    width = max(len(s.text) for s in seqs)
+    ids = torch.full((batch_size, width), pad_id, dtype=torch.long)  # [batch, seq]
+    mask = torch.zeros((batch_size, width), dtype=torch.bool)  # [batch, seq]
+    for j, s in enumerate(seqs):
+        ids[j, : len(s.text)] = torch.tensor([vocab[c] for c in s.text], dtype=torch.long)
+        mask[j, : len(s.text)] = torch.tensor(s.loss_mask, dtype=torch.bool)
+    return ids, mask

@@ -1,0 +1,335 @@
+"""Train a small character-level transformer on one task per sequence (nanoGPT-style, top to bottom).
+
+    superpose train configs/scratch/plus_cpu.yaml            # start (or fail if out_dir has a run)
+    superpose train configs/scratch/plus_cpu.yaml --resume   # continue an interrupted run exactly
+
+Everything is a function of the config's seed: the weights are drawn from a ``torch.Generator``,
+and batch ``s`` is built from sequence seeds ``(seed, s*batch .. )`` (see :mod:`.data`), so two runs
+with one seed give the same loss curve, and a resumed run continues the uninterrupted one. The
+schedule is a pure function of the step, so "scheduler state" is just the step number.
+
+``out_dir`` holds::
+
+    checkpoint/    the latest checkpoint: model (safetensors + config + tokenizer) and state.pt
+                   (optimizer, step, elapsed time, RNG states)
+    log.jsonl      one line per step: loss, learning rate, tokens, elapsed seconds
+    model/         the final model, a Hugging Face folder (load_model accepts its path)
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from superpose.config import read_yaml, validate
+from superpose.errors import ConfigError, SuperposeError
+from superpose.scratch.data import make_batch, make_sequence, sequence_rng
+from superpose.scratch.model import ModelConfig, build_model
+from superpose.scratch.tokenizer import build_tokenizer, char_vocab
+from superpose.tasks import get_task, list_tasks
+
+
+class TrainConfig(BaseModel):
+    """A training recipe (YAML). Defaults are the study's, except batch size and steps."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "scratch"
+    tasks: list[str]  # task names or shell patterns: ["plus_*"] is plus_0 .. plus_9
+    n_examples: int = Field(100, ge=1)  # in-context examples per sequence (plus one query)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    steps: int = Field(5000, ge=1)
+    batch_size: int = Field(400, ge=1)
+    micro_batches: int = Field(1, ge=1)  # split a batch to save memory; the gradient is unchanged
+    lr: float = Field(5e-4, gt=0)
+    warmup_steps: int = Field(250, ge=0)
+    decay_steps: int = Field(1000, ge=0)  # the last decay_steps steps decay linearly to min_lr
+    min_lr: float = Field(0.0, ge=0)
+    weight_decay: float = Field(0.1, ge=0)
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = Field(1.0, gt=0)
+    seed: int = 0
+    checkpoint_every: int = Field(500, ge=1)
+    out_dir: str = "runs/scratch/scratch"
+    device: str = "auto"  # auto: cuda when available, else cpu
+    autocast: Literal["none", "bfloat16"] = "none"  # bfloat16 autocast for GPUs
+    threads: int | None = Field(None, ge=1)  # CPU threads for torch; None: torch's default
+    fused_adamw: bool = True  # torch's fused AdamW kernel (CPU and CUDA)
+
+    @field_validator("tasks")
+    @classmethod
+    def _expand_tasks(cls, patterns: list[str]) -> list[str]:
+        if not patterns:
+            raise ValueError("needs at least one task")
+        names: list[str] = []
+        known = [t.name for t in list_tasks()]
+        for pat in patterns:
+            hits = sorted(fnmatch.filter(known, pat), key=_natural) if any(c in pat for c in "*?[") else [pat]
+            if not hits:
+                raise ValueError(f"pattern '{pat}' matches no task")
+            for n in hits:
+                try:
+                    get_task(n)
+                except SuperposeError as e:  # pydantic reports ValueErrors with the field's name
+                    raise ValueError(str(e)) from None
+                if n not in names:
+                    names.append(n)
+        return names
+
+    @model_validator(mode="after")
+    def _check(self) -> "TrainConfig":
+        if self.batch_size % self.micro_batches:
+            raise ValueError(f"batch_size={self.batch_size} must be a multiple of micro_batches={self.micro_batches}")
+        if self.warmup_steps + self.decay_steps > self.steps:
+            raise ValueError(f"warmup_steps + decay_steps ({self.warmup_steps} + {self.decay_steps}) "
+                             f"exceeds steps={self.steps}")
+        if self.min_lr > self.lr:
+            raise ValueError(f"min_lr={self.min_lr} exceeds lr={self.lr}")
+        tasks = [get_task(n) for n in self.tasks]
+        vocab = char_vocab()
+        longest = 0
+        for t in tasks:
+            for i in range(3):  # a few draws: inputs of some spaces vary in length
+                s = make_sequence([t], self.n_examples, sequence_rng(-1, i))
+                longest = max(longest, len(s.text))
+                bad = sorted({c for c in s.text if c not in vocab})
+                if bad:
+                    raise ValueError(f"task '{t.name}' writes characters outside the character "
+                                     f"vocabulary: {bad!r}")
+        if longest > self.model.max_position_embeddings:
+            raise ValueError(
+                f"model.max_position_embeddings={self.model.max_position_embeddings} is shorter than a "
+                f"training sequence ({longest} characters for n_examples={self.n_examples})")
+        return self
+
+
+def _natural(name: str) -> tuple:
+    head, _, tail = name.rpartition("_")
+    return (head, int(tail)) if tail.isdigit() else (name, 0)
+
+
+def load_train_config(path: str | Path, **overrides) -> TrainConfig:
+    """A validated :class:`TrainConfig` from YAML; ``overrides`` replace top-level fields."""
+    data = read_yaml(path)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return validate(TrainConfig, data, str(path))
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Warmup-stable-decay: linear warmup, constant, then linear decay to min_lr over the last steps."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    decay_start = cfg.steps - cfg.decay_steps
+    if step < decay_start:
+        return cfg.lr
+    frac = (step - decay_start + 1) / max(cfg.decay_steps, 1)  # reaches min_lr on the last step
+    return cfg.lr + (cfg.min_lr - cfg.lr) * frac
+
+
+def answer_loss(model, input_ids: torch.Tensor, loss_mask: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """(sum of cross-entropies over answer targets, their number); logits only where loss is taken.
+
+    input_ids, loss_mask: [batch, seq]. Only answer positions reach the output layer, which skips
+    most of the logits of a plain causal-LM loss.
+    """
+    hidden = model.model(input_ids=input_ids).last_hidden_state  # [batch, seq, d_model]
+    targets_mask = loss_mask[:, 1:]  # [batch, seq-1]: token t+1 is predicted at position t
+    h = hidden[:, :-1][targets_mask]  # [n_targets, d_model]
+    logits = model.lm_head(h).float()  # [n_targets, vocab]
+    targets = input_ids[:, 1:][targets_mask]  # [n_targets]
+    return F.cross_entropy(logits, targets, reduction="sum"), int(targets.numel())
+
+
+def make_optimizer(model, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (norm gains are not decayed)."""
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, fused=cfg.fused_adamw or None)
+
+
+def train_step(model, optimizer, ids: torch.Tensor, mask: torch.Tensor, cfg: TrainConfig,
+               autocast) -> float:
+    """One optimizer step on a batch (ids, mask: [batch, seq]); returns the mean answer loss."""
+    n_targets = int(mask[:, 1:].sum())
+    micro = ids.shape[0] // cfg.micro_batches
+    total = 0.0
+    for m in range(cfg.micro_batches):
+        rows = slice(m * micro, (m + 1) * micro)
+        with autocast:
+            loss_sum, _ = answer_loss(model, ids[rows], mask[rows])
+        (loss_sum / n_targets).backward()  # mean over the whole batch's targets, not the micro-batch's
+        total += loss_sum.item()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return total / n_targets
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced."""
+
+    out_dir: Path
+    model_dir: Path | None  # the final Hugging Face folder (None if stopped early)
+    steps_done: int
+    losses: list[float] = field(default_factory=list)  # loss of every step from 0, resumed or not
+    seconds: float = 0.0  # training time over all sessions (excludes checkpoint writing)
+    tokens: int = 0  # tokens processed (non-padding) over all sessions
+
+    @property
+    def tokens_per_second(self) -> float:
+        """Training throughput."""
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+
+def _device(cfg: TrainConfig) -> torch.device:
+    if cfg.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(cfg.device)
+
+
+def _save_checkpoint(out_dir: Path, model, tokenizer, optimizer, step: int, seconds: float,
+                     tokens: int, cfg: TrainConfig) -> None:
+    # Write beside the old checkpoint, then swap: a kill mid-write leaves the previous one intact.
+    tmp, final, old = out_dir / "checkpoint.tmp", out_dir / "checkpoint", out_dir / "checkpoint.old"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    torch.save({
+        "step": step, "optimizer": optimizer.state_dict(), "seconds": seconds, "tokens": tokens,
+        "config": cfg.model_dump(mode="json"), "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }, tmp / "state.pt")
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _read_log(path: Path, before: int) -> list[dict]:
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            break  # a line cut short by a kill
+        if row["step"] < before:
+            rows.append(row)
+    return rows
+
+
+def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
+          progress: bool = True, export_dir: str | Path | None = None) -> TrainResult:
+    """Train (or resume) per ``cfg``; ``stop_at`` checkpoints and returns after that many steps."""
+    from tqdm.auto import tqdm
+
+    out_dir = Path(cfg.out_dir)
+    device = _device(cfg)
+    if cfg.threads and device.type == "cpu":
+        torch.set_num_threads(cfg.threads)
+    tasks = [get_task(n) for n in cfg.tasks]
+    vocab, tokenizer = char_vocab(), build_tokenizer()
+
+    model = build_model(cfg.model, torch.Generator().manual_seed(cfg.seed)).to(device)
+    optimizer = make_optimizer(model, cfg, device)
+    start, seconds, tokens = 0, 0.0, 0
+    ckpt = out_dir / "checkpoint"
+    if resume:
+        if not (ckpt / "state.pt").exists():
+            raise SuperposeError(f"nothing to resume in {out_dir} (no checkpoint/state.pt)")
+        state = torch.load(ckpt / "state.pt", map_location=device, weights_only=False)
+        saved = TrainConfig.model_validate(state["config"])
+        if saved.model_dump(exclude={"out_dir", "threads"}) != cfg.model_dump(exclude={"out_dir", "threads"}):
+            raise ConfigError(f"{out_dir}: the config differs from the one this run started with; "
+                              "resume with the same config (or start a new out_dir)")
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(ckpt / "model.safetensors", device=str(device)))
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        start, seconds, tokens = state["step"], state["seconds"], state["tokens"]
+    elif ckpt.exists() or (out_dir / "model").exists():
+        raise SuperposeError(f"{out_dir} already holds a run; pass --resume to continue it, "
+                             "or set another out_dir")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2) + "\n")
+    log_path = out_dir / "log.jsonl"
+    log = _read_log(log_path, before=start)  # drop steps logged after the checkpoint we resume from
+    log_path.write_text("".join(json.dumps(r) + "\n" for r in log))
+
+    end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.autocast == "bfloat16")
+    model.train()
+    bar = tqdm(total=cfg.steps, initial=start, disable=not progress, desc=cfg.name, unit="step",
+               dynamic_ncols=True)
+    step = start
+    try:
+        with open(log_path, "a") as log_file:
+            while step < end:
+                t0 = time.perf_counter()
+                lr = lr_at(step, cfg)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                ids, mask = make_batch(tasks, cfg.n_examples, cfg.seed, step * cfg.batch_size,
+                                       cfg.batch_size, vocab)  # [batch, seq] x2
+                loss = train_step(model, optimizer, ids.to(device), mask.to(device), cfg, autocast)
+                step += 1
+                seconds += time.perf_counter() - t0
+                tokens += int((ids != 0).sum())
+                row = {"step": step - 1, "loss": loss, "lr": lr, "tokens": tokens, "seconds": round(seconds, 3)}
+                log.append(row)
+                log_file.write(json.dumps(row) + "\n")
+                log_file.flush()
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
+                if not math.isfinite(loss):
+                    raise SuperposeError(f"loss became {loss} at step {step - 1}; lower lr or raise warmup")
+                if step % cfg.checkpoint_every == 0 or step == end:
+                    _save_checkpoint(out_dir, model, tokenizer, optimizer, step, seconds, tokens, cfg)
+    except KeyboardInterrupt:
+        if step > start:  # keep the work done: the next --resume starts from here
+            _save_checkpoint(out_dir, model, tokenizer, optimizer, step, seconds, tokens, cfg)
+        raise
+    finally:
+        bar.close()
+
+    losses = [r["loss"] for r in log]
+    model_dir = None
+    if step >= cfg.steps:
+        model_dir = _export(model, tokenizer, out_dir / "model", cfg, losses, seconds, tokens)
+        if export_dir is not None:
+            _export(model, tokenizer, Path(export_dir), cfg, losses, seconds, tokens)
+    return TrainResult(out_dir, model_dir, step, losses, seconds, tokens)
+
+
+def _export(model, tokenizer, folder: Path, cfg: TrainConfig, losses: list[float], seconds: float,
+            tokens: int) -> Path:
+    """Write the final model as a Hugging Face folder, with how it was trained."""
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    tail = losses[-50:]
+    (folder / "training.json").write_text(json.dumps({
+        "config": cfg.model_dump(mode="json"),
+        "final_loss_mean_last_50_steps": sum(tail) / len(tail) if tail else None,
+        "train_seconds": round(seconds, 1),
+        "tokens_per_second": round(tokens / seconds, 1) if seconds else None,
+        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "n_parameters": sum(p.numel() for p in model.parameters()),
+    }, indent=2) + "\n")
+    return folder

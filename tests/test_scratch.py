@@ -1,0 +1,200 @@
+"""Scratch training: character tokenizer, answer-only loss, determinism, exact resume, configs."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from superpose.errors import ConfigError, SuperposeError
+from superpose.scratch import (CHARACTERS, ModelConfig, TrainConfig, build_model, build_tokenizer,
+                               char_vocab, make_batch, make_sequence)
+from superpose.scratch.data import sequence_rng
+from superpose.scratch.train import answer_loss, load_train_config, lr_at, train
+from superpose.tasks import get_task
+
+CHECKPOINT = Path(__file__).resolve().parents[1] / "src/superpose/checkpoints/scratch-plus-cpu"
+
+
+def tiny_config(out_dir: Path, **kw) -> TrainConfig:
+    """A model and batch small enough that a few steps take a second."""
+    base = dict(name="tiny", tasks=["plus_[0-9]", "ret_1", "ret_8"], n_examples=5,
+                model=ModelConfig(n_layers=1, d_model=16, n_heads=2, d_mlp=32, max_position_embeddings=96),
+                steps=6, batch_size=4, lr=1e-2, warmup_steps=2, decay_steps=2,
+                checkpoint_every=3, out_dir=str(out_dir), seed=7, threads=1)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+# --- tasks and tokenizer --------------------------------------------------------------------------
+
+def test_char_tasks_answers():
+    assert get_task("plus_3").answer("8") == "1"
+    assert get_task("plus_0").answer("5") == "5"
+    x = get_task("ret_1").space.draw_one(random.Random(0))
+    assert len(x) == 8 and len(set(x)) == 8 and x.isalpha()
+    assert [get_task(f"ret_{k}").answer(x) for k in range(1, 9)] == list(x)
+    assert get_task("ret_2").example("abcdefgh") == "abcdefgh>b"
+
+
+def test_tokenizer_round_trip_and_prefix():
+    tok = build_tokenizer()
+    text = "".join(CHARACTERS) + "Qz>3\n7>0\n"
+    ids = tok(text).input_ids
+    assert len(ids) == len(text)  # one token per character, no BOS/EOS added
+    assert tok.decode(ids) == text
+    assert ids == [char_vocab()[c] for c in text]  # the training loop's fast path agrees
+    prompt = "3>5\n9>1\n4>"
+    assert tok(prompt + "6").input_ids[: len(prompt)] == tok(prompt).input_ids  # the scorer's prefix
+
+
+def test_shipped_tokenizer_loads_with_autotokenizer():
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(CHECKPOINT)
+    s = "abcdefgh>c\nQWERTYUI>E\n"
+    assert tok(s).input_ids == build_tokenizer()(s).input_ids
+    assert tok.decode(tok(s).input_ids) == s
+
+
+# --- data and loss ---------------------------------------------------------------------------------
+
+def test_sequence_is_single_task_and_mask_covers_answers_only():
+    tasks = [get_task(f"plus_{k}") for k in range(10)]
+    seq = make_sequence(tasks, 30, random.Random(3))
+    lines = seq.text.split("\n")[:-1]
+    assert len(lines) == 31 and seq.text.endswith("\n")
+    k = int(seq.task.split("_")[1])
+    assert all((int(x) + k) % 10 == int(y) for x, y in (line.split(">") for line in lines))
+    # per line "x>y\n": x and ">" carry no loss; the answer and its newline do
+    assert seq.loss_mask == [False, False, True, True] * 31
+
+    ret = make_sequence([get_task("ret_5")], 3, random.Random(0))
+    masked = "".join(c for c, m in zip(ret.text, ret.loss_mask) if m)
+    assert masked == "".join(line.split(">")[1] + "\n" for line in ret.text.split("\n")[:-1])
+
+
+def test_batches_are_a_function_of_seed_and_index():
+    tasks = [get_task("ret_3"), get_task("plus_2")]
+    a = make_batch(tasks, 4, seed=1, start=8, batch_size=3, vocab=char_vocab())
+    b = make_batch(tasks, 4, seed=1, start=8, batch_size=3, vocab=char_vocab())
+    c = make_batch(tasks, 4, seed=2, start=8, batch_size=3, vocab=char_vocab())
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and not torch.equal(a[0], c[0])
+    # mixed lengths (ret lines are longer): padding never carries loss
+    ids, mask = a
+    assert not mask[ids == 0].any()
+
+
+def test_answer_loss_equals_masked_full_cross_entropy():
+    model = build_model(ModelConfig(n_layers=1, d_model=16, n_heads=2, d_mlp=32,
+                                    max_position_embeddings=64), torch.Generator().manual_seed(0))
+    tasks = [get_task("ret_2"), get_task("plus_5")]
+    ids, mask = make_batch(tasks, 3, seed=0, start=0, batch_size=4, vocab=char_vocab())
+    total, n = answer_loss(model, ids, mask)
+    labels = torch.where(mask, ids, torch.full_like(ids, -100))  # [batch, seq]
+    logits = model(input_ids=ids).logits  # [batch, seq, vocab]
+    ref = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
+                          labels[:, 1:].reshape(-1), ignore_index=-100, reduction="sum")
+    assert n == int(mask[:, 1:].sum()) and n < int((ids != 0).sum()) / 2
+    torch.testing.assert_close(total, ref, rtol=1e-5, atol=1e-4)
+
+
+def test_init_depends_only_on_generator():
+    cfg = ModelConfig(n_layers=1, d_model=16, n_heads=2, d_mlp=32, max_position_embeddings=32)
+    torch.manual_seed(123)
+    a = build_model(cfg, torch.Generator().manual_seed(5)).state_dict()
+    torch.manual_seed(456)  # the global RNG must not matter
+    b = build_model(cfg, torch.Generator().manual_seed(5)).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_wsd_schedule():
+    cfg = TrainConfig(tasks=["plus_1"], n_examples=4, steps=100, warmup_steps=10, decay_steps=20,
+                      lr=1e-3, min_lr=1e-4,
+                      model=ModelConfig(n_layers=1, d_model=16, n_heads=2, d_mlp=32, max_position_embeddings=32))
+    lrs = [lr_at(s, cfg) for s in range(100)]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
+    assert all(x == pytest.approx(1e-3) for x in lrs[10:80])
+    assert lrs[-1] == pytest.approx(1e-4) and all(b < a for a, b in zip(lrs[80:], lrs[81:]))
+
+
+# --- training loop ---------------------------------------------------------------------------------
+
+def test_same_seed_same_loss_curve(tmp_path):
+    a = train(tiny_config(tmp_path / "a"), progress=False)
+    b = train(tiny_config(tmp_path / "b"), progress=False)
+    c = train(tiny_config(tmp_path / "c", seed=8), progress=False)
+    assert len(a.losses) == 6
+    assert a.losses == b.losses
+    assert a.losses != c.losses
+    assert a.losses[-1] < a.losses[0]  # it learns something even in 6 steps
+
+
+def test_resume_continues_the_same_run(tmp_path):
+    full = train(tiny_config(tmp_path / "full"), progress=False)
+    first = train(tiny_config(tmp_path / "cut"), progress=False, stop_at=3)  # "interrupted" at 3
+    assert first.steps_done == 3 and first.model_dir is None
+    with pytest.raises(SuperposeError, match="--resume"):
+        train(tiny_config(tmp_path / "cut"), progress=False)  # never clobbers a run silently
+    resumed = train(tiny_config(tmp_path / "cut"), resume=True, progress=False)
+    assert resumed.losses == full.losses
+    from safetensors.torch import load_file
+
+    wa = load_file(full.model_dir / "model.safetensors")
+    wb = load_file(resumed.model_dir / "model.safetensors")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_resume_refuses_a_changed_config(tmp_path):
+    train(tiny_config(tmp_path / "r"), progress=False, stop_at=3)
+    with pytest.raises(ConfigError, match="differs"):
+        train(tiny_config(tmp_path / "r", lr=5e-3), resume=True, progress=False)
+
+
+def test_trained_folder_loads_with_load_model(tmp_path):
+    from superpose.models import load_model
+    from superpose.scoring import NaiveScorer, SharedPrefixScorer
+
+    result = train(tiny_config(tmp_path / "m"), progress=False)
+    lm = load_model(str(result.model_dir))
+    assert lm.info["architecture"] == "LlamaForCausalLM" and lm.max_context == 96
+    fast = SharedPrefixScorer(lm).score("3>5\n4>", ["6", "7x"])
+    slow = NaiveScorer(lm).score("3>5\n4>", ["6", "7x"])
+    for f, s in zip(fast, slow):
+        assert not f.straddles and f.logprob == pytest.approx(s.logprob, abs=1e-4)
+
+
+# --- configs ---------------------------------------------------------------------------------------
+
+def _write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_bad_config_errors_name_the_field(tmp_path):
+    with pytest.raises(ConfigError, match=r"n_examples"):
+        load_train_config(_write(tmp_path, "tasks: [plus_1]\nn_examples: 0\n"))
+    with pytest.raises(ConfigError, match=r"lr_max: unknown field"):
+        load_train_config(_write(tmp_path, "tasks: [plus_1]\nlr_max: 0.1\n"))
+    with pytest.raises(ConfigError, match=r"model\.n_heads"):
+        load_train_config(_write(tmp_path, "tasks: [plus_1]\nmodel: {n_heads: 0}\n"))
+    with pytest.raises(ConfigError, match=r"tasks.*plus_42"):
+        load_train_config(_write(tmp_path, "tasks: [plus_42]\n"))
+    with pytest.raises(ConfigError, match=r"max_position_embeddings"):
+        load_train_config(_write(tmp_path, "tasks: [ret_1]\nn_examples: 100\nmodel: {max_position_embeddings: 512}\n"))
+    with pytest.raises(ConfigError, match=r"autocast"):
+        load_train_config(_write(tmp_path, "tasks: [plus_1]\nautocast: fp8\n"))
+
+
+def test_shipped_recipes_validate():
+    root = Path(__file__).resolve().parents[1] / "configs/scratch"
+    cfgs = {p.stem: load_train_config(p) for p in root.glob("*.yaml")}
+    assert {"plus_cpu", "plus_paper", "ret_paper"} <= set(cfgs)
+    paper = cfgs["ret_paper"]
+    assert (paper.model.n_layers, paper.model.d_model, paper.model.n_heads, paper.model.d_mlp) == (6, 384, 6, 1536)
+    assert (paper.n_examples, paper.lr, paper.steps, paper.batch_size) == (100, 5e-4, 5000, 400)
+    assert cfgs["plus_paper"].batch_size == 800 and cfgs["plus_cpu"].tasks == [f"plus_{k}" for k in range(10)]

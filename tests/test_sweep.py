@@ -1,0 +1,96 @@
+"""λ sweep on the shipped scratch checkpoint: the study's finding, resumability, config errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from superpose.errors import ConfigError
+from superpose.experiments.sweep import STUDY_CURVES, SweepConfig, load_sweep_config, run_sweep
+from superpose.models import EMBEDDED_MODELS, load_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def scratch_lm():
+    return load_model("scratch-plus-cpu")
+
+
+def test_shipped_checkpoint_is_an_embedded_model(scratch_lm):
+    entry = EMBEDDED_MODELS["scratch-plus-cpu"]
+    assert entry.installed() and (entry.locate() / "model.safetensors").is_file()
+    assert scratch_lm.info["architecture"] == "LlamaForCausalLM"
+    assert scratch_lm.info["max_context"] >= 124
+    size = sum(p.stat().st_size for p in entry.locate().iterdir())
+    assert size < 10 * 2**20  # a few MB in the repo
+
+
+@pytest.mark.parametrize("task1, task2, counts", [("plus_2", "plus_7", "exact"), ("plus_4", "plus_1", "iid")])
+def test_superposition_emerges_in_the_shipped_checkpoint(tmp_path, scratch_lm, task1, task2, counts):
+    """Trained on one plus_k per sequence, it still splits probability in proportion to the mix."""
+    cfg = SweepConfig(model="scratch-plus-cpu", task1=task1, task2=task2, n_examples=30,
+                      n_prompts=40, counts=counts, seed=1, reference="plus", out_root=str(tmp_path))
+    run, s = run_sweep(cfg, progress=False, lm=scratch_lm)
+    p1 = [c["p1"] for c in s["curve"]]
+    assert [c["lambda"] for c in s["curve"]] == [i / 10 for i in range(11)]
+    assert s["spearman_p1_vs_lambda"] >= 0.95
+    assert s["at_half"]["p1"] >= 0.2 and s["at_half"]["p2"] >= 0.2
+    assert s["mean_other"] <= 0.1
+    assert p1[0] < 0.05 and p1[-1] > 0.95  # a single task in context: its answer
+    assert s["reference"]["mean_abs_diff"] < 0.15
+    assert (run.path / "figures" / "sweep.png").stat().st_size > 10_000
+    assert len(run.read_records()) == 11 * 40
+
+
+def test_sweep_resumes_without_redoing_records(tmp_path, scratch_lm):
+    cfg = SweepConfig(model="scratch-plus-cpu", task1="plus_3", task2="plus_8", n_examples=30,
+                      n_prompts=3, lambdas=[0.0, 0.5, 1.0], out_root=str(tmp_path))
+    run, full = run_sweep(cfg, progress=False, lm=scratch_lm)
+    records = run.read_records()
+    # simulate a kill: keep 4 records and a half-written fifth line
+    (run.path / "records.jsonl").write_text(
+        "".join(__import__("json").dumps(r) + "\n" for r in records[:4]) + '{"lambda": 0.5, "ind')
+    _, again = run_sweep(cfg, resume=run.path, progress=False, lm=scratch_lm)
+    assert again["curve"] == full["curve"]
+    keys = [(r["lambda"], r["index"]) for r in run.read_records()]
+    assert len(keys) == len(set(keys)) == 9
+
+
+def test_prompts_share_inputs_across_lambda():
+    cfg = SweepConfig(model="scratch-plus-cpu", task1="plus_3", task2="plus_8", n_examples=30)
+    from superpose.prompts import build_prompt
+
+    a, b = build_prompt(cfg.spec(0.2), 0, 5), build_prompt(cfg.spec(0.7), 0, 5)
+    assert a.example_inputs == b.example_inputs and a.query_input == b.query_input
+    assert a.counts == [6, 24] and b.counts == [21, 9]
+
+
+def test_sweep_config_errors_name_the_field(tmp_path):
+    def load(text: str):
+        p = tmp_path / "s.yaml"
+        p.write_text(text)
+        return load_sweep_config(p)
+
+    base = "model: scratch-plus-cpu\ntask1: plus_1\ntask2: plus_2\n"
+    with pytest.raises(ConfigError, match=r"counts.*'exact' or 'iid'"):
+        load(base + "counts: sometimes\n")
+    with pytest.raises(ConfigError, match=r"lambdas.*\[0, 1\]"):
+        load(base + "lambdas: [0.0, 1.5]\n")
+    with pytest.raises(ConfigError, match=r"n_prompts"):
+        load(base + "n_prompts: 0\n")
+    with pytest.raises(ConfigError, match=r"cannot be mixed"):
+        load("model: m\ntask1: plus_1\ntask2: ret_1\n")
+    with pytest.raises(ConfigError, match=r"unknown task 'plus_11'"):
+        load("model: m\ntask1: plus_1\ntask2: plus_11\n")
+
+
+def test_shipped_sweep_configs_validate():
+    names = {p.stem for p in (ROOT / "configs/sweep").glob("*.yaml")}
+    assert {"plus_scratch", "gemma_copy"} <= names
+    for p in (ROOT / "configs/sweep").glob("*.yaml"):
+        load_sweep_config(p)
+    gemma = load_sweep_config(ROOT / "configs/sweep/gemma_copy.yaml")
+    assert (gemma.model, gemma.task1, gemma.task2) == ("gemma-3-270m", "copy_op1", "copy_op2")
+    assert len(STUDY_CURVES["plus"]) == len(STUDY_CURVES["ret"]) == 11
