@@ -6,6 +6,7 @@ Both loops train the same model (same init, same batches, same thread count) for
 
 * ours: :func:`superpose.scratch.train.train_step` -- fused AdamW, and the output layer applied only
   at answer positions (the only ones with loss);
+* compiled (``--compile``): ours with ``compile: true`` (torch.compile of the loss);
 * reference: the textbook Hugging Face loop -- ``model(input_ids, labels=labels).loss`` over full
   logits, ``torch.optim.AdamW`` with its per-parameter for-loop implementation.
 
@@ -30,13 +31,15 @@ def main() -> None:
     from superpose.scratch.data import make_batch
     from superpose.scratch.model import build_model
     from superpose.scratch.tokenizer import char_vocab
-    from superpose.scratch.train import load_train_config, make_optimizer, train_step
+    from superpose.scratch.train import answer_loss, load_train_config, make_optimizer, train_step
     from superpose.tasks import get_task
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="configs/scratch/plus_cpu.yaml")
     ap.add_argument("--steps", type=int, default=20, help="timed steps per loop")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps per loop first")
+    ap.add_argument("--compile", action="store_true",
+                    help="also time ours with compile: true (adds a 1-2 minute compile)")
     args = ap.parse_args()
 
     cfg = load_train_config(args.config)
@@ -56,6 +59,20 @@ def main() -> None:
     def step_ours(ids, mask):
         return train_step(ours, ours_opt, ids, mask, cfg, nullcontext())
 
+    loops = [("ours", step_ours), ("reference", step_ref)]
+    if args.compile:
+        comp = build_model(cfg.model, torch.Generator().manual_seed(cfg.seed))
+        comp_opt = make_optimizer(comp, cfg, torch.device("cpu"))
+        compiled = torch.compile(answer_loss)
+
+        def step_compiled(ids, mask):
+            return train_step(comp, comp_opt, ids, mask, cfg, nullcontext(), compiled)
+
+        t0 = time.perf_counter()
+        step_compiled(*batches[0])  # the compile itself, reported apart
+        print(f"torch.compile took {time.perf_counter() - t0:.0f} s (once per run)")
+        loops.append(("compiled", step_compiled))
+
     def step_ref(ids, mask):
         labels = torch.where(mask, ids, torch.full_like(ids, -100))  # HF shifts labels itself
         loss = ref(input_ids=ids, labels=labels).loss
@@ -65,9 +82,9 @@ def main() -> None:
         ref_opt.zero_grad()
         return loss.item()
 
-    times = {"ours": [], "reference": []}
+    times: dict[str, list[float]] = {name: [] for name, _ in loops}
     for s, (ids, mask) in enumerate(batches):
-        for name, fn in (("ours", step_ours), ("reference", step_ref)):
+        for name, fn in loops:
             t0 = time.perf_counter()
             fn(ids, mask)
             if s >= args.warmup:
@@ -82,7 +99,9 @@ def main() -> None:
         rate[name] = tokens / med
         print(f"  {name:>9}: median {med * 1000:7.1f} ms/step  {rate[name]:>9,.0f} tokens/s  "
               f"(min {min(ts) * 1000:.1f} ms)")
-    print(f"  ratio ours / reference: {rate['ours'] / rate['reference']:.2f}x")
+    for name in rate:
+        if name != "reference":
+            print(f"  ratio {name} / reference: {rate[name] / rate['reference']:.2f}x")
 
 
 if __name__ == "__main__":

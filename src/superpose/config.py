@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from superpose.errors import ConfigError
+from superpose.tasks import load_task_file
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -25,6 +26,32 @@ def read_yaml(path: str | Path) -> dict:
     if not isinstance(data, dict):
         raise ConfigError(f"config {path}: expected a mapping of fields, got {type(data).__name__}")
     return data
+
+
+def load_config(model: type[T], path: str | Path, overrides: dict | None = None) -> T:
+    """Read, override (None values ignored) and validate a YAML config file."""
+    path = Path(path)
+    data = read_yaml(path)
+    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return config_from_dict(model, data, str(path), base=path.parent)
+
+
+def config_from_dict(model: type[T], data: dict, source: str, base: Path | None = None) -> T:
+    """Validate a config held in a dict. Its ``task_files`` (user tasks) are loaded first, so the
+    tasks they define are known when the mixtures are checked; relative paths resolve against ``base``."""
+    files = data.get("task_files") or []
+    if not isinstance(files, list):
+        raise ConfigError(f"{source}: task_files: expected a list of file paths")
+    resolved = []
+    for f in files:
+        p = Path(f)
+        if not p.is_absolute() and base is not None and not p.exists():
+            p = base / p
+        load_task_file(p)
+        resolved.append(str(p))
+    if files:
+        data = {**data, "task_files": resolved}
+    return validate(model, data, source)
 
 
 def validate(model: type[T], data: dict, source: str) -> T:

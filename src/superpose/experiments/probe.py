@@ -17,8 +17,8 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from superpose.config import read_yaml, validate
-from superpose.errors import ConfigError, PromptTooLong, SuperposeError
+from superpose.config import config_from_dict, load_config
+from superpose.errors import PromptTooLong, SuperposeError
 from superpose.metrics import summarize
 from superpose.models import load_model
 from superpose.models.loading import DTYPES
@@ -27,7 +27,6 @@ from superpose.report.console import console, print_summary, track
 from superpose.report.figures import plot_distributions, plot_means
 from superpose.runs import DEFAULT_ROOT, RunFolder
 from superpose.scoring import SharedPrefixScorer, encode_prompt
-from superpose.tasks import load_task_file
 
 REPO_CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 DEFAULT_CONFIG = REPO_CONFIGS / "demo.yaml"
@@ -65,25 +64,7 @@ class ProbeConfig(BaseModel):
 
 def load_probe_config(path: str | Path, overrides: dict | None = None) -> ProbeConfig:
     """Read a probe config; user task files are resolved relative to the config's folder."""
-    path = Path(path)
-    data = read_yaml(path)
-    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return probe_config_from_dict(data, str(path), base=path.parent)
-
-
-def probe_config_from_dict(data: dict, source: str, base: Path | None = None) -> ProbeConfig:
-    """Validate a probe config held in a dict (loads its task files first)."""
-    files = data.get("task_files") or []
-    if not isinstance(files, list):
-        raise ConfigError(f"{source}: task_files: expected a list of file paths")
-    resolved = []
-    for f in files:
-        p = Path(f)
-        if not p.is_absolute() and base is not None and not p.exists():
-            p = base / p
-        load_task_file(p)
-        resolved.append(str(p))
-    return validate(ProbeConfig, {**data, "task_files": resolved}, source)
+    return load_config(ProbeConfig, path, overrides)
 
 
 def make_prompts(config: ProbeConfig) -> dict[str, list[Prompt]]:
@@ -108,7 +89,7 @@ def run_probe(config: ProbeConfig, root: str | Path = DEFAULT_ROOT, resume: str 
     """Run (or resume) a probe and return its finished run folder."""
     if resume is not None:
         run = RunFolder.open(resume)
-        config = probe_config_from_dict(run.config, f"{run.path}/config.yaml")
+        config = config_from_dict(ProbeConfig, run.config, f"{run.path}/config.yaml")
         console.print(f"resuming [bold]{run.path}[/bold]")
     else:
         run = RunFolder.create(config.name, config.model_dump(), root)

@@ -190,7 +190,7 @@ def plot_sweep(summary: dict, cfg: SweepConfig, path: Path) -> Path:
 
     curve = summary["curve"]
     lams = [c["lambda"] for c in curve]
-    fig, ax = plt.subplots(figsize=(5.2, 4.0), dpi=150)
+    fig, ax = plt.subplots(figsize=(5.2, 4.4), dpi=150)
     ax.stackplot(lams, [c["p1"] for c in curve], [c["p2"] for c in curve],
                  [c["other"] for c in curve], colors=["#4C72B0", "#DD8452", "#BBBBBB"], alpha=0.85,
                  labels=[f"P({cfg.task1})", f"P({cfg.task2})", "other"])
@@ -202,9 +202,11 @@ def plot_sweep(summary: dict, cfg: SweepConfig, path: Path) -> Path:
     ax.set_ylim(0, 1)
     ax.set_xlabel(f"λ (share of {cfg.task1} examples, {cfg.counts} counts)")
     ax.set_ylabel("probability of the answer")
-    ax.set_title(f"{Path(cfg.model).name}: {cfg.n_examples} examples, {cfg.n_prompts} prompts per λ",
-                 fontsize=9)
-    ax.legend(loc="upper left", fontsize=7, framealpha=0.9)
+    name = Path(cfg.model)
+    shown = f"{name.parent.name}/{name.name}" if name.name == "model" else name.name
+    ax.set_title(f"{shown}: {cfg.task1} vs {cfg.task2}, {cfg.n_examples} examples, "
+                 f"{cfg.n_prompts} prompts per λ", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize=7, frameon=False)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -66,6 +66,7 @@ class TrainConfig(BaseModel):
     autocast: Literal["none", "bfloat16"] = "none"  # bfloat16 autocast for GPUs
     threads: int | None = Field(None, ge=1)  # CPU threads for torch; None: torch's default
     fused_adamw: bool = True  # torch's fused AdamW kernel (CPU and CUDA)
+    compile: bool = False  # torch.compile the loss (about 1.5x on CPU after a 1-2 minute compile)
 
     @field_validator("tasks")
     @classmethod
@@ -161,7 +162,7 @@ def make_optimizer(model, cfg: TrainConfig, device: torch.device) -> torch.optim
 
 
 def train_step(model, optimizer, ids: torch.Tensor, mask: torch.Tensor, cfg: TrainConfig,
-               autocast) -> float:
+               autocast, loss_fn=answer_loss) -> float:
     """One optimizer step on a batch (ids, mask: [batch, seq]); returns the mean answer loss."""
     n_targets = int(mask[:, 1:].sum())
     micro = ids.shape[0] // cfg.micro_batches
@@ -169,7 +170,7 @@ def train_step(model, optimizer, ids: torch.Tensor, mask: torch.Tensor, cfg: Tra
     for m in range(cfg.micro_batches):
         rows = slice(m * micro, (m + 1) * micro)
         with autocast:
-            loss_sum, _ = answer_loss(model, ids[rows], mask[rows])
+            loss_sum, _ = loss_fn(model, ids[rows], mask[rows])
         (loss_sum / n_targets).backward()  # mean over the whole batch's targets, not the micro-batch's
         total += loss_sum.item()
     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -206,8 +207,7 @@ def _save_checkpoint(out_dir: Path, model, tokenizer, optimizer, step: int, seco
     # Write beside the old checkpoint, then swap: a kill mid-write leaves the previous one intact.
     tmp, final, old = out_dir / "checkpoint.tmp", out_dir / "checkpoint", out_dir / "checkpoint.old"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
+    _save_quietly(model, tokenizer, tmp)
     torch.save({
         "step": step, "optimizer": optimizer.state_dict(), "seconds": seconds, "tokens": tokens,
         "config": cfg.model_dump(mode="json"), "torch_rng": torch.get_rng_state(),
@@ -217,6 +217,20 @@ def _save_checkpoint(out_dir: Path, model, tokenizer, optimizer, step: int, seco
         final.rename(old)
     tmp.rename(final)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _save_quietly(model, tokenizer, folder: Path) -> None:
+    """save_pretrained without its per-call progress bar (it would break the training bar)."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def _read_log(path: Path, before: int) -> list[dict]:
@@ -254,7 +268,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
             raise SuperposeError(f"nothing to resume in {out_dir} (no checkpoint/state.pt)")
         state = torch.load(ckpt / "state.pt", map_location=device, weights_only=False)
         saved = TrainConfig.model_validate(state["config"])
-        if saved.model_dump(exclude={"out_dir", "threads"}) != cfg.model_dump(exclude={"out_dir", "threads"}):
+        ignore = {"out_dir", "threads", "compile"}  # these change speed, not the run
+        if saved.model_dump(exclude=ignore) != cfg.model_dump(exclude=ignore):
             raise ConfigError(f"{out_dir}: the config differs from the one this run started with; "
                               "resume with the same config (or start a new out_dir)")
         from safetensors.torch import load_file
@@ -274,10 +289,11 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
 
     end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.autocast == "bfloat16")
+    loss_fn = torch.compile(answer_loss) if cfg.compile else answer_loss
     model.train()
     bar = tqdm(total=cfg.steps, initial=start, disable=not progress, desc=cfg.name, unit="step",
                dynamic_ncols=True)
-    step = start
+    step, in_step = start, False
     try:
         with open(log_path, "a") as log_file:
             while step < end:
@@ -287,8 +303,10 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
                     group["lr"] = lr
                 ids, mask = make_batch(tasks, cfg.n_examples, cfg.seed, step * cfg.batch_size,
                                        cfg.batch_size, vocab)  # [batch, seq] x2
-                loss = train_step(model, optimizer, ids.to(device), mask.to(device), cfg, autocast)
+                in_step = True  # weights may change from here until `step` counts the update
+                loss = train_step(model, optimizer, ids.to(device), mask.to(device), cfg, autocast, loss_fn)
                 step += 1
+                in_step = False
                 seconds += time.perf_counter() - t0
                 tokens += int((ids != 0).sum())
                 row = {"step": step - 1, "loss": loss, "lr": lr, "tokens": tokens, "seconds": round(seconds, 3)}
@@ -302,7 +320,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
                 if step % cfg.checkpoint_every == 0 or step == end:
                     _save_checkpoint(out_dir, model, tokenizer, optimizer, step, seconds, tokens, cfg)
     except KeyboardInterrupt:
-        if step > start:  # keep the work done: the next --resume starts from here
+        if step > start and not in_step:  # keep the work done: the next --resume starts here
             _save_checkpoint(out_dir, model, tokenizer, optimizer, step, seconds, tokens, cfg)
         raise
     finally:
@@ -321,8 +339,7 @@ def _export(model, tokenizer, folder: Path, cfg: TrainConfig, losses: list[float
             tokens: int) -> Path:
     """Write the final model as a Hugging Face folder, with how it was trained."""
     folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    _save_quietly(model, tokenizer, folder)
     tail = losses[-50:]
     (folder / "training.json").write_text(json.dumps({
         "config": cfg.model_dump(mode="json"),

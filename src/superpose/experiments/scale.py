@@ -1,0 +1,410 @@
+"""Scaling (the study's Fig. 6 and Appendix E): tasks solved at once and calibration against model size.
+
+    superpose scale configs/scale/embedded.yaml
+    superpose scale configs/scale/scratch.yaml --figures-dir docs/figures
+    superpose scale --resume runs/scale-scratch-...        # continue an interrupted run
+
+For every model of the config -- embedded names, local folders, hub ids, and optionally a *scratch
+family* the config trains itself (one recipe at several widths, so the models differ only in
+size) -- every mixture's prompts (the same for every model) go through :mod:`.topk`: enumerate the
+most probable complete outputs, rank each task's answer, count the tasks solved in the top K, and
+measure KL(in-context task distribution ‖ P). Each model's parameter count comes from the loaded
+weights. The run folder holds one record per (model, mixture, prompt), summary.json / summary.md
+(tables: the scaling table, Appendix E's Table 2 per model, every mixture), figures/scale.png (KL
+and tasks solved against parameters, log scale) and figures/reliability.png (P(answer) against the
+task's share, per model).
+
+Optional models (the Qwen2.5-Coder pair, or any entry marked ``optional: true``) that are not
+installed or cannot be loaded are skipped with a note, and the run goes on with the others.
+"""
+
+from __future__ import annotations
+
+import gc
+import shutil
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from superpose.config import read_yaml, validate
+from superpose.enumerate import EnumerateSettings, OutputEnumerator
+from superpose.errors import ModelNotAvailable, SuperposeError
+from superpose.experiments.probe import Mixture, check_prompts_fit
+from superpose.experiments.topk import analyse_prompt, plot_reliability, summarize_model
+from superpose.models import EMBEDDED_MODELS, load_model
+from superpose.models.loading import DTYPES
+from superpose.prompts import Prompt, build_prompts
+from superpose.report.console import console, track
+from superpose.runs import DEFAULT_ROOT, RunFolder
+from superpose.scoring import SharedPrefixScorer
+
+
+class ModelEntry(BaseModel):
+    """A model to measure: embedded name, folder, GGUF file or hub id."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    label: str | None = None  # shown in tables and plots (default: the name)
+    optional: bool = False  # skip with a note when it cannot be loaded
+
+    @property
+    def display(self) -> str:
+        """The label, or the name."""
+        return self.label or self.name
+
+
+class ScratchFamily(BaseModel):
+    """One training recipe at several sizes, trained by the scale run itself (CPU-sized by default)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "scratch"
+    train: dict[str, Any]  # a scratch TrainConfig (configs/scratch/*.yaml) without out_dir
+    sizes: list[dict[str, Any]] = Field(min_length=1)  # model fields per size (d_model, n_heads, d_mlp, ...)
+    out_dir: str = "runs/scale/scratch"  # each size trains in out_dir/<label>; finished models are reused
+
+    @field_validator("sizes")
+    @classmethod
+    def _labels_unique(cls, sizes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        labels = [size_label(s) for s in sizes]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"two sizes have the same label: {labels}; give each a distinct 'label'")
+        return sizes
+
+    def train_configs(self, source: str) -> list[tuple[str, Any]]:
+        """(label, validated TrainConfig) per size; errors name the size and the field."""
+        from superpose.scratch.train import TrainConfig
+
+        out = []
+        for i, size in enumerate(self.sizes):
+            label = size_label(size)
+            fields = {k: v for k, v in size.items() if k != "label"}
+            data = {**self.train, "name": f"{self.name}-{label}",
+                    "model": {**(self.train.get("model") or {}), **fields},
+                    "out_dir": str(Path(self.out_dir) / label)}
+            out.append((label, validate(TrainConfig, data, f"{source}: scratch.sizes[{i}] ({label})")))
+        return out
+
+
+def size_label(size: dict[str, Any]) -> str:
+    """A size's label: its 'label', else w<d_model>."""
+    return str(size.get("label") or f"w{size.get('d_model', '?')}")
+
+
+class ScaleConfig(BaseModel):
+    """A scaling run (YAML): models, mixtures, and the output search's limits."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "scale"
+    description: str = ""
+    models: list[ModelEntry | str] = Field(default_factory=list)
+    scratch: ScratchFamily | None = None
+    dtype: Literal[DTYPES] = "float32"  # type: ignore[valid-type]
+    device: str | None = None  # None: CPU; "auto": cuda when available; or any torch device
+    threads: int | None = Field(None, ge=1)  # torch CPU threads for scoring; None: torch's default
+    seed: int = 0
+    n_prompts: int = Field(20, ge=1)  # per mixture
+    mixtures: list[Mixture] = Field(min_length=1)
+    single_task_baselines: bool = True  # add a K = 1 mixture for every task of a mixed one
+    enumerate: EnumerateSettings = Field(default_factory=lambda: EnumerateSettings(min_prob=1e-3, max_expansions=64, max_tokens=12, max_outputs=10))
+    figure_name: str = "scale"  # figures copied as <figures-dir>/scale_<figure_name>*.png
+
+    @field_validator("models")
+    @classmethod
+    def _entries(cls, models: list[ModelEntry | str]) -> list[ModelEntry]:
+        entries = [m if isinstance(m, ModelEntry) else ModelEntry(name=m) for m in models]
+        labels = [e.display for e in entries]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"model labels must be unique, got {labels}")
+        return entries
+
+    @model_validator(mode="after")
+    def _check(self) -> "ScaleConfig":
+        if not self.models and self.scratch is None:
+            raise ValueError("needs models, a scratch family, or both")
+        names = [m.name for m in self.mixtures]
+        if len(set(names)) != len(names):
+            raise ValueError(f"mixture names must be unique, got {names}")
+        k_max = max(len(m.tasks) for m in self.mixtures)
+        if self.enumerate.max_outputs < k_max + 1:
+            raise ValueError(f"enumerate.max_outputs={self.enumerate.max_outputs} must be at least "
+                             f"K + 1 = {k_max + 1} (the largest mixture has K = {k_max} tasks)")
+        return self
+
+    def all_mixtures(self) -> list[Mixture]:
+        """The config's mixtures plus one single-task mixture per task (when asked for)."""
+        mixtures = list(self.mixtures)
+        if self.single_task_baselines:
+            have = {tuple(m.tasks) for m in mixtures}
+            for m in self.mixtures:
+                for t in m.tasks:
+                    if (t,) not in have:
+                        have.add((t,))
+                        mixtures.append(Mixture(name=f"{t} alone", tasks=[t], n_examples=m.n_examples, counts=m.counts,
+                                                example_separator=m.example_separator, template=m.template))
+        return mixtures
+
+
+def load_scale_config(path: str | Path, overrides: dict | None = None) -> ScaleConfig:
+    """Read and validate a scale config (the scratch family's training recipes too)."""
+    data = read_yaml(path)
+    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    cfg = validate(ScaleConfig, data, str(path))
+    if cfg.scratch is not None:
+        cfg.scratch.train_configs(str(path))
+    return cfg
+
+
+# --- the scratch family ---------------------------------------------------------------------------
+
+def train_scratch_family(family: ScratchFamily, source: str, progress: bool = True) -> list[ModelEntry]:
+    """Train (or reuse, or resume) every size of the family; returns one entry per trained model."""
+    import json
+
+    from superpose.scratch.train import train
+
+    entries = []
+    for label, tcfg in family.train_configs(source):
+        out = Path(tcfg.out_dir)
+        model_dir = out / "model"
+        info = model_dir / "training.json"
+        wanted = tcfg.model_dump(mode="json")
+        if info.exists() and json.loads(info.read_text())["config"] == wanted:
+            console.print(f"scratch {label}: reusing {model_dir}")
+        else:
+            if model_dir.exists():
+                raise SuperposeError(f"{model_dir} holds a model trained with another recipe; "
+                                     f"delete {out} or set scratch.out_dir elsewhere")
+            resume = (out / "checkpoint" / "state.pt").exists()
+            console.print(f"scratch {label}: {'resuming' if resume else 'training'} "
+                          f"{tcfg.steps} steps in {out}")
+            result = train(tcfg, resume=resume, progress=progress)
+            console.print(f"scratch {label}: {result.seconds:.0f} s, last loss {result.losses[-1]:.4f}")
+        entries.append(ModelEntry(name=str(model_dir), label=f"{family.name} {label}"))
+    return entries
+
+
+# --- running ------------------------------------------------------------------------------------
+
+def _device(device: str | None) -> str | None:
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else None
+    return device
+
+
+def _unavailable(entry: ModelEntry) -> str | None:
+    """Why an optional entry must be skipped before loading, or None."""
+    known = EMBEDDED_MODELS.get(entry.name)
+    if known is not None and (entry.optional or known.optional) and not known.installed():
+        return f"not installed (install with: {known.install})"
+    return None
+
+
+def make_prompts(config: ScaleConfig) -> dict[str, list[Prompt]]:
+    """Every mixture's prompts; identical for every model."""
+    return {m.name: build_prompts(m, config.n_prompts, config.seed) for m in config.all_mixtures()}
+
+
+def run_scale(config: ScaleConfig | None, root: str | Path = DEFAULT_ROOT, resume: str | Path | None = None,
+              source: str = "config", progress: bool = True, figures_dir: str | Path | None = None) -> tuple[RunFolder, dict]:
+    """Run (or resume) a scaling run; returns the run folder and its summary."""
+    if resume is not None:
+        run = RunFolder.open(resume)
+        config = validate(ScaleConfig, run.config, f"{run.path}/config.yaml")
+        console.print(f"resuming [bold]{run.path}[/bold]")
+    else:
+        assert config is not None
+        run = RunFolder.create(f"scale-{config.name}", config.model_dump(mode="json"), root)
+        console.print(f"run folder: [bold]{run.path}[/bold]")
+    if config.threads:
+        import torch
+
+        torch.set_num_threads(config.threads)
+    prompts = make_prompts(config)
+    if resume is None:
+        run.write_jsonl("prompts.jsonl", ({"mixture": m, **p.to_dict()} for m, ps in prompts.items() for p in ps))
+
+    entries: list[ModelEntry] = list(config.models)  # type: ignore[arg-type]
+    if config.scratch is not None:
+        entries += train_scratch_family(config.scratch, source, progress)
+
+    done = {(r["model"], r["mixture"], r["index"]) for r in run.read_records()}
+    doc = run.config_doc()
+    provenance = dict(doc.get("models") or {})
+    skipped = dict(doc.get("skipped") or {})
+    for entry in entries:
+        label = entry.display
+        todo = [(m, p) for m, ps in prompts.items() for p in ps if (label, m, p.index) not in done]
+        if not todo:
+            continue
+        why = _unavailable(entry)
+        lm = None
+        if why is None:
+            console.print(f"loading model [bold]{label}[/bold] ({config.dtype})")
+            try:
+                lm = load_model(entry.name, config.dtype, device=_device(config.device))
+            except ModelNotAvailable as e:
+                if not (entry.optional or getattr(EMBEDDED_MODELS.get(entry.name), "optional", False)):
+                    raise
+                why = str(e).splitlines()[0]
+        if lm is None:
+            console.print(f"[yellow]skipping {label}: {why}[/yellow]")
+            skipped[label] = why
+            run.update_config("skipped", skipped)
+            continue
+        provenance[label] = lm.info
+        run.update_config("models", provenance)
+        check_prompts_fit(lm, prompts, config.enumerate.terminator)
+        enumerator, scorer = OutputEnumerator(lm, config.enumerate), SharedPrefixScorer(lm)
+        for mixture, prompt in (track(todo, f"{label}: enumerating outputs") if progress else todo):
+            record = analyse_prompt(enumerator, scorer, prompt)
+            run.append_record({"model": label, "mixture": mixture, "index": prompt.index, **record})
+        del lm, enumerator, scorer
+        gc.collect()
+
+    summary = summarize_scale(run, config, [e.display for e in entries], figures_dir)
+    return run, summary
+
+
+# --- summarising ----------------------------------------------------------------------------------
+
+METRICS = [  # (key, column title) of the scaling table
+    ("kl", "KL(shares‖P)"), ("kl_normalized", "KL normalised"), ("n_solved", "tasks solved"),
+    ("fraction_solved", "fraction solved"), ("all_solved_rate", "all K solved"),
+    ("single_top1", "single-task top-1"), ("topk_exact_rate", "ranking exact"),
+]
+
+
+def _trend(sizes: list[float], values: list[float | None]) -> dict | None:
+    pairs = [(s, v) for s, v in zip(sizes, values) if v is not None]
+    if len(pairs) < 2:
+        return None
+    from scipy.stats import spearmanr
+
+    x, y = zip(*pairs)
+    rho = float(spearmanr(x, y).statistic) if len(pairs) >= 3 else float(np.sign((y[-1] - y[0]) * (x[-1] - x[0])))
+    return {"spearman": rho, "n_models": len(pairs)}
+
+
+def summarize_scale(run: RunFolder, config: ScaleConfig, labels: list[str],
+                    figures_dir: str | Path | None = None) -> dict:
+    """Summary (JSON + Markdown) and figures from the run folder's records; marks the run complete."""
+    doc = run.config_doc()
+    provenance, skipped = doc.get("models") or {}, doc.get("skipped") or {}
+    order = {m.name: i for i, m in enumerate(config.all_mixtures())}
+    by_model: dict[str, dict[str, list[dict]]] = {}
+    for r in sorted(run.read_records(), key=lambda r: (order.get(r["mixture"], 1 << 30), r["index"])):
+        by_model.setdefault(r["model"], {}).setdefault(r["mixture"], []).append(r)
+    measured = [m for m in labels if m in by_model]
+    expected = config.n_prompts * len(order)
+    for m in measured:
+        found = sum(len(v) for v in by_model[m].values())
+        if found != expected:
+            raise SuperposeError(f"{run.path}: model {m} has {found} of {expected} records; "
+                                 f"resume with --resume {run.path}")
+    models = {}
+    for m in sorted(measured, key=lambda m: provenance[m]["n_parameters"]):
+        models[m] = {"n_parameters": int(provenance[m]["n_parameters"]), **summarize_model(by_model[m])}
+    sizes = [v["n_parameters"] for v in models.values()]
+    summary = {
+        "config": config.name, "models": models, "skipped": skipped,
+        "trend": {key: _trend(sizes, [v[key] for v in models.values()]) for key, _ in METRICS[:-1]},
+    }
+    if models:
+        plot_scale(models, run.figure_path("scale"), config.name)
+        points = {m: [(s, float(np.exp(lp))) for rs in by_model[m].values() for r in rs if r["K"] > 1
+                      for s, lp in zip(r["shares"], r["logprobs"])] for m in models}
+        plot_reliability(points, run.figure_path("reliability"),
+                         f"{config.name}: P(answer) against the task's share (mixed prompts)")
+        if figures_dir is not None:
+            folder = Path(figures_dir)
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copy(run.figure_path("scale"), folder / f"scale_{config.figure_name}.png")
+            shutil.copy(run.figure_path("reliability"), folder / f"scale_{config.figure_name}_reliability.png")
+    run.write_text("summary.md", summary_markdown(summary))
+    run.finish(summary)
+    return summary
+
+
+def _fmt(x: float | None, spec: str = ".3f") -> str:
+    return "–" if x is None else format(x, spec)
+
+
+def _params(n: int) -> str:
+    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}k"
+
+
+def summary_markdown(summary: dict) -> str:
+    """The scaling table, the trends, Table 2 per model and every mixture, as Markdown."""
+    out = [f"# Scaling `{summary['config']}`\n"]
+    out.append("Mixed prompts (K > 1): KL in nats, tasks solved = answers among the K most probable "
+               "complete outputs. Single-task top-1: K = 1 prompts.\n")
+    out.append("| model | parameters | " + " | ".join(t for _, t in METRICS) + " |")
+    out.append("|---|---:|" + "---:|" * len(METRICS))
+    for m, v in summary["models"].items():
+        out.append(f"| {m} | {_params(v['n_parameters'])} | " + " | ".join(_fmt(v[k]) for k, _ in METRICS) + " |")
+    trend = ", ".join(f"{k} ρ={t['spearman']:+.2f}" for k, t in summary["trend"].items() if t)
+    if trend:
+        out.append(f"\nSpearman correlation with parameter count: {trend}.\n")
+    for m, why in summary["skipped"].items():
+        out.append(f"- skipped **{m}**: {why}")
+    for m, v in summary["models"].items():
+        out.append(f"\n## {m}: top-1 alone vs top-K mixed (Appendix E, Table 2)\n")
+        out.append("| task | top-1, task alone | top-K, mixed | K | mixed prompts |")
+        out.append("|---|---:|---:|---|---:|")
+        for row in v["table2"]:
+            out.append(f"| {row['task']} | {_fmt(row['single_top1'], '.2f')} | {_fmt(row['mixed_topk'], '.2f')} "
+                       f"| {','.join(map(str, row['mixed_K']))} | {row['mixed_prompts']} |")
+        out.append(f"\n### {m}: every mixture\n")
+        out.append("| mixture | K | shares | solved rate per task | mean P per task | tasks solved | "
+                   "KL | KL norm. | other | covered | exact |")
+        out.append("|---|---:|---|---|---|---:|---:|---:|---:|---:|---:|")
+        for name, s in v["mixtures"].items():
+            j = lambda xs: " / ".join(f"{x:.2f}" for x in xs)  # noqa: E731
+            out.append(f"| {name} | {s['K']} | {j(s['share'])} | {j(s['solved_rate'])} | {j(s['mean_p'])} | "
+                       f"{s['n_solved_mean']:.2f} | {s['kl']:.3f} | {s['kl_normalized']:.3f} | "
+                       f"{s['other_mean']:.3f} | {s['covered_mass_mean']:.3f} | {s['topk_exact_rate']:.2f} |")
+    return "\n".join(out) + "\n"
+
+
+def plot_scale(models: dict[str, dict], path: Path, title: str = "") -> Path:
+    """KL (raw, normalised) and tasks solved (mixed top-K, single top-1) against parameters, log x."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(models)
+    x = np.array([models[m]["n_parameters"] for m in labels], dtype=float)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for key, name, marker in [("kl", "KL(shares ‖ P)", "o"), ("kl_normalized", "KL after normalising", "s")]:
+        y = np.array([np.nan if models[m][key] is None else models[m][key] for m in labels])
+        ax1.plot(x, y, marker=marker, label=name)
+    ax1.set_ylabel("KL, nats (lower = better calibrated)")
+    for key, name, marker in [("fraction_solved", "mixed: fraction of K tasks in top K", "o"),
+                              ("all_solved_rate", "mixed: all K tasks in top K", "^"),
+                              ("single_top1", "single task: top-1 accuracy", "s")]:
+        y = np.array([np.nan if models[m][key] is None else models[m][key] for m in labels])
+        ax2.plot(x, y, marker=marker, label=name)
+    ax2.set_ylim(-0.03, 1.03)
+    ax2.set_ylabel("rate")
+    for ax in (ax1, ax2):
+        ax.set_xscale("log")
+        ax.set_xlabel("parameters")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+        for xi, m in zip(x, labels):
+            ax.annotate(m, (xi, ax.get_ylim()[0]), xytext=(2, 3), textcoords="offset points", fontsize=6,
+                        rotation=90, va="bottom")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path

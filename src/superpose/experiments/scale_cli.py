@@ -1,0 +1,105 @@
+"""Sub-commands ``superpose decode`` (output enumeration) and ``superpose scale`` (scaling runs)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from superpose.runs import DEFAULT_ROOT
+
+
+def add_parser(subparsers) -> None:
+    """Register ``decode`` and ``scale`` on the main parser's sub-parsers."""
+    from superpose.enumerate import EnumerateSettings
+
+    defaults = EnumerateSettings()
+    d = subparsers.add_parser(
+        "decode", help="list a model's most probable complete outputs after a prompt, with probabilities",
+        description="Best-first search over the model's continuations (reusing the prompt's KV cache) "
+                    "that lists distinct complete outputs -- text up to the terminator -- with exact "
+                    "probabilities, and where the rest of the probability went.")
+    d.add_argument("--model", default="gemma-3-270m", help="embedded name, folder, GGUF file or hub id")
+    src = d.add_mutually_exclusive_group(required=True)
+    src.add_argument("--prompt-file", metavar="FILE", help="file holding the prompt ('-' reads stdin)")
+    src.add_argument("--prompt", help="the prompt text (use $'...' in bash for newlines)")
+    d.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    d.add_argument("--device", help="e.g. cuda")
+    d.add_argument("--terminator", default=defaults.terminator,
+                   help="an output ends at the first token containing this (default: newline)")
+    d.add_argument("--min-prob", type=float, default=defaults.min_prob,
+                   help=f"expand only partial outputs at least this probable (default {defaults.min_prob:g})")
+    d.add_argument("--max-expansions", type=int, default=defaults.max_expansions)
+    d.add_argument("--max-tokens", type=int, default=defaults.max_tokens)
+    d.add_argument("--max-outputs", type=int, default=defaults.max_outputs)
+    d.add_argument("--max-branching", type=int, default=defaults.max_branching)
+    d.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    d.add_argument("--no-cache", action="store_true", help="re-run the prompt for every expansion (slow; a check)")
+    d.add_argument("--json", action="store_true", help="print the result as JSON")
+    d.set_defaults(func=_decode)
+
+    s = subparsers.add_parser(
+        "scale", help="tasks solved at once and calibration against model size (Section 7, App. E)",
+        description="For every model of the config (and a scratch family it trains itself), enumerate "
+                    "outputs after mixed prompts, count the tasks whose answer is in the top K, "
+                    "measure KL(in-context shares ‖ P), and plot both against parameter count.")
+    s.add_argument("config", nargs="?", help="scale config YAML, e.g. configs/scale/embedded.yaml")
+    s.add_argument("--resume", metavar="RUN_FOLDER", help="continue an interrupted run")
+    s.add_argument("--model", action="append", dest="models", metavar="NAME",
+                   help="replace the config's models (repeat for several)")
+    s.add_argument("--n-prompts", type=int, dest="n_prompts", help="prompts per mixture")
+    s.add_argument("--dtype", choices=("float32", "bfloat16", "float16"))
+    s.add_argument("--device", help="cpu, cuda, auto")
+    s.add_argument("--out", default=str(DEFAULT_ROOT), help="root folder for run folders (default: runs)")
+    s.add_argument("--figures-dir", metavar="DIR", help="also copy the figures to DIR/scale_<figure_name>*.png")
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(func=_scale)
+
+
+def _decode(args: argparse.Namespace) -> int:
+    from superpose.config import validate
+    from superpose.enumerate import EnumerateSettings, OutputEnumerator, format_enumeration
+    from superpose.errors import SuperposeError
+    from superpose.models import load_model
+
+    if args.prompt_file is not None:
+        if args.prompt_file == "-":
+            prompt = sys.stdin.read()
+        else:
+            path = Path(args.prompt_file)
+            if not path.is_file():
+                raise SuperposeError(f"prompt file {path}: no such file")
+            prompt = path.read_text(encoding="utf-8")
+    else:
+        prompt = args.prompt
+    settings = validate(EnumerateSettings, {
+        "terminator": args.terminator, "min_prob": args.min_prob, "max_expansions": args.max_expansions,
+        "max_tokens": args.max_tokens, "max_outputs": args.max_outputs, "max_branching": args.max_branching,
+        "batch_size": args.batch_size}, "decode options")
+    lm = load_model(args.model, args.dtype, device=args.device)
+    result = OutputEnumerator(lm, settings, reuse_cache=not args.no_cache).enumerate(prompt)
+    if args.json:
+        print(json.dumps(result.to_dict(), ensure_ascii=False, indent=1))
+    else:
+        print(format_enumeration(result, lm.tokenizer))
+    return 0
+
+
+def _scale(args: argparse.Namespace) -> int:
+    from superpose.errors import SuperposeError
+    from superpose.experiments.scale import load_scale_config, run_scale
+
+    if args.resume:
+        run, summary = run_scale(None, args.out, resume=args.resume, progress=not args.no_progress,
+                                 figures_dir=args.figures_dir)
+    else:
+        if not args.config:
+            raise SuperposeError("give a scale config (e.g. configs/scale/embedded.yaml) or --resume RUN_FOLDER")
+        overrides = {"models": args.models, "n_prompts": args.n_prompts, "dtype": args.dtype, "device": args.device}
+        cfg = load_scale_config(args.config, overrides)
+        run, summary = run_scale(cfg, args.out, source=args.config, progress=not args.no_progress,
+                                 figures_dir=args.figures_dir)
+    print((run.path / "summary.md").read_text(encoding="utf-8"))
+    print(f"run folder: {run.path}")
+    return 0
