@@ -59,6 +59,15 @@ def main() -> None:
     def step_ours(ids, mask):
         return train_step(ours, ours_opt, ids, mask, cfg, nullcontext())
 
+    def step_ref(ids, mask):
+        labels = torch.where(mask, ids, torch.full_like(ids, -100))  # HF shifts labels itself
+        loss = ref(input_ids=ids, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(ref.parameters(), cfg.grad_clip)
+        ref_opt.step()
+        ref_opt.zero_grad()
+        return loss.item()
+
     loops = [("ours", step_ours), ("reference", step_ref)]
     if args.compile:
         comp = build_model(cfg.model, torch.Generator().manual_seed(cfg.seed))
@@ -72,15 +81,6 @@ def main() -> None:
         step_compiled(*batches[0])  # the compile itself, reported apart
         print(f"torch.compile took {time.perf_counter() - t0:.0f} s (once per run)")
         loops.append(("compiled", step_compiled))
-
-    def step_ref(ids, mask):
-        labels = torch.where(mask, ids, torch.full_like(ids, -100))  # HF shifts labels itself
-        loss = ref(input_ids=ids, labels=labels).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(ref.parameters(), cfg.grad_clip)
-        ref_opt.step()
-        ref_opt.zero_grad()
-        return loss.item()
 
     times: dict[str, list[float]] = {name: [] for name, _ in loops}
     for s, (ids, mask) in enumerate(batches):

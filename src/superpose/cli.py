@@ -17,6 +17,9 @@ COMMAND_MODULES = (
     "superpose.experiments.probe",
     "superpose.commands",
     "superpose.construction.cli",
+    "superpose.scratch.cli",
+    "superpose.vectors.cli",
+    "superpose.experiments.scale_cli",
 )
 
 

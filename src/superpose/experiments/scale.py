@@ -110,7 +110,8 @@ class ScaleConfig(BaseModel):
     n_prompts: int = Field(20, ge=1)  # per mixture
     mixtures: list[Mixture] = Field(min_length=1)
     single_task_baselines: bool = True  # add a K = 1 mixture for every task of a mixed one
-    enumerate: EnumerateSettings = Field(default_factory=lambda: EnumerateSettings(min_prob=1e-3, max_expansions=64, max_tokens=12, max_outputs=10))
+    enumerate: EnumerateSettings = Field(default_factory=lambda: EnumerateSettings(
+        min_prob=1e-3, max_expansions=64, max_tokens=12, max_outputs=10))
     figure_name: str = "scale"  # figures copied as <figures-dir>/scale_<figure_name>*.png
 
     @field_validator("models")
@@ -213,7 +214,11 @@ def make_prompts(config: ScaleConfig) -> dict[str, list[Prompt]]:
 
 def run_scale(config: ScaleConfig | None, root: str | Path = DEFAULT_ROOT, resume: str | Path | None = None,
               source: str = "config", progress: bool = True, figures_dir: str | Path | None = None) -> tuple[RunFolder, dict]:
-    """Run (or resume) a scaling run; returns the run folder and its summary."""
+    """Run (or resume) a scaling run; returns the run folder and its summary.
+
+    ``progress=False`` silences the training bars; scoring always reports progress (a line per tenth
+    in logs).
+    """
     if resume is not None:
         run = RunFolder.open(resume)
         config = validate(ScaleConfig, run.config, f"{run.path}/config.yaml")
@@ -262,7 +267,7 @@ def run_scale(config: ScaleConfig | None, root: str | Path = DEFAULT_ROOT, resum
         run.update_config("models", provenance)
         check_prompts_fit(lm, prompts, config.enumerate.terminator)
         enumerator, scorer = OutputEnumerator(lm, config.enumerate), SharedPrefixScorer(lm)
-        for mixture, prompt in (track(todo, f"{label}: enumerating outputs") if progress else todo):
+        for mixture, prompt in track(todo, f"{label}: enumerating outputs"):
             record = analyse_prompt(enumerator, scorer, prompt)
             run.append_record({"model": label, "mixture": mixture, "index": prompt.index, **record})
         del lm, enumerator, scorer
@@ -379,6 +384,7 @@ def plot_scale(models: dict[str, dict], path: Path, title: str = "") -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     labels = list(models)
     x = np.array([models[m]["n_parameters"] for m in labels], dtype=float)
@@ -396,6 +402,10 @@ def plot_scale(models: dict[str, dict], path: Path, title: str = "") -> Path:
     ax2.set_ylabel("rate")
     for ax in (ax1, ax2):
         ax.set_xscale("log")
+        # Ticks at the models' own sizes: log-axis defaults collide or vanish on short ranges.
+        ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(x))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FixedFormatter([_params(int(v)) for v in x]))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("parameters")
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)

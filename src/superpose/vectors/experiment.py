@@ -198,7 +198,7 @@ class VectorsExperiment:
         self._need("extract")
         cfg, store = self.config, self.store
         layer = self.layer()
-        groups = [g for g in cfg.groups()]
+        groups = cfg.groups()
         single = [g.name for g in groups if g.single]
         x = torch.cat([store.states(t, layer) for t in single]).numpy()  # [sum n, d_model]
         labels = [i for i, t in enumerate(single) for _ in range(store.states(t, layer).shape[0])]

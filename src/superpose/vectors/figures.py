@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
 _COLORS = plt.get_cmap("tab10").colors
@@ -32,6 +33,7 @@ def plot_layers(layers: Sequence[int], correct: np.ndarray, baseline: np.ndarray
         ax.plot(layers, correct[i], marker="o", ms=3, color=_COLORS[i % 10], label=t)
         ax.axhline(baseline[i], color=_COLORS[i % 10], ls=":", lw=1)
     ax.axvline(best, color="k", ls="--", lw=1, label=f"chosen layer {best}")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("patched layer (resid_post)")
     ax.set_ylabel("mean P(correct answer), zero-shot")
     ax.set_ylim(0, 1)
@@ -86,7 +88,7 @@ def plot_interpolation(lambdas: Sequence[float], probs: np.ndarray, tasks: Seque
     ax.set_ylabel("mean probability")
     ax.set_ylim(0, 1)
     ax.set_xlim(-0.02, 1.02)
-    ax.set_title(f"interpolating task vectors" + (f" at layer {layer}" if layer is not None else ""), fontsize=10)
+    ax.set_title("interpolating task vectors" + (f" at layer {layer}" if layer is not None else ""), fontsize=10)
     ax.legend(fontsize=7, loc="center right")
     return _save(fig, path)
 

@@ -170,7 +170,8 @@ def patching(model: nn.Module, patches: Sequence[Patch]) -> Iterator[list[int]]:
     must run outside the context, else the hook would overwrite a continuation position.
     """
     blocks = find_decoder_layers(model)
-    _check_layers([p.layer for p in patches], len(blocks)) if patches else None
+    if patches:
+        _check_layers([p.layer for p in patches], len(blocks))
     fired = [0] * len(patches)
 
     def make_hook(i: int, patch: Patch):
