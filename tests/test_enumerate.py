@@ -106,8 +106,6 @@ def test_settings_are_validated_with_the_field_named():
 def test_decode_and_scale_commands_parse(monkeypatch):
     import superpose.cli as cli
 
-    monkeypatch.setattr(cli, "COMMAND_MODULES", cli.COMMAND_MODULES + ("superpose.experiments.scale_cli",)
-                        if "superpose.experiments.scale_cli" not in cli.COMMAND_MODULES else cli.COMMAND_MODULES)
     parser = cli.build_parser()
     args = parser.parse_args(["decode", "--model", "smollm2-135m", "--prompt-file", "p.txt", "--min-prob", "1e-3"])
     assert args.func.__name__ == "_decode" and args.min_prob == 1e-3 and args.terminator == "\n"

@@ -253,7 +253,6 @@ def test_cli_runs_every_step_and_resumes(smollm, tmp_path, monkeypatch):
     import superpose.cli as cli
     import superpose.vectors.experiment as experiment
 
-    monkeypatch.setattr(cli, "COMMAND_MODULES", cli.COMMAND_MODULES + ("superpose.vectors.cli",))
     monkeypatch.setattr(experiment, "load_model", lambda name, dtype: smollm)
     config = {
         "name": "t", "model": "smollm2-135m", "tasks": ["copy_op1", "copy_op2"],

@@ -26,6 +26,7 @@ from superpose.construction.weights import (
 )
 from superpose.errors import ConfigError, SuperposeError
 from superpose.runs import RunFolder
+from superpose.report.figures import save_figure
 
 TOLERANCE = 1e-3  # what the tests and the report hold the model to; the design bound is ~1e-5
 DEFAULT_DIMENSION_MS = (1, 4, 16, 64, 256, 1024, 4096, 65536)
@@ -192,10 +193,7 @@ def plot(records: list[dict], task_names: list[str], dims: list[dict], title: st
     ax2.set_title("Embedding dimension against m\n(only the position code grows: +2 per doubling of N)",
                   fontsize=10)
     ax2.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def run_experiment(config: ConstructConfig, root: str | Path = "runs") -> tuple[RunFolder, dict]:

@@ -21,7 +21,7 @@ from superpose.config import config_from_dict, load_config
 from superpose.errors import PromptTooLong, SuperposeError
 from superpose.metrics import summarize
 from superpose.models import load_model
-from superpose.models.loading import DTYPES
+from superpose.models.loading import DTYPES, resolve_model
 from superpose.prompts import MixtureSpec, Prompt, build_prompts
 from superpose.report.console import console, print_summary, track
 from superpose.report.figures import plot_distributions, plot_means
@@ -92,6 +92,8 @@ def run_probe(config: ProbeConfig, root: str | Path = DEFAULT_ROOT, resume: str 
         config = config_from_dict(ProbeConfig, run.config, f"{run.path}/config.yaml")
         console.print(f"resuming [bold]{run.path}[/bold]")
     else:
+        for name in config.models:  # an unknown or missing model fails before anything is written
+            resolve_model(name)
         run = RunFolder.create(config.name, config.model_dump(), root)
         console.print(f"run folder: [bold]{run.path}[/bold]")
     prompts = make_prompts(config)

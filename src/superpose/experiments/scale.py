@@ -39,6 +39,7 @@ from superpose.prompts import Prompt, build_prompts
 from superpose.report.console import console, track
 from superpose.runs import DEFAULT_ROOT, RunFolder
 from superpose.scoring import SharedPrefixScorer
+from superpose.report.figures import save_figure
 
 
 class ModelEntry(BaseModel):
@@ -412,9 +413,4 @@ def plot_scale(models: dict[str, dict], path: Path, title: str = "") -> Path:
         for xi, m in zip(x, labels):
             ax.annotate(m, (xi, ax.get_ylim()[0]), xytext=(2, 3), textcoords="offset points", fontsize=6,
                         rotation=90, va="bottom")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title)

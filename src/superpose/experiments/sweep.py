@@ -31,6 +31,7 @@ from superpose.config import read_yaml, validate
 from superpose.errors import SuperposeError
 from superpose.prompts import MixtureSpec, build_prompt
 from superpose.runs import DEFAULT_ROOT, RunFolder
+from superpose.report.figures import save_figure
 
 DEFAULT_LAMBDAS = [round(i / 10, 1) for i in range(11)]
 
@@ -207,7 +208,4 @@ def plot_sweep(summary: dict, cfg: SweepConfig, path: Path) -> Path:
     ax.set_title(f"{shown}: {cfg.task1} vs {cfg.task2}, {cfg.n_examples} examples, "
                  f"{cfg.n_prompts} prompts per λ", fontsize=8)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize=7, frameon=False)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

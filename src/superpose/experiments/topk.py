@@ -32,6 +32,7 @@ from superpose.enumerate import Enumeration, OutputEnumerator
 from superpose.metrics import kl_to_shares, normalize_logp
 from superpose.prompts import Prompt
 from superpose.scoring import Scorer
+from superpose.report.figures import save_figure
 
 TOP_OUTPUTS_KEPT = 10  # outputs stored per record, for reading the run folder by eye
 
@@ -195,9 +196,4 @@ def plot_reliability(points: dict[str, list[tuple[float, float]]], path: Path, t
         ax.set_xlabel("task's share of the in-context examples")
         ax.set_ylabel("P(task's answer)")
     axes[0][0].legend(fontsize=7, loc="upper left")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title)

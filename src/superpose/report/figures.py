@@ -17,6 +17,18 @@ OTHER = "other"
 _COLORS = plt.get_cmap("tab10").colors
 
 
+def save_figure(fig, path: str | Path, title: str | None = None) -> Path:
+    """Lay out, write (PNG, 130 dpi, parent folders created) and close a figure."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
 def _grid(n_rows: int, n_cols: int, width: float = 4.2, height: float = 3.4):
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(width * n_cols, height * n_rows), squeeze=False)
     return fig, axes
@@ -53,12 +65,8 @@ def plot_distributions(table: dict, path: Path) -> Path:
             ax.set_title(f"{model}\n{mixture} ({len(probs)} prompts)", fontsize=9)
             if c == 0:
                 ax.set_ylabel("P(task's answer | prompt)")
-    fig.suptitle("Probability of each task's answer after a mixed-task prompt "
-                 "(dashed red: the task's share of the examples)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, "Probability of each task's answer after a mixed-task prompt "
+                                  "(dashed red: the task's share of the examples)")
 
 
 def plot_means(table: dict, path: Path) -> Path:
@@ -87,8 +95,4 @@ def plot_means(table: dict, path: Path) -> Path:
         if c == 0:
             ax.set_ylabel("mean P(answer) (±1 s.e.)")
     axes[0][-1].legend(fontsize=8)
-    fig.suptitle("Mean probability of each task's answer in mixed-task prompts", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, "Mean probability of each task's answer in mixed-task prompts")

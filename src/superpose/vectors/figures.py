@@ -11,18 +11,14 @@ matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
+from superpose.report.figures import save_figure
 
 _COLORS = plt.get_cmap("tab10").colors
 _REST = "0.55"
 
 
 def _save(fig, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_layers(layers: Sequence[int], correct: np.ndarray, baseline: np.ndarray, tasks: Sequence[str],
