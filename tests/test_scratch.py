@@ -19,10 +19,11 @@ from superpose.tasks import get_task
 CHECKPOINT = Path(__file__).resolve().parents[1] / "src/superpose/checkpoints/scratch-plus-cpu"
 
 
-def tiny_config(out_dir: Path, **kw) -> TrainConfig:
+def tiny_config(out_dir: Path, attention_dropout: float = 0.0, **kw) -> TrainConfig:
     """A model and batch small enough that a few steps take a second."""
     base = dict(name="tiny", tasks=["plus_[0-9]", "ret_1", "ret_8"], n_examples=5,
-                model=ModelConfig(n_layers=1, d_model=16, n_heads=2, d_mlp=32, max_position_embeddings=96),
+                model=ModelConfig(n_layers=1, d_model=16, n_heads=2, d_mlp=32, max_position_embeddings=96,
+                                  attention_dropout=attention_dropout),
                 steps=6, batch_size=4, lr=1e-2, warmup_steps=2, decay_steps=2,
                 checkpoint_every=3, out_dir=str(out_dir), seed=7, threads=1)
     base.update(kw)
@@ -123,23 +124,25 @@ def test_wsd_schedule():
 
 # --- training loop ---------------------------------------------------------------------------------
 
-def test_same_seed_same_loss_curve(tmp_path):
-    a = train(tiny_config(tmp_path / "a"), progress=False)
-    b = train(tiny_config(tmp_path / "b"), progress=False)
-    c = train(tiny_config(tmp_path / "c", seed=8), progress=False)
+@pytest.mark.parametrize("dropout", [0.0, 0.3])  # dropout masks come from the seeded global RNG
+def test_same_seed_same_loss_curve(tmp_path, dropout):
+    a = train(tiny_config(tmp_path / "a", dropout), progress=False)
+    b = train(tiny_config(tmp_path / "b", dropout), progress=False)
+    c = train(tiny_config(tmp_path / "c", dropout, seed=8), progress=False)
     assert len(a.losses) == 6
     assert a.losses == b.losses
     assert a.losses != c.losses
     assert a.losses[-1] < a.losses[0]  # it learns something even in 6 steps
 
 
-def test_resume_continues_the_same_run(tmp_path):
-    full = train(tiny_config(tmp_path / "full"), progress=False)
-    first = train(tiny_config(tmp_path / "cut"), progress=False, stop_at=3)  # "interrupted" at 3
+@pytest.mark.parametrize("dropout", [0.0, 0.3])  # with dropout, the RNG state must resume too
+def test_resume_continues_the_same_run(tmp_path, dropout):
+    full = train(tiny_config(tmp_path / "full", dropout), progress=False)
+    first = train(tiny_config(tmp_path / "cut", dropout), progress=False, stop_at=3)  # "interrupted" at 3
     assert first.steps_done == 3 and first.model_dir is None
     with pytest.raises(SuperposeError, match="--resume"):
-        train(tiny_config(tmp_path / "cut"), progress=False)  # never clobbers a run silently
-    resumed = train(tiny_config(tmp_path / "cut"), resume=True, progress=False)
+        train(tiny_config(tmp_path / "cut", dropout), progress=False)  # never clobbers a run silently
+    resumed = train(tiny_config(tmp_path / "cut", dropout), resume=True, progress=False)
     assert resumed.losses == full.losses
     from safetensors.torch import load_file
 

@@ -13,6 +13,13 @@ Prompt ``i`` at every λ is built from the same seed ``(seed, i)``: the example 
 are then the same across λ and only which task answers each example changes (common random
 numbers), so the curve shows the effect of λ rather than prompt-to-prompt noise.
 
+A mean over prompts can follow λ without any single prompt being in superposition: a model that
+reads the task off the last example alone puts ~1 on one answer per prompt, and the last example
+is task 1's with probability λ. So the summary also says, over the mixed prompts (0 < λ < 1),
+how evenly each prompt splits its own probability (``split_within_prompt``: 2·min(P1, P2)/(P1+P2),
+1 for an even split, 0 for all on one answer) and how often the favoured answer is the task of
+the last example (``follows_last_example``; ~1 means recency, not superposition).
+
 The run folder holds config.yaml, records.jsonl (one record per prompt), summary.json and
 figures/sweep.png (stacked areas of P(task 1), P(task 2) and the rest against λ, with the diagonal).
 """
@@ -137,6 +144,7 @@ def run_sweep(cfg: SweepConfig, resume: str | Path | None = None, progress: bool
                 "lambda": lam, "index": i, "p1": s1.prob, "p2": s2.prob,
                 "other": max(0.0, 1.0 - s1.prob - s2.prob), "logp1": s1.logprob, "logp2": s2.logprob,
                 "answers": prompt.answers, "counts": prompt.counts, "query": prompt.query_input,
+                "last_example_task": prompt.example_tasks[-1] + 1,  # 1 or 2
             })
     records = run.read_records()
     summary = summarize(records, cfg)
@@ -171,6 +179,7 @@ def summarize(records: list[dict], cfg: SweepConfig) -> dict:
         "mean_other": statistics.fmean(c["other"] for c in curve) if curve else None,
         "mean_abs_p1_minus_lambda": statistics.fmean(abs(c["p1"] - c["lambda"]) for c in curve) if curve else None,
     }
+    summary.update(per_prompt_split(records))
     half = [c for c in curve if abs(c["lambda"] - 0.5) < 1e-9]
     if half:
         summary["at_half"] = {"p1": half[0]["p1"], "p2": half[0]["p2"], "other": half[0]["other"]}
@@ -180,6 +189,21 @@ def summarize(records: list[dict], cfg: SweepConfig) -> dict:
                                 "mean_abs_diff": statistics.fmean(abs(a - b) for a, b in zip(p1s, ref)),
                                 "max_abs_diff": max(abs(a - b) for a, b in zip(p1s, ref))}
     return summary
+
+
+def per_prompt_split(records: list[dict]) -> dict:
+    """Superposition inside each mixed prompt (0 < λ < 1), not just on average over prompts."""
+    mixed = [r for r in records if 0 < r["lambda"] < 1 and r["p1"] + r["p2"] > 0]
+    if not mixed:
+        return {}
+    split = [2 * min(r["p1"], r["p2"]) / (r["p1"] + r["p2"]) for r in mixed]
+    out = {"split_within_prompt": statistics.fmean(split),
+           "prompts_splitting_10pct": statistics.fmean(min(r["p1"], r["p2"]) >= 0.1 for r in mixed)}
+    tagged = [r for r in mixed if "last_example_task" in r]  # records of older runs lack it
+    if tagged:
+        out["follows_last_example"] = statistics.fmean(
+            (1 if r["p1"] >= r["p2"] else 2) == r["last_example_task"] for r in tagged)
+    return out
 
 
 def plot_sweep(summary: dict, cfg: SweepConfig, path: Path) -> Path:

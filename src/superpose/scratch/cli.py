@@ -66,6 +66,11 @@ def _sweep(args: argparse.Namespace) -> int:
           f"{summary['mean_other']:.3f}" + (
               f"; mean |P1 - study| = {summary['reference']['mean_abs_diff']:.3f}"
               if "reference" in summary else ""))
+    if "split_within_prompt" in summary:
+        print(f"per mixed prompt: split {summary['split_within_prompt']:.3f} (1 = even, 0 = all on one "
+              f"answer); both answers >= 0.1 in {summary['prompts_splitting_10pct']:.0%}"
+              + (f"; favours the last example's task in {summary['follows_last_example']:.0%}"
+                 if "follows_last_example" in summary else ""))
     print(f"run folder: {run.path}  (figure: {run.path / 'figures' / 'sweep.png'})")
     return 0
 

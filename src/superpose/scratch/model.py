@@ -20,6 +20,10 @@ class ModelConfig(BaseModel):
     max_position_embeddings: int = Field(2048, ge=16)  # must cover the longest training sequence
     rope_theta: float = Field(10000.0, gt=0)
     init_std: float = Field(0.02, gt=0)
+    # Dropout on attention weights while training. A model trained on one task per sequence can
+    # read the task off the LAST example alone; dropping attention weights makes leaning on one
+    # position costly, so the model spreads its attention over many examples.
+    attention_dropout: float = Field(0.0, ge=0, lt=1)
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> "ModelConfig":
@@ -40,7 +44,7 @@ def llama_config(cfg: ModelConfig):
         num_key_value_heads=cfg.n_heads, max_position_embeddings=cfg.max_position_embeddings,
         rope_theta=cfg.rope_theta, initializer_range=cfg.init_std, tie_word_embeddings=False,
         pad_token_id=SPECIAL_TOKENS.index("<pad>"), bos_token_id=None, eos_token_id=None,
-        attention_bias=False, mlp_bias=False, attention_dropout=0.0,
+        attention_bias=False, mlp_bias=False, attention_dropout=cfg.attention_dropout,
     )
 
 

@@ -260,6 +260,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
     vocab, tokenizer = char_vocab(), build_tokenizer()
 
     model = build_model(cfg.model, torch.Generator().manual_seed(cfg.seed)).to(device)
+    torch.manual_seed(cfg.seed)  # dropout draws from the global generator (restored on resume)
     optimizer = make_optimizer(model, cfg, device)
     start, seconds, tokens = 0, 0.0, 0
     ckpt = out_dir / "checkpoint"
