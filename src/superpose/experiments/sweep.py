@@ -148,7 +148,7 @@ def run_sweep(cfg: SweepConfig, resume: str | Path | None = None, progress: bool
             })
     records = run.read_records()
     summary = summarize(records, cfg)
-    plot_sweep(summary, cfg, run.figure_path("sweep"))
+    plot_sweep(summary, records, cfg, run.figure_path("sweep"))
     if figure_copy is not None:
         Path(figure_copy).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(run.figure_path("sweep"), figure_copy)
@@ -206,8 +206,12 @@ def per_prompt_split(records: list[dict]) -> dict:
     return out
 
 
-def plot_sweep(summary: dict, cfg: SweepConfig, path: Path) -> Path:
-    """Stacked areas of P(task 1), P(task 2) and the rest against λ, with the diagonal."""
+def plot_sweep(summary: dict, records: list[dict], cfg: SweepConfig, path: Path) -> Path:
+    """Left: stacked areas of P(task 1), P(task 2) and the rest against λ, with the diagonal.
+    Right: P(task 1) of every prompt, which tells a split inside each prompt (points near the
+    mean) from a choice of one answer per prompt (points at 0 and 1)."""
+    import random
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -215,7 +219,22 @@ def plot_sweep(summary: dict, cfg: SweepConfig, path: Path) -> Path:
 
     curve = summary["curve"]
     lams = [c["lambda"] for c in curve]
-    fig, ax = plt.subplots(figsize=(5.2, 4.4), dpi=150)
+    fig, (ax, ax_each) = plt.subplots(1, 2, figsize=(9.6, 4.4), dpi=150, gridspec_kw={"width_ratios": [1.2, 1]})
+    jitter = random.Random(0)  # fixed: the figure is a function of the records
+    ax_each.scatter([r["lambda"] + jitter.uniform(-0.025, 0.025) for r in records], [r["p1"] for r in records],
+                    s=6, alpha=min(0.6, 5 / cfg.n_prompts ** 0.5), color="#4C72B0", linewidths=0)
+    ax_each.plot(lams, [c["p1"] for c in curve], color="black", lw=1, marker="_", ms=10, label="mean")
+    ax_each.set_xlim(-0.05, 1.05)
+    ax_each.set_ylim(-0.03, 1.03)
+    ax_each.set_xlabel("λ")
+    ax_each.set_ylabel(f"P({cfg.task1}) in each prompt")
+    note = ""
+    if "split_within_prompt" in summary:
+        note = f"within-prompt split {summary['split_within_prompt']:.2f} (1 = even)"
+        if "follows_last_example" in summary:
+            note += f"\nfavours the last example's task: {summary['follows_last_example']:.0%}"
+    ax_each.set_title(note, fontsize=7)
+    ax_each.legend(loc="upper left", fontsize=7, frameon=False)
     ax.stackplot(lams, [c["p1"] for c in curve], [c["p2"] for c in curve],
                  [c["other"] for c in curve], colors=["#4C72B0", "#DD8452", "#BBBBBB"], alpha=0.85,
                  labels=[f"P({cfg.task1})", f"P({cfg.task2})", "other"])
