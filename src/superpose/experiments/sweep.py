@@ -21,7 +21,8 @@ how evenly each prompt splits its own probability (``split_within_prompt``: 2·m
 the last example (``follows_last_example``; ~1 means recency, not superposition).
 
 The run folder holds config.yaml, records.jsonl (one record per prompt), summary.json and
-figures/sweep.png (stacked areas of P(task 1), P(task 2) and the rest against λ, with the diagonal).
+figures/sweep.png (stacked areas of P(task 1), P(task 2) and the rest against λ, with the diagonal;
+beside it, every prompt's P(task 1)).
 """
 
 from __future__ import annotations
