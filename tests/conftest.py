@@ -14,6 +14,6 @@ TEST_MODEL = "smollm2-135m"
 @pytest.fixture(scope="session")
 def smollm():
     """SmolLM2-135M-Instruct from its pip package (real weights, real tokenizer)."""
-    from superpose import load_model
+    from superpose import load_backend
 
-    return load_model(TEST_MODEL, "float32")
+    return load_backend(TEST_MODEL, "float32")

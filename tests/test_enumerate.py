@@ -8,7 +8,6 @@ from superpose.enumerate import EnumerateSettings, OutputEnumerator, format_enum
 from superpose.errors import ConfigError
 from superpose.config import validate
 from superpose.prompts import MixtureSpec, build_prompt
-from superpose.scoring import SharedPrefixScorer
 
 MIXED = MixtureSpec(tasks=["copy_op1", "copy_op2", "op1_plus_op2"], n_examples=12)
 SINGLE = MixtureSpec(tasks=["copy_op1"], n_examples=40)  # long and concentrated: outputs all enumerable
@@ -28,7 +27,7 @@ def mixed(smollm):
 def test_probabilities_equal_the_scorers(smollm, mixed):
     """Each token path found has exactly the probability the scorer gives its string + newline."""
     prompt, e = mixed
-    scores = SharedPrefixScorer(smollm).score(prompt.text, [o.text + "\n" for o in e.outputs])
+    scores = smollm.score_one(prompt.text, [o.text + "\n" for o in e.outputs])
     compared = 0
     for o, s in zip(e.outputs, scores):
         assert o.ended_by == "terminator"

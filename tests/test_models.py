@@ -1,13 +1,13 @@
 import pytest
 
-from superpose import load_model
+from superpose import load_backend
 from superpose.errors import ModelNotAvailable
 from superpose.models import EMBEDDED_MODELS
 from superpose.models.loading import resolve_model
 
 
 def test_embedded_model_provenance(smollm):
-    info = smollm.info
+    info = smollm.provenance
     assert info["sha256"] == {"SmolLM2-135M-Instruct.Q4_1.gguf": EMBEDDED_MODELS["smollm2-135m"].sha256}
     assert info["architecture"] == "LlamaForCausalLM"
     assert 130e6 < info["n_parameters"] < 140e6
@@ -33,9 +33,9 @@ def test_missing_optional_model_says_how_to_install(monkeypatch):
     if entry.installed():
         pytest.skip("the optional Qwen model is installed here")
     with pytest.raises(ModelNotAvailable, match="(?s)not installed.*make models-qwen"):
-        load_model("qwen2.5-coder-0.5b")
+        load_backend("qwen2.5-coder-0.5b")
 
 
 def test_bad_dtype_is_refused():
     with pytest.raises(Exception, match="dtype must be one of float32, bfloat16, float16"):
-        load_model("smollm2-135m", dtype="float8")
+        load_backend("smollm2-135m", dtype="float8")

@@ -120,7 +120,7 @@ def test_bad_configs_fail_clearly_and_write_nothing(tmp_path, capsys, changes, m
 def test_prompt_longer_than_context_stops_before_scoring(tmp_path, capsys):
     config = write_config(tmp_path, mixtures=[{"name": "long", "tasks": ["copy_op1", "copy_op2"], "n_examples": 1500}])
     code, err = _cli(capsys, "run", str(config), "--out", str(tmp_path / "runs"))
-    assert code == 2 and "exceed the context of model 'smollm2-135m' (8192 tokens)" in err
+    assert code == 2 and "does not fit in the context of model 'smollm2-135m' (8192 tokens)" in err
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert RunFolder.open(run_dir).status == "running"
     assert not (run_dir / "records.jsonl").exists() and not (run_dir / "summary.json").exists()

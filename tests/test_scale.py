@@ -12,7 +12,6 @@ from superpose.experiments.scale import ScaleConfig, load_scale_config, run_scal
 from superpose.experiments.topk import (analyse_prompt, answer_probabilities, answer_ranks, summarize_mixture,
                                         table2_rows, topk_is_exact)
 from superpose.prompts import MixtureSpec, build_prompt
-from superpose.scoring import SharedPrefixScorer
 
 
 def fake_enumeration(outputs: dict[str, float]) -> Enumeration:
@@ -69,7 +68,7 @@ def test_table2_pairs_single_task_top1_with_uniform_mixed_topk():
 def test_analyse_prompt_on_a_real_model(smollm):
     prompt = build_prompt(MixtureSpec(tasks=["copy_op1", "copy_op2", "op1_plus_op2"], n_examples=12), 0, 0)
     enumerator = OutputEnumerator(smollm, EnumerateSettings(min_prob=1e-3, max_expansions=48, max_outputs=8))
-    r = analyse_prompt(enumerator, SharedPrefixScorer(smollm), prompt)
+    r = analyse_prompt(enumerator, prompt)
     assert r["K"] == 3 and len(r["ranks"]) == 3 and r["n_solved"] == sum(r["solved"])
     assert all(s == (rank < 3) for s, rank in zip(r["solved"], r["ranks"]))
     assert r["kl"] >= r["kl_normalized"] - 1e-9 >= -1e-9  # the raw KL also charges the other mass

@@ -158,13 +158,13 @@ def test_resume_refuses_a_changed_config(tmp_path):
 
 
 def test_trained_folder_loads_with_load_model(tmp_path):
-    from superpose.models import load_model
-    from superpose.scoring import NaiveScorer, SharedPrefixScorer
+    from superpose.backends import load_backend
+    from superpose.scoring import NaiveScorer
 
     result = train(tiny_config(tmp_path / "m"), progress=False)
-    lm = load_model(str(result.model_dir))
+    lm = load_backend(str(result.model_dir))
     assert lm.info["architecture"] == "LlamaForCausalLM" and lm.max_context == 96
-    fast = SharedPrefixScorer(lm).score("3>5\n4>", ["6", "7x"])
+    fast = lm.score_one("3>5\n4>", ["6", "7x"])
     slow = NaiveScorer(lm).score("3>5\n4>", ["6", "7x"])
     for f, s in zip(fast, slow):
         assert not f.straddles and f.logprob == pytest.approx(s.logprob, abs=1e-4)

@@ -9,14 +9,15 @@ import pytest
 from superpose.errors import ConfigError
 from superpose.experiments.sweep import (STUDY_CURVES, SweepConfig, load_sweep_config, per_prompt_split,
                                          run_sweep)
-from superpose.models import EMBEDDED_MODELS, load_model
+from superpose.backends import load_backend
+from superpose.models import EMBEDDED_MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def scratch_lm():
-    return load_model("scratch-plus-cpu")
+    return load_backend("scratch-plus-cpu")
 
 
 def test_shipped_checkpoint_is_an_embedded_model(scratch_lm):
@@ -32,7 +33,7 @@ def _sweep(tmp_path, lm, task1, task2, counts="exact", n_prompts=40):
     cfg = SweepConfig(model="scratch-plus-cpu", task1=task1, task2=task2, n_examples=20,
                       n_prompts=n_prompts, counts=counts, seed=1, reference="plus",
                       out_root=str(tmp_path))
-    return run_sweep(cfg, progress=False, lm=lm)
+    return run_sweep(cfg, progress=False, backend=lm)
 
 
 @pytest.mark.parametrize("task1, task2, counts", [("plus_2", "plus_3", "exact"), ("plus_7", "plus_2", "exact"),
@@ -54,12 +55,12 @@ def test_shipped_checkpoint_splits_probability_with_the_mix(tmp_path, scratch_lm
 def test_sweep_resumes_without_redoing_records(tmp_path, scratch_lm):
     cfg = SweepConfig(model="scratch-plus-cpu", task1="plus_3", task2="plus_8", n_examples=20,
                       n_prompts=3, lambdas=[0.0, 0.5, 1.0], out_root=str(tmp_path))
-    run, full = run_sweep(cfg, progress=False, lm=scratch_lm)
+    run, full = run_sweep(cfg, progress=False, backend=scratch_lm)
     records = run.read_records()
     # simulate a kill: keep 4 records and a half-written fifth line
     (run.path / "records.jsonl").write_text(
         "".join(__import__("json").dumps(r) + "\n" for r in records[:4]) + '{"lambda": 0.5, "ind')
-    _, again = run_sweep(cfg, resume=run.path, progress=False, lm=scratch_lm)
+    _, again = run_sweep(cfg, resume=run.path, progress=False, backend=scratch_lm)
     assert again["curve"] == full["curve"]
     keys = [(r["lambda"], r["index"]) for r in run.read_records()]
     assert len(keys) == len(set(keys)) == 9

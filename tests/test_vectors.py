@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from superpose.errors import ConfigError, SuperposeError
-from superpose.scoring import SharedPrefixScorer, encode_continuation, encode_prompt
+from superpose.backends import encode_continuation, encode_prompt
 from superpose.vectors import (Patch, VectorStore, capture_residuals, extract_prompts, find_decoder_layers,
                                interpolation_vectors, make_group, patched_logprobs, patching, zero_shot_queries)
 from superpose.vectors.config import vectors_config_from_dict
@@ -146,7 +146,7 @@ def test_patched_cache_scoring_equals_full_pass_with_patch(smollm):
 
 def test_unpatched_scores_match_shared_prefix_scorer(smollm):
     lp = patched_logprobs(smollm, ONE_SHOT_OP2, ANSWERS, 2, [])
-    want = [s.logprob for s in SharedPrefixScorer(smollm).score(ONE_SHOT_OP2, ANSWERS)]
+    want = [s.logprob for s in smollm.score_one(ONE_SHOT_OP2, ANSWERS)]
     np.testing.assert_allclose(lp, np.array([want, want]), atol=1e-4)
 
 
@@ -247,13 +247,11 @@ def test_config_errors_name_the_field():
 
 # -- the whole experiment through the CLI -------------------------------------------------------------
 
-def test_cli_runs_every_step_and_resumes(smollm, tmp_path, monkeypatch):
+def test_cli_runs_every_step_and_resumes(tmp_path):
     import yaml
 
     import superpose.cli as cli
-    import superpose.vectors.experiment as experiment
 
-    monkeypatch.setattr(experiment, "load_model", lambda name, dtype: smollm)
     config = {
         "name": "t", "model": "smollm2-135m", "tasks": ["copy_op1", "copy_op2"],
         "extract": {"n_prompts": 2, "n_examples": 3, "layers": [2, 4, 6], "batch_size": 2},

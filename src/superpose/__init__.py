@@ -7,7 +7,7 @@ on every task's answer at once (Xiong et al., 2024). The pipeline is
 
 and each stage is importable on its own::
 
-    from superpose import get_task, MixtureSpec, build_prompts, load_model, SharedPrefixScorer
+    from superpose import get_task, MixtureSpec, build_prompts, load_backend, ScoreRequest
 """
 
 __version__ = "0.1.0"
@@ -15,10 +15,9 @@ __version__ = "0.1.0"
 from superpose.errors import SuperposeError
 from superpose.tasks import Task, get_task, list_tasks
 from superpose.prompts import MixtureSpec, Prompt, build_prompts
-from superpose.models import LoadedModel, load_model
-from superpose.scoring import NaiveScorer, SharedPrefixScorer
+from superpose.backends import Backend, ScoreRequest, load_backend
 
 __all__ = [
     "SuperposeError", "Task", "get_task", "list_tasks", "MixtureSpec", "Prompt", "build_prompts",
-    "LoadedModel", "load_model", "NaiveScorer", "SharedPrefixScorer", "__version__",
+    "Backend", "ScoreRequest", "load_backend", "__version__",
 ]

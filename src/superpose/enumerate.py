@@ -31,7 +31,6 @@ could have missed.
 
 from __future__ import annotations
 
-import copy
 import heapq
 import math
 from dataclasses import asdict, dataclass, field
@@ -40,9 +39,9 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from superpose.errors import PromptTooLong, SuperposeError
-from superpose.models import LoadedModel
-from superpose.scoring import encode_prompt
+from superpose.backends.base import encode_prompt
+from superpose.backends.hf import HFBackend, Prefill
+from superpose.errors import SuperposeError
 
 
 class EnumerateSettings(BaseModel):
@@ -122,7 +121,7 @@ class _Node:
     path: tuple[int, ...] = field(compare=False)
 
 
-def end_token_ids(lm: LoadedModel) -> set[int]:
+def end_token_ids(lm: HFBackend) -> set[int]:
     """Token ids that end a sequence for this model (tokenizer and generation config)."""
     ids: set[int] = set()
     candidates = [getattr(lm.tokenizer, "eos_token_id", None)]
@@ -143,7 +142,8 @@ class OutputEnumerator:
     it is the test oracle and the benchmark baseline.
     """
 
-    def __init__(self, lm: LoadedModel, settings: EnumerateSettings | None = None, reuse_cache: bool = True):
+    def __init__(self, lm: HFBackend, settings: EnumerateSettings | None = None, reuse_cache: bool = True):
+        type(lm).require("enumerate", "output enumeration")
         self.lm = lm
         self.model, self.tokenizer = lm.model, lm.tokenizer
         self.settings = settings or EnumerateSettings()
@@ -167,31 +167,16 @@ class OutputEnumerator:
 
     # --- next-token distributions -------------------------------------------------------------
 
-    def _tensor(self, rows: list[list[int]]) -> torch.Tensor:
-        return torch.tensor(rows, dtype=torch.long, device=self.lm.device)
-
-    def _next_logprobs_cached(self, cache, n_prompt: int, paths: list[tuple[int, ...]]) -> torch.Tensor:
-        """log P(next token | prompt, path) for each path; [B, vocab] float32."""
-        b, longest = len(paths), max(len(p) for p in paths)
-        work = copy.deepcopy(cache)  # the prompt's cache must stay untouched for later expansions
-        work.batch_repeat_interleave(b)
-        # Right padding needs no attention mask: a real token never attends to a later pad.
-        rows = [list(p) + [0] * (longest - len(p)) for p in paths]  # [B, longest]
-        positions = torch.arange(n_prompt, n_prompt + longest, device=self.lm.device).expand(b, -1)
-        last = torch.tensor([len(p) - 1 for p in paths], device=self.lm.device)  # [B]
-        keep = torch.unique(last)  # only the positions we read reach the (large) output layer
-        logits = self.model(input_ids=self._tensor(rows), past_key_values=work, position_ids=positions,
-                            use_cache=True, logits_to_keep=keep).logits  # [B, len(keep), vocab]
-        col = torch.searchsorted(keep, last)  # [B]
-        picked = logits[torch.arange(b, device=logits.device), col]  # [B, vocab]
-        return torch.log_softmax(picked.float(), dim=-1)
+    def _next_logprobs_cached(self, pre: Prefill, paths: list[tuple[int, ...]]) -> torch.Tensor:
+        """log P(next token | prompt, path) for each path, on forks of the prompt's cache; [B, vocab] float32."""
+        return self.lm.extend(pre, [0] * len(paths), paths, keep=[len(p) - 1 for p in paths])
 
     def _next_logprobs_naive(self, prompt_ids: list[int], paths: list[tuple[int, ...]]) -> torch.Tensor:
         """Same as the cached version, re-running the whole prompt for every path; [B, vocab]."""
         out = []
         for p in paths:
             ids = prompt_ids + list(p)
-            logits = self.model(input_ids=self._tensor([ids]), logits_to_keep=1).logits  # [1, 1, vocab]
+            logits = self.model(input_ids=self.lm._tensor([ids]), logits_to_keep=1).logits  # [1, 1, vocab]
             out.append(torch.log_softmax(logits[0, -1].float(), dim=-1))
         return torch.stack(out)
 
@@ -205,16 +190,12 @@ class OutputEnumerator:
         if not prompt_ids:
             raise SuperposeError("cannot enumerate outputs of an empty prompt")
         n = len(prompt_ids)
-        if n + s.max_tokens > self.lm.max_context:
-            raise PromptTooLong(
-                f"prompt of {n} tokens plus max_tokens={s.max_tokens} exceeds the context of model "
-                f"'{self.lm.name}' ({self.lm.max_context} tokens)")
+        self.lm.check_fit(n, s.max_tokens, hint="lower max_tokens or the prompt's n_examples")
         context = prompt_ids[-1:]
         floor = math.log(s.min_prob)
 
-        out = self.model(input_ids=self._tensor([prompt_ids]), use_cache=True, logits_to_keep=1)
-        root_cache = out.past_key_values if self.reuse_cache else None
-        root = torch.log_softmax(out.logits[0, -1].float(), dim=-1)  # [vocab]
+        pre = self.lm.prefill([prompt_ids])
+        root = pre.last_logprobs[0]  # [vocab]
         n_forward = 1
 
         heap: list[_Node] = []
@@ -265,7 +246,7 @@ class OutputEnumerator:
             nodes = [heapq.heappop(heap) for _ in range(take)]
             paths = [nd.path for nd in nodes]
             if self.reuse_cache:
-                dists = self._next_logprobs_cached(root_cache, n, paths)  # [B, vocab]
+                dists = self._next_logprobs_cached(pre, paths)  # [B, vocab]
                 n_forward += 1
             else:
                 dists = self._next_logprobs_naive(prompt_ids, paths)  # [B, vocab]
@@ -284,7 +265,7 @@ class OutputEnumerator:
             n_found=len(outputs))
 
 
-def enumerate_outputs(lm: LoadedModel, prompt: str, settings: EnumerateSettings | None = None,
+def enumerate_outputs(lm: HFBackend, prompt: str, settings: EnumerateSettings | None = None,
                       reuse_cache: bool = True) -> Enumeration:
     """One-call form of :meth:`OutputEnumerator.enumerate`."""
     return OutputEnumerator(lm, settings, reuse_cache).enumerate(prompt)

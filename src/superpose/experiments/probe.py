@@ -1,8 +1,8 @@
 """The probe: score every task's answer after mixed-task prompts, on one or more models.
 
 For each mixture in the config, ``n_prompts`` prompts are drawn (the same prompts for every model),
-each model scores every task's answer to every query with :class:`SharedPrefixScorer`, and one record
-per (model, mixture, prompt) is appended to the run folder. The summary and figures are made from
+each model -- any backend (:mod:`superpose.backends`): transformers in-process, or vLLM -- scores every
+task's answer to every query, and one record per (model, mixture, prompt) is appended to the run folder. The summary and figures are made from
 the records, so an interrupted run resumes where it stopped (``--resume``) and its numbers are the
 same as an uninterrupted run's.
 """
@@ -12,21 +12,20 @@ from __future__ import annotations
 import argparse
 import gc
 from pathlib import Path
-from typing import Literal
-
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from superpose.backends import Backend, ScoreRequest, check_model, load_backend
+from superpose.backends.devices import check_device_name
+from superpose.backends.entry import Dtype, ModelEntry, model_entries
+from superpose.cli_args import add_model_flags
 from superpose.config import config_from_dict, load_config
 from superpose.errors import PromptTooLong, SuperposeError
 from superpose.metrics import summarize
-from superpose.models import load_model
-from superpose.models.loading import DTYPES, resolve_model
 from superpose.prompts import MixtureSpec, Prompt, build_prompts
 from superpose.report.console import console, print_summary, track
 from superpose.report.figures import plot_distributions, plot_means
 from superpose.runs import DEFAULT_ROOT, RunFolder
-from superpose.scoring import SharedPrefixScorer, encode_prompt
 
 REPO_CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 DEFAULT_CONFIG = REPO_CONFIGS / "demo.yaml"
@@ -45,13 +44,29 @@ class ProbeConfig(BaseModel):
 
     name: str = "probe"
     description: str = ""
-    models: list[str] = Field(default_factory=lambda: ["gemma-3-270m"], min_length=1)
-    dtype: Literal[DTYPES] = "float32"  # type: ignore[valid-type]
+    models: list[ModelEntry | str] = Field(default_factory=lambda: ["gemma-3-270m"], min_length=1)
+    dtype: Dtype = "float32"
+    device: str | None = None  # auto, cpu, cuda, cuda:N, mps; None: cpu
     seed: int = 0
     n_prompts: int = Field(100, ge=1)
     terminator: str = ""  # "" scores the answer alone (the study); "\n" scores answer + newline
     task_files: list[str] = Field(default_factory=list)  # user tasks, loaded before the mixtures
     mixtures: list[Mixture] = Field(min_length=1)
+
+    @field_validator("models")
+    @classmethod
+    def _entries(cls, models: list[ModelEntry | str]) -> list[ModelEntry]:
+        return model_entries(models)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, device: str | None) -> str | None:
+        return check_device_name(device)
+
+    @property
+    def entries(self) -> list[ModelEntry]:
+        """The models as entries (validation has turned every string into one)."""
+        return self.models  # type: ignore[return-value]
 
     @field_validator("mixtures")
     @classmethod
@@ -72,17 +87,20 @@ def make_prompts(config: ProbeConfig) -> dict[str, list[Prompt]]:
     return {m.name: build_prompts(m, config.n_prompts, config.seed) for m in config.mixtures}
 
 
-def check_prompts_fit(lm, prompts: dict[str, list[Prompt]], terminator: str) -> None:
+def requests_of(prompt: Prompt, terminator: str = "") -> ScoreRequest:
+    """The prompt's text with every task's answer (plus ``terminator``) as continuations."""
+    return ScoreRequest(prompt.text, [a + terminator for a in prompt.answers])
+
+
+def check_prompts_fit(backend: Backend, prompts: dict[str, list[Prompt]], terminator: str) -> None:
     """Fail before any scoring if a prompt plus an answer exceeds the model's context."""
     for mixture, items in prompts.items():
         for p in items:
-            n = len(encode_prompt(lm.tokenizer, p.text))
-            longest = max(len(lm.tokenizer(a + terminator, add_special_tokens=False).input_ids) for a in p.answers)
-            if n + longest > lm.max_context:
-                raise PromptTooLong(
-                    f"mixture '{mixture}', prompt {p.index}: {n} prompt tokens + {longest} answer tokens "
-                    f"exceed the context of model '{lm.name}' ({lm.max_context} tokens); "
-                    f"lower n_examples (now {len(p.example_tasks)})")
+            try:
+                backend.check_request(requests_of(p, terminator))
+            except PromptTooLong as e:
+                raise PromptTooLong(f"mixture '{mixture}', prompt {p.index}: {e} "
+                                    f"(now {len(p.example_tasks)})") from None
 
 
 def run_probe(config: ProbeConfig, root: str | Path = DEFAULT_ROOT, resume: str | Path | None = None) -> RunFolder:
@@ -92,8 +110,8 @@ def run_probe(config: ProbeConfig, root: str | Path = DEFAULT_ROOT, resume: str 
         config = config_from_dict(ProbeConfig, run.config, f"{run.path}/config.yaml")
         console.print(f"resuming [bold]{run.path}[/bold]")
     else:
-        for name in config.models:  # an unknown or missing model fails before anything is written
-            resolve_model(name)
+        for entry in config.entries:  # an unknown or missing model fails before anything is written
+            check_model(entry.name, purpose="superpose run")
         run = RunFolder.create(config.name, config.model_dump(), root)
         console.print(f"run folder: [bold]{run.path}[/bold]")
     prompts = make_prompts(config)
@@ -102,18 +120,18 @@ def run_probe(config: ProbeConfig, root: str | Path = DEFAULT_ROOT, resume: str 
 
     done = {(r["model"], r["mixture"], r["index"]) for r in run.read_records()}
     provenance = dict(run.config_doc().get("models") or {})
-    for model_name in config.models:
+    for entry in config.entries:
+        model_name = entry.display
         todo = [(m, p) for m, ps in prompts.items() for p in ps if (model_name, m, p.index) not in done]
         if not todo:
             continue
-        console.print(f"loading model [bold]{model_name}[/bold] ({config.dtype})")
-        lm = load_model(model_name, config.dtype)
-        provenance[model_name] = lm.info
+        console.print(f"loading model [bold]{entry.name}[/bold] ({config.dtype})")
+        backend = load_backend(entry.name, config.dtype, config.device, **entry.options)
+        provenance[model_name] = backend.provenance
         run.update_config("models", provenance)
-        check_prompts_fit(lm, prompts, config.terminator)
-        scorer = SharedPrefixScorer(lm)
-        for mixture, prompt in track(todo, f"{model_name}: scoring prompts"):
-            scores = scorer.score(prompt.text, [a + config.terminator for a in prompt.answers])
+        check_prompts_fit(backend, prompts, config.terminator)
+        stream = backend.stream([requests_of(p, config.terminator) for _, p in todo])
+        for (mixture, prompt), scores in track(zip(todo, stream), f"{model_name}: scoring prompts", total=len(todo)):
             run.append_record({
                 "model": model_name, "mixture": mixture, "index": prompt.index,
                 "tasks": prompt.tasks, "answers": prompt.answers,
@@ -122,7 +140,8 @@ def run_probe(config: ProbeConfig, root: str | Path = DEFAULT_ROOT, resume: str 
                 "n_answer_tokens": [len(s.token_ids) for s in scores],
                 "straddles": [s.straddles for s in scores],
             })
-        del lm, scorer
+        backend.close()
+        del backend, stream
         gc.collect()
 
     summary = summarize_run(run, config)
@@ -133,7 +152,7 @@ def run_probe(config: ProbeConfig, root: str | Path = DEFAULT_ROOT, resume: str 
 
 def collect(records: list[dict], config: ProbeConfig) -> dict:
     """Records grouped as ``table[model][mixture] = {tasks, logp [N, K], shares [N, K]}`` in config order."""
-    models = {m: i for i, m in enumerate(config.models)}
+    models = {m.display: i for i, m in enumerate(config.entries)}
     mixtures = {m.name: i for i, m in enumerate(config.mixtures)}
     table: dict = {}
     for r in sorted(records, key=lambda r: (models[r["model"]], mixtures[r["mixture"]], r["index"])):
@@ -194,9 +213,7 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("run", help="probe task superposition (default: the demo on gemma-3-270m)",
                               description="Score every task's answer after mixed-task prompts.")
     p.add_argument("config", nargs="?", help=f"probe config YAML (default: {DEFAULT_CONFIG.relative_to(REPO_CONFIGS.parent)})")
-    p.add_argument("--model", action="append", dest="models", metavar="NAME",
-                   help="model name, GGUF file, folder or hub id; repeat for several (replaces the config's)")
-    p.add_argument("--dtype", choices=DTYPES)
+    add_model_flags(p, several=True)
     p.add_argument("--n-prompts", type=int, dest="n_prompts")
     p.add_argument("--seed", type=int)
     p.add_argument("--out", default=str(DEFAULT_ROOT), help="root folder for run folders (default: runs)")
@@ -209,6 +226,7 @@ def _main(args: argparse.Namespace) -> int:
         run_probe(None, args.out, resume=args.resume)  # type: ignore[arg-type]
         return 0
     path = Path(args.config) if args.config else DEFAULT_CONFIG
-    overrides = {"models": args.models, "dtype": args.dtype, "n_prompts": args.n_prompts, "seed": args.seed}
+    overrides = {"models": args.models, "dtype": args.dtype, "device": args.device, "n_prompts": args.n_prompts,
+                 "seed": args.seed}
     run_probe(load_probe_config(path, overrides), args.out)
     return 0

@@ -23,38 +23,24 @@ from __future__ import annotations
 import gc
 import shutil
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from superpose.backends import check_model, load_backend
+from superpose.backends.devices import check_device_name
+from superpose.backends.entry import Dtype, ModelEntry, model_entries
 from superpose.config import read_yaml, validate
 from superpose.enumerate import EnumerateSettings, OutputEnumerator
 from superpose.errors import ModelNotAvailable, SuperposeError
 from superpose.experiments.probe import Mixture, check_prompts_fit
 from superpose.experiments.topk import analyse_prompt, plot_reliability, summarize_model
-from superpose.models import EMBEDDED_MODELS, load_model
-from superpose.models.loading import DTYPES
+from superpose.models import EMBEDDED_MODELS
 from superpose.prompts import Prompt, build_prompts
 from superpose.report.console import console, track
 from superpose.runs import DEFAULT_ROOT, RunFolder
-from superpose.scoring import SharedPrefixScorer
 from superpose.report.figures import save_figure
-
-
-class ModelEntry(BaseModel):
-    """A model to measure: embedded name, folder, GGUF file or hub id."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str
-    label: str | None = None  # shown in tables and plots (default: the name)
-    optional: bool = False  # skip with a note when it cannot be loaded
-
-    @property
-    def display(self) -> str:
-        """The label, or the name."""
-        return self.label or self.name
 
 
 class ScratchFamily(BaseModel):
@@ -104,8 +90,8 @@ class ScaleConfig(BaseModel):
     description: str = ""
     models: list[ModelEntry | str] = Field(default_factory=list)
     scratch: ScratchFamily | None = None
-    dtype: Literal[DTYPES] = "float32"  # type: ignore[valid-type]
-    device: str | None = None  # None: CPU; "auto": cuda when available; or any torch device
+    dtype: Dtype = "float32"
+    device: str | None = None  # auto, cpu, cuda, cuda:N, mps; None: cpu
     threads: int | None = Field(None, ge=1)  # torch CPU threads for scoring; None: torch's default
     seed: int = 0
     n_prompts: int = Field(20, ge=1)  # per mixture
@@ -118,11 +104,12 @@ class ScaleConfig(BaseModel):
     @field_validator("models")
     @classmethod
     def _entries(cls, models: list[ModelEntry | str]) -> list[ModelEntry]:
-        entries = [m if isinstance(m, ModelEntry) else ModelEntry(name=m) for m in models]
-        labels = [e.display for e in entries]
-        if len(set(labels)) != len(labels):
-            raise ValueError(f"model labels must be unique, got {labels}")
-        return entries
+        return model_entries(models)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, device: str | None) -> str | None:
+        return check_device_name(device)
 
     @model_validator(mode="after")
     def _check(self) -> "ScaleConfig":
@@ -192,14 +179,6 @@ def train_scratch_family(family: ScratchFamily, source: str, progress: bool = Tr
 
 # --- running ------------------------------------------------------------------------------------
 
-def _device(device: str | None) -> str | None:
-    if device == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else None
-    return device
-
-
 def _unavailable(entry: ModelEntry) -> str | None:
     """Why an optional entry must be skipped before loading, or None."""
     known = EMBEDDED_MODELS.get(entry.name)
@@ -226,6 +205,9 @@ def run_scale(config: ScaleConfig | None, root: str | Path = DEFAULT_ROOT, resum
         console.print(f"resuming [bold]{run.path}[/bold]")
     else:
         assert config is not None
+        for entry in config.models:  # type: ignore[union-attr]
+            if _unavailable(entry) is None:
+                check_model(entry.name, needs=("enumerate",), purpose="superpose scale")
         run = RunFolder.create(f"scale-{config.name}", config.model_dump(mode="json"), root)
         console.print(f"run folder: [bold]{run.path}[/bold]")
     if config.threads:
@@ -254,7 +236,7 @@ def run_scale(config: ScaleConfig | None, root: str | Path = DEFAULT_ROOT, resum
         if why is None:
             console.print(f"loading model [bold]{label}[/bold] ({config.dtype})")
             try:
-                lm = load_model(entry.name, config.dtype, device=_device(config.device))
+                lm = load_backend(entry.name, config.dtype, config.device, **entry.options)
             except ModelNotAvailable as e:
                 if not (entry.optional or getattr(EMBEDDED_MODELS.get(entry.name), "optional", False)):
                     raise
@@ -264,14 +246,14 @@ def run_scale(config: ScaleConfig | None, root: str | Path = DEFAULT_ROOT, resum
             skipped[label] = why
             run.update_config("skipped", skipped)
             continue
-        provenance[label] = lm.info
+        provenance[label] = lm.provenance
         run.update_config("models", provenance)
         check_prompts_fit(lm, prompts, config.enumerate.terminator)
-        enumerator, scorer = OutputEnumerator(lm, config.enumerate), SharedPrefixScorer(lm)
+        enumerator = OutputEnumerator(lm, config.enumerate)
         for mixture, prompt in track(todo, f"{label}: enumerating outputs"):
-            record = analyse_prompt(enumerator, scorer, prompt)
+            record = analyse_prompt(enumerator, prompt)
             run.append_record({"model": label, "mixture": mixture, "index": prompt.index, **record})
-        del lm, enumerator, scorer
+        del lm, enumerator
         gc.collect()
 
     summary = summarize_scale(run, config, [e.display for e in entries], figures_dir)

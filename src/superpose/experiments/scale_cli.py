@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from superpose.cli_args import add_model_flags
 from superpose.runs import DEFAULT_ROOT
 
 
@@ -20,12 +21,10 @@ def add_parser(subparsers) -> None:
         description="Best-first search over the model's continuations (reusing the prompt's KV cache) "
                     "that lists distinct complete outputs -- text up to the terminator -- with exact "
                     "probabilities, and where the rest of the probability went.")
-    d.add_argument("--model", default="gemma-3-270m", help="embedded name, folder, GGUF file or hub id")
+    add_model_flags(d)
     src = d.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompt-file", metavar="FILE", help="file holding the prompt ('-' reads stdin)")
     src.add_argument("--prompt", help="the prompt text (use $'...' in bash for newlines)")
-    d.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
-    d.add_argument("--device", help="e.g. cuda")
     d.add_argument("--terminator", default=defaults.terminator,
                    help="an output ends at the first token containing this (default: newline)")
     d.add_argument("--min-prob", type=float, default=defaults.min_prob,
@@ -46,11 +45,8 @@ def add_parser(subparsers) -> None:
                     "measure KL(in-context shares ‖ P), and plot both against parameter count.")
     s.add_argument("config", nargs="?", help="scale config YAML, e.g. configs/scale/embedded.yaml")
     s.add_argument("--resume", metavar="RUN_FOLDER", help="continue an interrupted run")
-    s.add_argument("--model", action="append", dest="models", metavar="NAME",
-                   help="replace the config's models (repeat for several)")
+    add_model_flags(s, several=True)
     s.add_argument("--n-prompts", type=int, dest="n_prompts", help="prompts per mixture")
-    s.add_argument("--dtype", choices=("float32", "bfloat16", "float16"))
-    s.add_argument("--device", help="cpu, cuda, auto")
     s.add_argument("--out", default=str(DEFAULT_ROOT), help="root folder for run folders (default: runs)")
     s.add_argument("--figures-dir", metavar="DIR", help="also copy the figures to DIR/scale_<figure_name>*.png")
     s.add_argument("--no-progress", action="store_true")
@@ -61,7 +57,7 @@ def _decode(args: argparse.Namespace) -> int:
     from superpose.config import validate
     from superpose.enumerate import EnumerateSettings, OutputEnumerator, format_enumeration
     from superpose.errors import SuperposeError
-    from superpose.models import load_model
+    from superpose.backends import check_model, load_backend
 
     if args.prompt_file is not None:
         if args.prompt_file == "-":
@@ -77,7 +73,9 @@ def _decode(args: argparse.Namespace) -> int:
         "terminator": args.terminator, "min_prob": args.min_prob, "max_expansions": args.max_expansions,
         "max_tokens": args.max_tokens, "max_outputs": args.max_outputs, "max_branching": args.max_branching,
         "batch_size": args.batch_size}, "decode options")
-    lm = load_model(args.model, args.dtype, device=args.device)
+    model = args.model or "gemma-3-270m"
+    check_model(model, needs=("enumerate",), purpose="superpose decode")
+    lm = load_backend(model, args.dtype or "float32", args.device)
     result = OutputEnumerator(lm, settings, reuse_cache=not args.no_cache).enumerate(prompt)
     if args.json:
         print(json.dumps(result.to_dict(), ensure_ascii=False, indent=1))

@@ -4,7 +4,7 @@ For each λ in the config (default 0, 0.1, ..., 1), prompts hold examples of tas
 task 2 with share 1-λ -- exact counts (largest remainder) or i.i.d. draws -- and the model scores
 both tasks' answers to the query. A model that "learns tasks in superposition" puts about λ on task
 1's answer and 1-λ on task 2's; the study found this in small transformers trained on one task per
-sequence, and in pretrained LLMs. Works on any model ``load_model`` accepts.
+sequence, and in pretrained LLMs. Works on any model and backend (:mod:`superpose.backends`).
 
     superpose sweep configs/sweep/plus_scratch.yaml
     superpose sweep configs/sweep/plus_scratch.yaml --resume runs/sweep-plus-...   # continue
@@ -35,6 +35,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from superpose.backends import Backend, ScoreRequest, check_model, load_backend
+from superpose.backends.devices import check_device_name
+from superpose.backends.entry import Dtype, ModelEntry
 from superpose.config import read_yaml, validate
 from superpose.errors import SuperposeError
 from superpose.prompts import MixtureSpec, build_prompt
@@ -56,9 +59,9 @@ class SweepConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = "sweep"
-    model: str  # embedded name (`superpose models`), local folder, GGUF file or hub id
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    device: str | None = None  # e.g. "cuda"; None: where the model loads (CPU)
+    model: ModelEntry | str  # embedded name (`superpose models`), folder, GGUF file, hub id, "vllm:..."
+    dtype: Dtype = "float32"
+    device: str | None = None  # auto, cpu, cuda, cuda:N, mps; None: cpu
     task1: str
     task2: str
     n_examples: int = Field(40, ge=1)
@@ -68,6 +71,16 @@ class SweepConfig(BaseModel):
     seed: int = 0
     reference: Literal["none", "plus", "ret"] = "none"  # a study curve to draw and compare with
     out_root: str = str(DEFAULT_ROOT)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, device: str | None) -> str | None:
+        return check_device_name(device)
+
+    @property
+    def entry(self) -> ModelEntry:
+        """The model as an entry (name, label, backend options)."""
+        return self.model if isinstance(self.model, ModelEntry) else ModelEntry(name=self.model)
 
     @field_validator("lambdas")
     @classmethod
@@ -109,20 +122,15 @@ def load_sweep_config(path: str | Path, **overrides) -> SweepConfig:
 
 
 def run_sweep(cfg: SweepConfig, resume: str | Path | None = None, progress: bool = True,
-              figure_copy: str | Path | None = None, lm=None) -> tuple[RunFolder, dict]:
+              figure_copy: str | Path | None = None, backend: Backend | None = None) -> tuple[RunFolder, dict]:
     """Score every (λ, prompt) pair not yet in the run folder, then write summary and figure.
 
-    ``lm`` may pass an already loaded model (tests, notebooks); it must be ``cfg.model``.
+    ``backend`` may pass an already loaded model (tests, notebooks); it must be ``cfg.model``.
     """
     from tqdm.auto import tqdm
 
-    from superpose.models import load_model
-    from superpose.scoring import SharedPrefixScorer
-
-    from superpose.models.loading import resolve_model
-
-    if lm is None:
-        resolve_model(cfg.model)  # an unknown model fails before a run folder is made
+    if backend is None:
+        check_model(cfg.entry.name, purpose="superpose sweep")  # fails before a run folder is made
     if resume is not None:
         run = RunFolder.open(resume)
         if run.config != cfg.model_dump(mode="json"):
@@ -133,14 +141,15 @@ def run_sweep(cfg: SweepConfig, resume: str | Path | None = None, progress: bool
     todo = [(lam, i) for lam in cfg.lambdas for i in range(cfg.n_prompts) if (lam, i) not in done]
 
     if todo:
-        lm = lm or load_model(cfg.model, dtype=cfg.dtype, device=cfg.device)
-        run.update_config("model_info", {k: v for k, v in lm.info.items() if k != "versions"})
-        scorer = SharedPrefixScorer(lm)
+        entry = cfg.entry
+        backend = backend or load_backend(entry.name, cfg.dtype, cfg.device, **entry.options)
+        run.update_config("model_info", {k: v for k, v in backend.provenance.items() if k != "versions"})
         specs = {lam: cfg.spec(lam) for lam in cfg.lambdas}
-        for lam, i in tqdm(todo, desc=f"sweep {cfg.task1}/{cfg.task2}", unit="prompt",
-                           disable=not progress, dynamic_ncols=True):
-            prompt = build_prompt(specs[lam], cfg.seed, i)
-            s1, s2 = scorer.score(prompt.text, prompt.answers)
+        prompts = [build_prompt(specs[lam], cfg.seed, i) for lam, i in todo]
+        stream = backend.stream([ScoreRequest(p.text, p.answers) for p in prompts])
+        for (lam, i), prompt, (s1, s2) in tqdm(zip(todo, prompts, stream), total=len(todo),
+                                               desc=f"sweep {cfg.task1}/{cfg.task2}", unit="prompt",
+                                               disable=not progress, dynamic_ncols=True):
             run.append_record({
                 "lambda": lam, "index": i, "p1": s1.prob, "p2": s2.prob,
                 "other": max(0.0, 1.0 - s1.prob - s2.prob), "logp1": s1.logprob, "logp2": s2.logprob,
@@ -173,7 +182,7 @@ def summarize(records: list[dict], cfg: SweepConfig) -> dict:
     lams = [c["lambda"] for c in curve]
     p1s = [c["p1"] for c in curve]
     summary: dict = {
-        "model": cfg.model, "task1": cfg.task1, "task2": cfg.task2, "counts": cfg.counts,
+        "model": cfg.entry.display, "task1": cfg.task1, "task2": cfg.task2, "counts": cfg.counts,
         "n_examples": cfg.n_examples, "n_prompts": cfg.n_prompts, "curve": curve,
         "spearman_p1_vs_lambda": float(spearmanr(lams, p1s).statistic) if len(curve) > 2 else None,
         "monotone_p1": all(b >= a for a, b in zip(p1s, p1s[1:])),
@@ -247,7 +256,7 @@ def plot_sweep(summary: dict, records: list[dict], cfg: SweepConfig, path: Path)
     ax.set_ylim(0, 1)
     ax.set_xlabel(f"λ (share of {cfg.task1} examples, {cfg.counts} counts)")
     ax.set_ylabel("probability of the answer")
-    name = Path(cfg.model)
+    name = Path(cfg.entry.display)
     shown = f"{name.parent.name}/{name.name}" if name.name == "model" else name.name
     ax.set_title(f"{shown}: {cfg.task1} vs {cfg.task2}, {cfg.n_examples} examples, "
                  f"{cfg.n_prompts} prompts per λ", fontsize=8)

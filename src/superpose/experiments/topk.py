@@ -4,7 +4,7 @@ With K tasks in a prompt, a model that runs all K tasks in parallel should rank 
 its K most probable complete outputs. For every prompt we
 
 * enumerate the most probable complete outputs (:mod:`superpose.enumerate`, terminator newline);
-* score every task's answer + terminator exactly (:class:`~superpose.scoring.SharedPrefixScorer`);
+* score every task's answer + terminator exactly (the backend's :meth:`~superpose.backends.base.Backend.score`);
 * rank each answer among the distinct outputs: task k is **solved** when fewer than K other strings
   are more probable than its answer (ties count in the answer's favour);
 * measure calibration: KL(in-context task distribution ‖ P over the K answers), raw (P keeps the
@@ -31,7 +31,6 @@ import numpy as np
 from superpose.enumerate import Enumeration, OutputEnumerator
 from superpose.metrics import kl_to_shares, normalize_logp
 from superpose.prompts import Prompt
-from superpose.scoring import Scorer
 from superpose.report.figures import save_figure
 
 TOP_OUTPUTS_KEPT = 10  # outputs stored per record, for reading the run folder by eye
@@ -64,11 +63,11 @@ def topk_is_exact(pool_sorted: list[float], k: int, unexplored: float) -> bool:
     return pool_sorted[k - 1] >= nxt + unexplored
 
 
-def analyse_prompt(enumerator: OutputEnumerator, scorer: Scorer, prompt: Prompt) -> dict:
+def analyse_prompt(enumerator: OutputEnumerator, prompt: Prompt) -> dict:
     """One record: answers' probabilities and ranks, tasks solved, KL, and the top outputs."""
     terminator = enumerator.settings.terminator
     k = len(prompt.tasks)
-    scores = scorer.score(prompt.text, [a + terminator for a in prompt.answers])
+    scores = enumerator.lm.score_one(prompt.text, [a + terminator for a in prompt.answers])
     logp = [s.logprob for s in scores]  # [K]
     enum = enumerator.enumerate(prompt.text)
     probs = answer_probabilities(enum, prompt.answers, logp)

@@ -1,10 +1,10 @@
-"""Models behind one narrow interface: a Hugging Face causal LM plus its tokenizer and provenance.
+"""Where model weights come from: the embedded models (pip packages), local files and folders, hub ids.
 
-``load_model`` accepts an embedded model name (``superpose models``), a GGUF file, a local Hugging
-Face folder, or a hub id.
+Loading is the backends' job (:mod:`superpose.backends`); this package finds, checks and converts
+weights: :func:`~superpose.models.loading.model_source` turns any model reference into a folder or hub
+id, converting a GGUF file once into a cached folder.
 """
 
-from superpose.models.loading import LoadedModel, load_model
 from superpose.models.registry import EMBEDDED_MODELS, EmbeddedModel, cache_dir
 
-__all__ = ["LoadedModel", "load_model", "EMBEDDED_MODELS", "EmbeddedModel", "cache_dir"]
+__all__ = ["EMBEDDED_MODELS", "EmbeddedModel", "cache_dir"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+
+from superpose.cli_args import add_model_flags
 import json
 
 
@@ -29,7 +31,7 @@ def add_parser(subparsers) -> None:
                     "summary.json and figures/sweep.png.")
     s.add_argument("config", help="YAML sweep config, e.g. configs/sweep/plus_scratch.yaml")
     s.add_argument("--resume", metavar="RUN_FOLDER", help="continue an interrupted sweep")
-    s.add_argument("--model", help="override the config's model")
+    add_model_flags(s)
     s.add_argument("--n-prompts", type=int, help="override prompts per λ")
     s.add_argument("--counts", choices=["exact", "iid"], help="override exact / i.i.d. task counts")
     s.add_argument("--out-root", help="where run folders go (default: runs/)")
@@ -55,8 +57,8 @@ def _train(args: argparse.Namespace) -> int:
 def _sweep(args: argparse.Namespace) -> int:
     from superpose.experiments.sweep import load_sweep_config, run_sweep
 
-    cfg = load_sweep_config(args.config, model=args.model, n_prompts=args.n_prompts,
-                            counts=args.counts, out_root=args.out_root)
+    cfg = load_sweep_config(args.config, model=args.model, dtype=args.dtype, device=args.device,
+                            n_prompts=args.n_prompts, counts=args.counts, out_root=args.out_root)
     run, summary = run_sweep(cfg, resume=args.resume, progress=not args.no_progress,
                              figure_copy=args.figure)
     print(f"{'λ':>5} {'P(' + cfg.task1 + ')':>14} {'P(' + cfg.task2 + ')':>14} {'other':>8}")

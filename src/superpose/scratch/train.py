@@ -197,9 +197,10 @@ class TrainResult:
 
 
 def _device(cfg: TrainConfig) -> torch.device:
-    if cfg.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(cfg.device)
+    from superpose.backends.devices import resolve_device
+
+    where = resolve_device(cfg.device)  # a missing GPU is a one-line error
+    return torch.device("cuda" if where == "auto" else where)
 
 
 def _save_checkpoint(out_dir: Path, model, tokenizer, optimizer, step: int, seconds: float,

@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from superpose.cli_args import add_model_flags
 from superpose.errors import SuperposeError
-from superpose.models.loading import DTYPES
 from superpose.runs import DEFAULT_ROOT
 from superpose.vectors.config import load_vectors_config
 from superpose.vectors.experiment import STEPS, VectorsExperiment
@@ -27,8 +27,7 @@ def add_parser(subparsers) -> None:
                     "step runs, after any earlier step it needs that has not run yet.")
     p.add_argument("step", nargs="?", choices=STEPS + ("all",), help="one step (default: all)")
     p.add_argument("target", help="config YAML or run folder")
-    p.add_argument("--model", help="model name, GGUF file, folder or hub id (replaces the config's)")
-    p.add_argument("--dtype", choices=DTYPES)
+    add_model_flags(p)
     p.add_argument("--layer", type=int, help="use this layer instead of choosing one")
     p.add_argument("--out", default=str(DEFAULT_ROOT), help="root folder for new run folders (default: runs)")
     p.set_defaults(func=_main)
@@ -37,13 +36,13 @@ def add_parser(subparsers) -> None:
 def _main(args: argparse.Namespace) -> int:
     target = Path(args.target)
     if target.is_dir():
-        if args.model or args.dtype:
-            raise SuperposeError("--model/--dtype apply to a new run; a run folder keeps its own model")
+        if args.model or args.dtype or args.device:
+            raise SuperposeError("--model/--dtype/--device apply to a new run; a run folder keeps its own model")
         exp = VectorsExperiment.open(target)
         if args.layer is not None:
             exp.set_layer(args.layer)
     else:
-        overrides = {"model": args.model, "dtype": args.dtype}
+        overrides = {"model": args.model, "dtype": args.dtype, "device": args.device}
         config = load_vectors_config(target, overrides)
         if args.layer is not None:
             config.layers.layer = args.layer

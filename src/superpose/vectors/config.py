@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from superpose.config import config_from_dict, load_config
 from superpose.errors import ConfigError
-from superpose.models.loading import DTYPES
+from superpose.backends.devices import check_device_name
+from superpose.backends.entry import Dtype
 from superpose.prompts import MixtureSpec
 from superpose.vectors.extract import Group, default_groups, make_group
 
@@ -95,10 +96,16 @@ class VectorsConfig(_Strict):
 
     name: str = "vectors"
     description: str = ""
-    model: str = "gemma-3-270m"
-    dtype: Literal[DTYPES] = "float32"  # type: ignore[valid-type]
+    model: str = "gemma-3-270m"  # a transformers model: task vectors need the residual stream
+    dtype: Dtype = "float32"
+    device: str | None = None  # auto, cpu, cuda, cuda:N, mps; None: cpu
     seed: int = 0
     tasks: list[str] = Field(min_length=2)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, device: str | None) -> str | None:
+        return check_device_name(device)
     task_files: list[str] = Field(default_factory=list)
     extract: ExtractConfig = Field(default_factory=ExtractConfig)
     layers: LayersConfig = Field(default_factory=LayersConfig)

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from superpose.errors import SuperposeError
-from superpose.models import LoadedModel, load_model
+from superpose.backends import check_model, load_backend
+from superpose.backends.hf import HFBackend
 from superpose.report.console import console
 from superpose.runs import DEFAULT_ROOT, RunFolder
 from superpose.vectors import figures
@@ -53,12 +54,13 @@ class VectorsExperiment:
 
     def __init__(self, run: RunFolder, config: VectorsConfig):
         self.run, self.config = run, config
-        self._lm: LoadedModel | None = None
+        self._lm: HFBackend | None = None
         self._store: VectorStore | None = None
 
     @classmethod
     def create(cls, config: VectorsConfig, root: str | Path = DEFAULT_ROOT) -> "VectorsExperiment":
         """A new run folder for ``config``."""
+        check_model(config.model, needs=("residual",), purpose="superpose vectors")
         run = RunFolder.create(config.name, config.model_dump(), root)
         console.print(f"run folder: [bold]{run.path}[/bold]")
         return cls(run, config)
@@ -72,12 +74,14 @@ class VectorsExperiment:
     # -- shared resources ---------------------------------------------------------------------------
 
     @property
-    def lm(self) -> LoadedModel:
+    def lm(self) -> HFBackend:
         """The model, loaded once and its provenance recorded in config.yaml."""
         if self._lm is None:
             console.print(f"loading model [bold]{self.config.model}[/bold] ({self.config.dtype})")
-            self._lm = load_model(self.config.model, self.config.dtype)
-            self.run.update_config("models", {self.config.model: self._lm.info})
+            backend = load_backend(self.config.model, self.config.dtype, self.config.device)
+            assert isinstance(backend, HFBackend)  # check_model required the residual stream
+            self._lm = backend
+            self.run.update_config("models", {self.config.model: backend.provenance})
         return self._lm
 
     @property

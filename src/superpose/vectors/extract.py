@@ -23,10 +23,10 @@ from safetensors.torch import load_file, save_file
 from safetensors import safe_open
 
 from superpose.errors import SuperposeError
-from superpose.models import LoadedModel
+from superpose.backends.hf import HFBackend
 from superpose.prompts import MixtureSpec, Prompt, build_prompt
 from superpose.report.console import track
-from superpose.scoring import encode_prompt
+from superpose.backends.base import encode_prompt
 from superpose.vectors.hooks import capture_residuals
 
 VECTORS_FILE = "vectors.safetensors"
@@ -84,15 +84,12 @@ def group_prompts(group: Group, n_prompts: int, n_examples: int, seed: int, coun
     return [build_prompt(spec, seed, offset + i) for i in range(n_prompts)]
 
 
-def extract_prompts(lm: LoadedModel, texts: Sequence[str], layers: Sequence[int], batch_size: int = 4,
+def extract_prompts(lm: HFBackend, texts: Sequence[str], layers: Sequence[int], batch_size: int = 4,
                     description: str = "extracting") -> torch.Tensor:
     """Separator states of each prompt: ``[n_prompts, len(layers), d_model]`` float32 (layers sorted)."""
     layers = sorted(set(layers))
     encoded = [encode_prompt(lm.tokenizer, t) for t in texts]
-    too_long = [len(e) for e in encoded if len(e) > lm.max_context]
-    if too_long:
-        raise SuperposeError(f"a prompt of {max(too_long)} tokens exceeds the context of '{lm.name}' "
-                             f"({lm.max_context}); lower n_examples")
+    lm.check_fit(max(len(e) for e in encoded), 0)
     out: list[torch.Tensor] = []
     starts = range(0, len(encoded), batch_size)
     for s in track(starts, description, total=len(starts)):

@@ -12,10 +12,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from superpose.models import LoadedModel
+from superpose.backends.base import ScoreRequest
+from superpose.backends.hf import HFBackend
 from superpose.prompts import MixtureSpec, build_prompt
 from superpose.report.console import track
-from superpose.scoring import SharedPrefixScorer
 from superpose.vectors.hooks import Patch
 from superpose.vectors.patched import patched_logprobs
 from superpose.vectors.queries import Query
@@ -34,20 +34,20 @@ def interpolation_vectors(v1: torch.Tensor, v2: torch.Tensor, lambdas: Sequence[
     return (1 - lam) * v1[None] + lam * v2[None]
 
 
-def interpolate_query(lm: LoadedModel, query: Query, answers: Sequence[str], layer: int,
+def interpolate_query(lm: HFBackend, query: Query, answers: Sequence[str], layer: int,
                       vectors: torch.Tensor) -> np.ndarray:
     """log P(answer_k) with row ``i`` patched by ``vectors[i]`` at ``layer``, one batched pass: ``[n, K]``."""
     return patched_logprobs(lm, query.text, answers, vectors.shape[0], [Patch(layer=layer, vectors=vectors)])
 
 
-def interpolate(lm: LoadedModel, queries: Sequence[Query], tasks: Sequence[str], layer: int,
+def interpolate(lm: HFBackend, queries: Sequence[Query], tasks: Sequence[str], layer: int,
                 vectors: torch.Tensor) -> np.ndarray:
     """log P of each task's answer for every query and vector: ``[Q, n_vectors, K]``."""
     return np.stack([interpolate_query(lm, q, [q.answers[t] for t in tasks], layer, vectors)
                      for q in track(queries, f"interpolating at layer {layer}")])
 
 
-def real_mixture_curve(lm: LoadedModel, task1: str, task2: str, lambdas: Sequence[float], n_prompts: int,
+def real_mixture_curve(lm: HFBackend, task1: str, task2: str, lambdas: Sequence[float], n_prompts: int,
                        n_examples: int, seed: int, counts: str = "exact",
                        other_tasks: Sequence[str] = ()) -> np.ndarray:
     """log P of each answer (task1, task2, then ``other_tasks``) after real mixed prompts: ``[n_lambdas, n_prompts, K]``.
@@ -55,16 +55,18 @@ def real_mixture_curve(lm: LoadedModel, task1: str, task2: str, lambdas: Sequenc
     Prompt ``i`` at every λ comes from the same seed, so the inputs are the same and only which task
     answers each example changes.
     """
-    scorer = SharedPrefixScorer(lm)
     others = [o for o in other_tasks if o not in (task1, task2)]
     out = np.zeros((len(lambdas), n_prompts, 2 + len(others)))
     jobs = [(li, i) for li in range(len(lambdas)) for i in range(n_prompts)]
-    for li, i in track(jobs, "real mixed prompts"):
+    requests = []
+    for li, i in jobs:
         lam = lambdas[li]
         spec = MixtureSpec(tasks=[task1, task2, *others], weights=[1 - lam, lam] + [0.0] * len(others),
                            n_examples=n_examples, counts=counts)  # type: ignore[arg-type]
         prompt = build_prompt(spec, seed, REAL_PROMPT_OFFSET + i)
-        out[li, i] = [s.logprob for s in scorer.score(prompt.text, prompt.answers)]
+        requests.append(ScoreRequest(prompt.text, prompt.answers))
+    for (li, i), scores in track(zip(jobs, lm.stream(requests)), "real mixed prompts", total=len(jobs)):
+        out[li, i] = [s.logprob for s in scores]
     return out
 
 

@@ -1,0 +1,186 @@
+"""The one model interface that experiments see.
+
+A :class:`Backend` scores continuations: given a batch of :class:`ScoreRequest` (a prompt and
+several continuations of it), it returns, for each continuation, its tokens and the exact
+log-probability of each token given what precedes it (:class:`ContinuationScore`). That is all the
+probe, the λ sweep and the real-prompt curves need, and every backend can do it.
+
+Two further abilities are optional and declared as class-level :attr:`Backend.capabilities`, so an
+experiment can check them from the model string alone, before a run folder exists:
+
+* ``"enumerate"`` -- next-token distributions over the whole vocabulary, on a forked KV cache
+  (output enumeration, the scaling run);
+* ``"residual"`` -- read and write the residual stream with hooks (task vectors).
+
+The token boundary. Scoring needs the continuation's tokens *after* the prompt's tokens. We tokenize
+``prompt + continuation`` jointly and take the tail when the prompt's own tokens are an exact prefix
+(the usual case: the study's separators ``=`` and ``->`` end a token). When a token straddles the
+boundary (BPE merged the prompt's last characters with the continuation's first), we encode the
+continuation on its own, append it to the prompt's tokens, and flag the score ``straddles=True``.
+Every tokenized backend does this in :meth:`TokenizedBackend.encode`, so all backends score the same
+token ids.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Iterator, Sequence
+
+from superpose.errors import PromptTooLong, SuperposeError
+
+CAPABILITIES = ("score", "enumerate", "residual")
+_WHAT = {"enumerate": "next-token distributions (output enumeration)",
+         "residual": "the residual stream (task vectors)"}
+
+
+class CapabilityError(SuperposeError):
+    """A backend was asked for something it cannot do."""
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    """A prompt and the continuations to score after it."""
+
+    prompt: str
+    continuations: tuple[str, ...]
+
+    def __init__(self, prompt: str, continuations: Sequence[str]):
+        object.__setattr__(self, "prompt", prompt)
+        object.__setattr__(self, "continuations", tuple(continuations))
+
+
+@dataclass
+class ContinuationScore:
+    """A scored continuation: its tokens and the log-probability of each given what precedes it."""
+
+    text: str
+    token_ids: list[int]
+    token_logprobs: list[float]
+    straddles: bool = False  # the joint tokenization merged prompt and continuation; see module doc
+
+    @property
+    def logprob(self) -> float:
+        """log P(continuation | prompt), natural log."""
+        return math.fsum(self.token_logprobs)
+
+    @property
+    def prob(self) -> float:
+        """P(continuation | prompt)."""
+        return math.exp(self.logprob)
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A request as token ids: the prompt's, and per continuation its ids and straddle flag."""
+
+    prompt_ids: list[int]
+    continuations: list[tuple[list[int], bool]]
+
+    @property
+    def longest(self) -> int:
+        """Tokens in the longest continuation."""
+        return max(len(ids) for ids, _ in self.continuations)
+
+
+def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
+    """Prompt token ids, with the special tokens the model expects in front (e.g. Gemma's <bos>)."""
+    return list(tokenizer(prompt).input_ids)
+
+
+def encode_continuation(tokenizer: Any, prompt: str, prompt_ids: list[int], continuation: str) -> tuple[list[int], bool]:
+    """(continuation token ids after ``prompt_ids``, whether a token straddled the boundary)."""
+    if not continuation:
+        raise SuperposeError("cannot score an empty continuation")
+    joint = list(tokenizer(prompt + continuation).input_ids)
+    n = len(prompt_ids)
+    if joint[:n] == prompt_ids and len(joint) > n:
+        return joint[n:], False
+    return list(tokenizer(continuation, add_special_tokens=False).input_ids), True
+
+
+class Backend(ABC):
+    """A model that scores continuations. Subclasses set :attr:`capabilities` and implement :meth:`score`."""
+
+    kind: ClassVar[str]  # "hf", "vllm", ...: the prefix of the model string
+    capabilities: ClassVar[frozenset[str]] = frozenset({"score"})
+    name: str
+    batch_size: int  # prompts an experiment should hand to one score() call
+
+    @property
+    @abstractmethod
+    def provenance(self) -> dict:
+        """Where the weights came from: source, dtype, parameter count when known, weight hashes, versions."""
+
+    @property
+    @abstractmethod
+    def max_context(self) -> int:
+        """The longest token sequence the model accepts."""
+
+    @abstractmethod
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` as a prompt (special tokens the model adds in front included)."""
+
+    @abstractmethod
+    def score(self, requests: Sequence[ScoreRequest]) -> list[list[ContinuationScore]]:
+        """Per request, one :class:`ContinuationScore` per continuation, in order."""
+
+    @abstractmethod
+    def check_request(self, request: ScoreRequest) -> None:
+        """Raise :class:`~superpose.errors.PromptTooLong` if the prompt plus a continuation exceeds the context."""
+
+    def score_one(self, prompt: str, continuations: Sequence[str]) -> list[ContinuationScore]:
+        """:meth:`score` for a single prompt."""
+        return self.score([ScoreRequest(prompt, continuations)])[0]
+
+    def stream(self, requests: Sequence[ScoreRequest]) -> Iterator[list[ContinuationScore]]:
+        """:meth:`score` in chunks of :attr:`batch_size` prompts, yielding each request's scores in order.
+
+        Experiments write a record per request as it arrives, so an interrupted run keeps every
+        finished chunk.
+        """
+        requests = list(requests)
+        for start in range(0, len(requests), self.batch_size):
+            yield from self.score(requests[start: start + self.batch_size])
+
+    @classmethod
+    def require(cls, capability: str, purpose: str) -> None:
+        """Raise :class:`CapabilityError` (one line: backend, missing ability, what to use) unless capable."""
+        if capability not in cls.capabilities:
+            raise CapabilityError(
+                f"{purpose} needs {_WHAT.get(capability, capability)}, which the '{cls.kind}' backend "
+                f"cannot give; use a transformers model (an embedded name, a folder or a hub id, "
+                f"without the '{cls.kind}:' prefix)")
+
+    def close(self) -> None:
+        """Free the model's memory (engines that hold processes stop them)."""
+
+
+class TokenizedBackend(Backend):
+    """A backend with a local Hugging Face tokenizer: shared encoding and the one prompt-fit check."""
+
+    tokenizer: Any
+
+    def count_tokens(self, text: str) -> int:
+        return len(encode_prompt(self.tokenizer, text))
+
+    def check_request(self, request: ScoreRequest) -> None:
+        self.encode(request)
+
+    def encode(self, request: ScoreRequest) -> Encoded:
+        """Token ids of a request (see the module doc for the boundary check); checks that it fits."""
+        if not request.continuations:
+            raise SuperposeError("no continuations to score")
+        prompt_ids = encode_prompt(self.tokenizer, request.prompt)
+        conts = [encode_continuation(self.tokenizer, request.prompt, prompt_ids, c) for c in request.continuations]
+        encoded = Encoded(prompt_ids, conts)
+        self.check_fit(len(prompt_ids), encoded.longest)
+        return encoded
+
+    def check_fit(self, n_prompt: int, n_after: int, hint: str = "use fewer examples (n_examples)") -> None:
+        """Fail when ``n_prompt`` prompt tokens plus ``n_after`` more exceed the context."""
+        if n_prompt + n_after > self.max_context:
+            raise PromptTooLong(
+                f"prompt of {n_prompt} tokens plus {n_after} more does not fit in the context of "
+                f"model '{self.name}' ({self.max_context} tokens); {hint}")

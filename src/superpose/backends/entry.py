@@ -1,0 +1,46 @@
+"""How configs name a model: a string, or an entry with a label and backend options.
+
+    models:
+      - gemma-3-270m                       # transformers, defaults
+      - name: vllm:Qwen/Qwen1.5-72B        # vLLM, four GPUs
+        label: qwen1.5-72b
+        options: {tensor_parallel_size: 4, gpu_memory_utilization: 0.9}
+
+``dtype`` and ``device`` are fields of the config itself (and ``--dtype`` / ``--device`` on the
+command line): they mean the same for every command and every model of a run.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from superpose.models.loading import DTYPES
+
+Dtype = Literal[DTYPES]  # type: ignore[valid-type]
+
+
+class ModelEntry(BaseModel):
+    """A model of a run: the model string, how tables show it, whether it may be skipped, backend options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)  # embedded name, folder, GGUF file, hub id; "vllm:" prefix for vLLM
+    label: str | None = None  # shown in tables and plots (default: the name)
+    optional: bool = False  # skip with a note when it cannot be loaded
+    options: dict[str, Any] = Field(default_factory=dict)  # batch_size; vLLM engine options
+
+    @property
+    def display(self) -> str:
+        """The label, or the name."""
+        return self.label or self.name
+
+
+def model_entries(models: list[ModelEntry | str]) -> list[ModelEntry]:
+    """Strings become entries; labels must be unique (records are keyed by them)."""
+    entries = [m if isinstance(m, ModelEntry) else ModelEntry(name=m) for m in models]
+    labels = [e.display for e in entries]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"model labels must be unique, got {labels}")
+    return entries

@@ -1,0 +1,207 @@
+"""The transformers backend: any causal LM transformers loads, in-process, with exact batched scoring.
+
+Scoring runs each prompt once and continues from its KV cache (:meth:`HFBackend.prefill`, then
+:meth:`HFBackend.extend`): cost is one prompt pass plus ``K x len(answer)`` tokens per prompt instead
+of K prompt passes. Several prompts share one forward pass (``batch_size``): prompts are *left*-padded
+(an attention mask hides the pads, position ids count real tokens only), so every prompt's last token
+sits in the last column and real tokens keep their relative distances -- which sliding-window layers
+(Gemma 3) measure in cache slots. Continuations are then *right*-padded after the prompt: a real token
+never attends to a later pad, so those pads need no mask. The cache fork in :meth:`extend` is the one
+place that copies a KV cache; scoring, output enumeration and activation patching all use it.
+
+:class:`~superpose.scoring.NaiveScorer` (one full pass per continuation) is the test oracle.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.metadata
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+import torch
+
+from superpose.backends.base import ContinuationScore, Encoded, ScoreRequest, TokenizedBackend
+from superpose.backends.devices import resolve_device
+from superpose.errors import ModelNotAvailable
+from superpose.models.convert import quiet_transformers_in_logs
+from superpose.models.loading import DTYPES, model_source, weight_hashes
+
+
+@dataclass
+class Prefill:
+    """The state after running a batch of prompts: their KV cache and where each prompt ends."""
+
+    cache: Any  # transformers Cache, rows = prompts
+    mask: torch.Tensor | None  # [B, width] 1 for real tokens, 0 for left pads; None when no row is padded
+    lengths: list[int]  # real tokens per row
+    last_logprobs: torch.Tensor  # [B, vocab] float32: log P(next token | prompt)
+
+
+def fork_cache(cache: Any, rows: torch.Tensor) -> Any:
+    """A new cache whose row ``i`` is ``cache``'s row ``rows[i]``; ``cache`` itself stays untouched.
+
+    Each layer's ``batch_select_indices`` rebinds its tensors to indexed copies, so shallow copies of the
+    cache and its layers are enough to keep the original intact.
+    """
+    forked = copy.copy(cache)
+    forked.layers = [copy.copy(layer) for layer in cache.layers]
+    for layer in forked.layers:
+        layer.batch_select_indices(rows)
+    return forked
+
+
+class HFBackend(TokenizedBackend):
+    """A Hugging Face causal LM (eval mode) with its tokenizer and provenance."""
+
+    kind: ClassVar[str] = "hf"
+    capabilities: ClassVar[frozenset[str]] = frozenset({"score", "enumerate", "residual"})
+
+    def __init__(self, name: str, model: Any, tokenizer: Any, info: dict, batch_size: int = 8):
+        self.name, self.model, self.tokenizer, self.info = name, model, tokenizer, info
+        self.batch_size = batch_size
+
+    @property
+    def provenance(self) -> dict:
+        return self.info
+
+    @property
+    def max_context(self) -> int:
+        return int(self.info["max_context"])
+
+    @property
+    def n_parameters(self) -> int:
+        """Parameters of the loaded model."""
+        return int(self.info["n_parameters"])
+
+    @property
+    def device(self) -> torch.device:
+        """Where inputs go: the device of the model's first parameters (the embedding)."""
+        return next(self.model.parameters()).device
+
+    def _tensor(self, rows: list[list[int]]) -> torch.Tensor:
+        return torch.tensor(rows, dtype=torch.long, device=self.device)
+
+    # --- the KV-cache fork --------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def prefill(self, prompts: Sequence[list[int]]) -> Prefill:
+        """Run prompts (token ids) as one left-padded batch, keeping the cache and the next-token log-probs."""
+        lengths = [len(p) for p in prompts]
+        width = max(lengths)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        ids = self._tensor([[pad] * (width - len(p)) + list(p) for p in prompts])  # [B, width]
+        kwargs: dict[str, Any] = {}
+        mask = None
+        if min(lengths) < width:
+            mask = self._tensor([[0] * (width - n) + [1] * n for n in lengths])  # [B, width]
+            kwargs = {"attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0)}
+        out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1, **kwargs)
+        last = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # [B, vocab]
+        return Prefill(out.past_key_values, mask, lengths, last)
+
+    @torch.inference_mode()
+    def extend(self, pre: Prefill, rows: Sequence[int], tails: Sequence[Sequence[int]],
+               keep: Sequence[int] | None = None) -> torch.Tensor:
+        """Feed ``tails[i]`` after prompt ``rows[i]`` of ``pre`` on a fork of its cache.
+
+        Returns float32 log-probabilities of the next token: ``[C, longest, vocab]`` at every tail
+        position, or ``[C, vocab]`` at position ``keep[i]`` of row ``i`` when ``keep`` is given.
+        """
+        index = torch.tensor(list(rows), dtype=torch.long, device=self.device)  # [C]
+        cache = fork_cache(pre.cache, index)
+        longest = max(len(t) for t in tails)
+        batch = self._tensor([list(t) + [0] * (longest - len(t)) for t in tails])  # [C, longest]
+        starts = torch.tensor([pre.lengths[r] for r in rows], device=self.device)  # [C]
+        positions = starts[:, None] + torch.arange(longest, device=self.device)[None]  # [C, longest]
+        kwargs: dict[str, Any] = {}
+        if pre.mask is not None:
+            ones = torch.ones(len(rows), longest, dtype=pre.mask.dtype, device=self.device)
+            kwargs["attention_mask"] = torch.cat([pre.mask[index], ones], dim=1)  # [C, width + longest]
+        if keep is None:
+            logits = self.model(input_ids=batch, past_key_values=cache, position_ids=positions, **kwargs).logits
+            return torch.log_softmax(logits.float(), dim=-1)  # [C, longest, vocab]
+        at = torch.tensor(list(keep), device=self.device)  # [C]
+        kept = torch.unique(at)  # only the positions read reach the (large) output layer
+        logits = self.model(input_ids=batch, past_key_values=cache, position_ids=positions,
+                            logits_to_keep=kept, **kwargs).logits  # [C, len(kept), vocab]
+        picked = logits[torch.arange(len(rows), device=self.device), torch.searchsorted(kept, at)]  # [C, vocab]
+        return torch.log_softmax(picked.float(), dim=-1)
+
+    # --- scoring ------------------------------------------------------------------------------------
+
+    def score(self, requests: Sequence[ScoreRequest]) -> list[list[ContinuationScore]]:
+        """Exact chain-rule log-probabilities, ``batch_size`` prompts per forward pass."""
+        requests = list(requests)
+        encoded = [self.encode(r) for r in requests]  # every fit check before any compute
+        results: list[list[ContinuationScore]] = []
+        for start in range(0, len(encoded), self.batch_size):
+            chunk = encoded[start: start + self.batch_size]
+            for request, enc, lps in zip(requests[start: start + self.batch_size], chunk, self._logprobs(chunk)):
+                results.append([ContinuationScore(text, ids, lp, straddles) for text, (ids, straddles), lp
+                                in zip(request.continuations, enc.continuations, lps)])
+        return results
+
+    def _logprobs(self, chunk: list[Encoded]) -> list[list[list[float]]]:
+        """Per request, per continuation, the log-probability of each of its tokens."""
+        pre = self.prefill([e.prompt_ids for e in chunk])
+        out = [[[pre.last_logprobs[b, ids[0]].item()] for ids, _ in e.continuations] for b, e in enumerate(chunk)]
+        where = [(b, j) for b, e in enumerate(chunk) for j, (ids, _) in enumerate(e.continuations) if len(ids) > 1]
+        if where:
+            conts = [chunk[b].continuations[j][0] for b, j in where]
+            lp = self.extend(pre, [b for b, _ in where], [ids[:-1] for ids in conts])  # [C, longest-1, vocab]
+            for row, ((b, j), ids) in enumerate(zip(where, conts)):
+                targets = torch.tensor(ids[1:], device=lp.device)
+                out[b][j] += lp[row, : len(ids) - 1].gather(1, targets[:, None])[:, 0].tolist()
+        return out
+
+
+def load_hf(model: str, dtype: str = "float32", device: str | None = None, batch_size: int = 8) -> HFBackend:
+    """Load a causal LM for scoring (eval mode, no grad) with its tokenizer and provenance.
+
+    ``model`` is an embedded name, a GGUF file, a local Hugging Face folder or a hub id. A GGUF file is
+    converted once into a cached folder (:mod:`superpose.models.convert`) and read from there.
+    """
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    quiet_transformers_in_logs()
+
+    where_device = resolve_device(device)
+    name, folder, info = model_source(model)
+    kwargs: dict[str, Any] = {}
+    if where_device == "auto":  # several GPUs: accelerate spreads the layers
+        kwargs["device_map"] = "auto"
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        hf_model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=getattr(torch, dtype), **kwargs)
+    except (OSError, ValueError) as e:
+        raise ModelNotAvailable(f"could not load model '{model}' from {folder}: {e}") from None
+    hf_model.eval()
+    if where_device != "auto":
+        hf_model.to(where_device)
+    info.update({
+        "name": name, "backend": "hf", "dtype": dtype, "device": str(next(hf_model.parameters()).device),
+        "n_parameters": sum(p.numel() for p in hf_model.parameters()),
+        "architecture": type(hf_model).__name__,
+        "max_context": _max_context(hf_model.config, tokenizer),
+        "hub_commit": getattr(hf_model.config, "_commit_hash", None),
+        "versions": {p: importlib.metadata.version(p) for p in ("torch", "transformers")},
+    })
+    if isinstance(folder, Path) and "sha256" not in info:
+        info["sha256"] = weight_hashes(folder)
+    return HFBackend(name, hf_model, tokenizer, info, batch_size=batch_size)
+
+
+def _max_context(config: Any, tokenizer: Any) -> int:
+    for attr in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    limit = getattr(tokenizer, "model_max_length", None)
+    return int(limit) if isinstance(limit, int) and limit < 10**8 else 2048
+
+
+__all__ = ["HFBackend", "Prefill", "fork_cache", "load_hf", "DTYPES"]

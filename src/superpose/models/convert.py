@@ -1,0 +1,70 @@
+"""Convert a GGUF file once into a Hugging Face folder (safetensors, float32), cached by the file's sha256.
+
+transformers dequantizes every GGUF tensor on every load (~50 s for gemma-3-270m on 2 cores), and vLLM
+loads a plain folder far more reliably than a GGUF file. So the first load of a GGUF model writes the
+dequantized weights and the tokenizer to ``<cache>/converted/<sha256 prefix>/``; every later load, by
+any backend, reads that folder (about a second). The folder is built under a temporary name and
+renamed into place, so a conversion killed half-way leaves nothing that looks finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from superpose.models.registry import cache_dir, file_sha256
+
+MARKER = "superpose-converted.json"  # written last inside the folder: its presence means complete
+
+
+def converted_folder(gguf: Path, sha256: str | None = None) -> Path:
+    """The cached Hugging Face folder for ``gguf``, converting it first when missing."""
+    digest = sha256 or file_sha256(gguf)
+    target = cache_dir() / "converted" / digest[:16]
+    if (target / MARKER).exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    print(f"converting {gguf.name} once into {target} (later loads read that folder)", file=sys.stderr)
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    work.chmod(0o755)  # mkdtemp makes it private; the finished folder is an ordinary cache entry
+    try:
+        _convert(gguf, work)
+        (work / MARKER).write_text(json.dumps({"gguf": gguf.name, "sha256": digest, "dtype": "float32"}))
+        try:
+            os.replace(work, target)  # atomic; fails if another process finished first
+        except OSError:
+            if not (target / MARKER).exists():
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+def quiet_transformers_in_logs() -> None:
+    """transformers' own progress bars only on a terminal: in a pipe or a log file they are noise."""
+    if not sys.stderr.isatty():
+        from transformers.utils import logging
+
+        logging.disable_progress_bar()
+
+
+def _convert(gguf: Path, out: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    quiet_transformers_in_logs()
+
+    where, name = str(gguf.parent), gguf.name
+    tokenizer = AutoTokenizer.from_pretrained(where, gguf_file=name)
+    model = AutoModelForCausalLM.from_pretrained(where, gguf_file=name, dtype=torch.float32)
+    # A GGUF-loaded model refuses save_pretrained ("quantized with gguf"), though its weights are
+    # already dense float32: drop the quantizer so it saves as an ordinary model.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
