@@ -134,15 +134,23 @@ class Backend(ABC):
         """:meth:`score` for a single prompt."""
         return self.score([ScoreRequest(prompt, continuations)])[0]
 
-    def stream(self, requests: Sequence[ScoreRequest]) -> Iterator[list[ContinuationScore]]:
-        """:meth:`score` in chunks of :attr:`batch_size` prompts, yielding each request's scores in order.
+    def stream(self, requests: Sequence[ScoreRequest], done: Sequence[bool] | None = None
+               ) -> Iterator[tuple[int, list[ContinuationScore]]]:
+        """``(index, scores)`` of every request not ``done``, computed in chunks of :attr:`batch_size`.
 
         Experiments write a record per request as it arrives, so an interrupted run keeps every
-        finished chunk.
+        finished chunk. Chunks are cut from the *whole* list, finished requests included: padding and
+        batch shape change a score in its last float bits, so a resumed run scores each request in the
+        same company as an uninterrupted run and writes the same numbers.
         """
         requests = list(requests)
+        done = list(done) if done is not None else [False] * len(requests)
         for start in range(0, len(requests), self.batch_size):
-            yield from self.score(requests[start: start + self.batch_size])
+            todo = [i for i in range(start, min(start + self.batch_size, len(requests))) if not done[i]]
+            if todo:
+                scores = self.score(requests[start: start + self.batch_size])
+                for i in todo:
+                    yield i, scores[i - start]
 
     @classmethod
     def require(cls, capability: str, purpose: str) -> None:

