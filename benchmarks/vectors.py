@@ -23,7 +23,7 @@ import time
 import numpy as np
 import torch
 
-from superpose import load_model
+from superpose import load_backend
 from superpose.vectors import Patch, extract_prompts, interpolation_vectors, lambda_grid, make_group, n_layers
 from superpose.vectors.extract import group_prompts
 from superpose.vectors.interpolate import interpolate_query
@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--layer", type=int, default=None, help="default: the middle layer")
     args = parser.parse_args()
 
-    lm = load_model(args.model, args.dtype, device=args.device)
+    lm = load_backend(args.model, args.dtype, args.device)
     sync = torch.cuda.synchronize if lm.device.type == "cuda" else (lambda: None)
     layer = args.layer if args.layer is not None else n_layers(lm.model) // 2
     v = {t: extract_prompts(lm, [p.text for p in group_prompts(make_group([t]), 4, 10, seed=0)], [layer])[:, 0].mean(0)

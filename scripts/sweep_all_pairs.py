@@ -16,7 +16,7 @@ import statistics
 from pathlib import Path
 
 from superpose.experiments.sweep import SweepConfig, run_sweep
-from superpose.models import load_model
+from superpose.backends import load_backend
 from superpose.tasks import list_tasks
 
 
@@ -41,13 +41,13 @@ def main() -> None:
     names = [t.name for t in list_tasks() if t.family == args.family]
     if len(names) < 2:
         raise SystemExit(f"--family {args.family}: needs at least two tasks, found {names}")
-    lm = load_model(args.model)
+    lm = load_backend(args.model)
     rows = []
     for t1, t2 in itertools.combinations(names, 2):
         cfg = SweepConfig(name=f"sweep-{t1}-{t2}", model=args.model, task1=t1, task2=t2,
                           n_examples=args.n_examples, n_prompts=args.n_prompts, counts=args.counts,
                           seed=args.seed, reference=args.reference, out_root="runs/sweep-pairs")
-        _, s = run_sweep(cfg, progress=False, lm=lm)
+        _, s = run_sweep(cfg, progress=False, backend=lm)
         row = {"task1": t1, "task2": t2, "spearman": s["spearman_p1_vs_lambda"],
                "p1_half": s["at_half"]["p1"], "p2_half": s["at_half"]["p2"],
                "mean_other": s["mean_other"], "p1": [c["p1"] for c in s["curve"]],

@@ -13,7 +13,7 @@ schedule is a pure function of the step, so "scheduler state" is just the step n
     checkpoint/    the latest checkpoint: model (safetensors + config + tokenizer) and state.pt
                    (optimizer, step, elapsed time, RNG states)
     log.jsonl      one line per step: loss, learning rate, tokens, elapsed seconds
-    model/         the final model, a Hugging Face folder (load_model accepts its path)
+    model/         the final model, a Hugging Face folder (any command's --model accepts its path)
 """
 
 from __future__ import annotations
