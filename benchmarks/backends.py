@@ -58,8 +58,7 @@ def main() -> None:
     if not args.no_vllm:
         vllm = load_backend(f"vllm:{args.model}", args.dtype, args.device if args.device != "cpu" else None)
         runners["vllm"] = lambda: vllm.score(batch)
-    for run in runners.values():
-        run()  # warm-up (vLLM compiles on its first request)
+    results = {name: run()[-1] if name.startswith("hf") else run() for name, run in runners.items()}  # warm-up
     times: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(args.reps):
         for name, run in runners.items():
@@ -70,10 +69,11 @@ def main() -> None:
     print(f"model {args.model} ({args.dtype}), {args.prompts} prompts of ~{tokens:.0f} tokens, K = 2-3 answers, "
           f"{args.reps} reps, hf batch {args.batch}")
     base = statistics.median(times["hf-one"])
-    print(f"{'backend':<12} {'prompts/s':>10} {'x hf-one':>9}")
+    print(f"{'backend':<12} {'prompts/s':>10} {'x hf-one':>9} {'max |P - P(hf-one)|':>20}")
     for name, ts in times.items():
         t = statistics.median(ts)
-        print(f"{name:<12} {args.prompts / t:>10.2f} {base / t:>9.2f}")
+        diff = max(abs(a.prob - b.prob) for x, y in zip(results[name], results["hf-one"]) for a, b in zip(x, y))
+        print(f"{name:<12} {args.prompts / t:>10.2f} {base / t:>9.2f} {diff:>20.1e}")
 
 
 if __name__ == "__main__":

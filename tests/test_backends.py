@@ -127,3 +127,18 @@ def test_vllm_probe_equals_transformers(smollm, tmp_path):
         for logp, s in zip(record["logprobs"], scores):
             worst = max(worst, abs(math.exp(logp) - s.prob))
     assert worst < 1e-3, worst
+
+
+def test_model_options_from_the_command_line():
+    from argparse import Namespace
+
+    from superpose.cli_args import model_overrides, parse_model_options
+
+    assert parse_model_options(["tensor_parallel_size=4", "distributed_executor_backend=ray", "enforce_eager=true"]) == {
+        "tensor_parallel_size": 4, "distributed_executor_backend": "ray", "enforce_eager": True}
+    with pytest.raises(SuperposeError, match="expected KEY=VALUE"):
+        parse_model_options(["tensor_parallel_size"])
+    args = Namespace(models=["vllm:a/b"], model_options=["batch_size=64"])
+    assert model_overrides(args) == [{"name": "vllm:a/b", "options": {"batch_size": 64}}]
+    with pytest.raises(SuperposeError, match="give --model too"):
+        model_overrides(Namespace(models=None, model_options=["batch_size=64"]))

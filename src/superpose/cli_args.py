@@ -1,10 +1,13 @@
-"""Flags that mean the same on every command that loads a model: --model, --dtype, --device."""
+"""Flags that mean the same on every command that loads a model: --model, --model-option, --dtype, --device."""
 
 from __future__ import annotations
 
 import argparse
 
+import yaml
+
 from superpose.backends.devices import DEVICE_HELP
+from superpose.errors import SuperposeError
 from superpose.models.loading import DTYPES
 
 MODEL_HELP = ("embedded name (superpose models), GGUF file, Hugging Face folder or hub id; "
@@ -12,11 +15,42 @@ MODEL_HELP = ("embedded name (superpose models), GGUF file, Hugging Face folder 
 
 
 def add_model_flags(parser: argparse.ArgumentParser, several: bool = False, required: bool = False) -> None:
-    """Add ``--model`` (repeatable when ``several``), ``--dtype`` and ``--device``; None means "the config's"."""
+    """Add ``--model`` (repeatable when ``several``), ``--model-option``, ``--dtype`` and ``--device``.
+
+    An absent flag is None, meaning "the config's value".
+    """
     if several:
         parser.add_argument("--model", action="append", dest="models", metavar="MODEL",
                             help=MODEL_HELP + "; repeat for several (replaces the config's)")
     else:
         parser.add_argument("--model", metavar="MODEL", required=required, help=MODEL_HELP)
+    parser.add_argument("--model-option", action="append", dest="model_options", metavar="KEY=VALUE",
+                        help="a backend option for the --model model(s), e.g. tensor_parallel_size=4 or "
+                             "batch_size=16 (repeatable; VALUE is read as YAML)")
     parser.add_argument("--dtype", choices=DTYPES, help="weights' dtype (default float32, the reference)")
     parser.add_argument("--device", metavar="DEVICE", help=DEVICE_HELP + " (default cpu)")
+
+
+def parse_model_options(pairs: list[str] | None) -> dict:
+    """``["tensor_parallel_size=4", ...]`` -> ``{"tensor_parallel_size": 4, ...}``."""
+    options = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise SuperposeError(f"--model-option {pair!r}: expected KEY=VALUE, e.g. tensor_parallel_size=4")
+        options[key.strip()] = yaml.safe_load(value) if value else None
+    return options
+
+
+def model_overrides(args: argparse.Namespace) -> list | str | dict | None:
+    """The ``--model`` flag(s) as config values: strings, or entries carrying ``--model-option``s."""
+    names = getattr(args, "models", None) if hasattr(args, "models") else getattr(args, "model", None)
+    options = parse_model_options(args.model_options)
+    if options and not names:
+        raise SuperposeError("--model-option applies to the models given with --model; give --model too "
+                             "(or put options in the config's model entry)")
+    if names is None:
+        return None
+    if isinstance(names, str):
+        return {"name": names, "options": options} if options else names
+    return [{"name": n, "options": options} if options else n for n in names]

@@ -72,10 +72,10 @@ def load_backend(model: str, dtype: str = "float32", device: str | None = None, 
         return VLLMBackend(name, dtype=dtype, device=device, **options)
     from superpose.backends.hf import load_hf
 
-    unknown = sorted(set(options) - {"batch_size"})
+    unknown = sorted(set(options) - {"batch_size", "threads"})
     if unknown:
         raise SuperposeError(f"model '{model}': unknown options {unknown} for a transformers model "
-                             "(allowed: batch_size; engine options need a 'vllm:' model)")
+                             "(allowed: batch_size, threads; engine options need a 'vllm:' model)")
     return load_hf(name, dtype, device, **options)
 
 

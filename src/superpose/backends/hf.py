@@ -59,7 +59,7 @@ class HFBackend(TokenizedBackend):
     kind: ClassVar[str] = "hf"
     capabilities: ClassVar[frozenset[str]] = frozenset({"score", "enumerate", "residual"})
 
-    def __init__(self, name: str, model: Any, tokenizer: Any, info: dict, batch_size: int = 8):
+    def __init__(self, name: str, model: Any, tokenizer: Any, info: dict, batch_size: int = 1):
         self.name, self.model, self.tokenizer, self.info = name, model, tokenizer, info
         self.batch_size = batch_size
 
@@ -158,11 +158,15 @@ class HFBackend(TokenizedBackend):
         return out
 
 
-def load_hf(model: str, dtype: str = "float32", device: str | None = None, batch_size: int = 8) -> HFBackend:
+def load_hf(model: str, dtype: str = "float32", device: str | None = None, batch_size: int | None = None,
+            threads: int | None = None) -> HFBackend:
     """Load a causal LM for scoring (eval mode, no grad) with its tokenizer and provenance.
 
     ``model`` is an embedded name, a GGUF file, a local Hugging Face folder or a hub id. A GGUF file is
     converted once into a cached folder (:mod:`superpose.models.convert`) and read from there.
+    ``batch_size`` prompts share a forward pass: by default 16 on a GPU and 1 on a CPU, where padding
+    costs more than batching saves (``benchmarks/backends.py``). ``threads`` sets torch's CPU threads
+    (None: torch's default).
     """
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -170,6 +174,8 @@ def load_hf(model: str, dtype: str = "float32", device: str | None = None, batch
     quiet_transformers_in_logs()
 
     where_device = resolve_device(device)
+    if threads is not None:
+        torch.set_num_threads(threads)
     name, folder, info = model_source(model)
     kwargs: dict[str, Any] = {}
     if where_device == "auto":  # several GPUs: accelerate spreads the layers
@@ -192,6 +198,8 @@ def load_hf(model: str, dtype: str = "float32", device: str | None = None, batch
     })
     if isinstance(folder, Path) and "sha256" not in info:
         info["sha256"] = weight_hashes(folder)
+    if batch_size is None:
+        batch_size = 1 if where_device == "cpu" else 16
     return HFBackend(name, hf_model, tokenizer, info, batch_size=batch_size)
 
 

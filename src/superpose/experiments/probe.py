@@ -12,13 +12,15 @@ from __future__ import annotations
 import argparse
 import gc
 from pathlib import Path
+from typing import Callable
+
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from superpose.backends import Backend, ScoreRequest, check_model, load_backend
 from superpose.backends.devices import check_device_name
 from superpose.backends.entry import Dtype, ModelEntry, model_entries
-from superpose.cli_args import add_model_flags
+from superpose.cli_args import add_model_flags, model_overrides
 from superpose.config import config_from_dict, load_config
 from superpose.errors import PromptTooLong, SuperposeError
 from superpose.metrics import summarize
@@ -103,8 +105,13 @@ def check_prompts_fit(backend: Backend, prompts: dict[str, list[Prompt]], termin
                                     f"(now {len(p.example_tasks)})") from None
 
 
-def run_probe(config: ProbeConfig, root: str | Path = DEFAULT_ROOT, resume: str | Path | None = None) -> RunFolder:
-    """Run (or resume) a probe and return its finished run folder."""
+def run_probe(config: ProbeConfig, root: str | Path = DEFAULT_ROOT, resume: str | Path | None = None,
+              load: Callable[[ModelEntry], Backend] | None = None) -> RunFolder:
+    """Run (or resume) a probe and return its finished run folder.
+
+    ``load`` gives the backend of a model entry (default: :func:`load_backend` with the config's dtype
+    and device); notebooks and tests pass one to reuse a model that is already loaded.
+    """
     if resume is not None:
         run = RunFolder.open(resume)
         config = config_from_dict(ProbeConfig, run.config, f"{run.path}/config.yaml")
@@ -127,7 +134,7 @@ def run_probe(config: ProbeConfig, root: str | Path = DEFAULT_ROOT, resume: str 
         if all(finished):
             continue
         console.print(f"loading model [bold]{entry.name}[/bold] ({config.dtype})")
-        backend = load_backend(entry.name, config.dtype, config.device, **entry.options)
+        backend = load(entry) if load else load_backend(entry.name, config.dtype, config.device, **entry.options)
         provenance[model_name] = backend.provenance
         run.update_config("models", provenance)
         check_prompts_fit(backend, prompts, config.terminator)
@@ -142,7 +149,8 @@ def run_probe(config: ProbeConfig, root: str | Path = DEFAULT_ROOT, resume: str 
                 "n_answer_tokens": [len(s.token_ids) for s in scores],
                 "straddles": [s.straddles for s in scores],
             })
-        backend.close()
+        if load is None:  # a backend handed in belongs to the caller
+            backend.close()
         del backend, stream
         gc.collect()
 
@@ -228,7 +236,7 @@ def _main(args: argparse.Namespace) -> int:
         run_probe(None, args.out, resume=args.resume)  # type: ignore[arg-type]
         return 0
     path = Path(args.config) if args.config else DEFAULT_CONFIG
-    overrides = {"models": args.models, "dtype": args.dtype, "device": args.device, "n_prompts": args.n_prompts,
+    overrides = {"models": model_overrides(args), "dtype": args.dtype, "device": args.device, "n_prompts": args.n_prompts,
                  "seed": args.seed}
     run_probe(load_probe_config(path, overrides), args.out)
     return 0

@@ -210,10 +210,6 @@ def run_scale(config: ScaleConfig | None, root: str | Path = DEFAULT_ROOT, resum
                 check_model(entry.name, needs=("enumerate",), purpose="superpose scale")
         run = RunFolder.create(f"scale-{config.name}", config.model_dump(mode="json"), root)
         console.print(f"run folder: [bold]{run.path}[/bold]")
-    if config.threads:
-        import torch
-
-        torch.set_num_threads(config.threads)
     prompts = make_prompts(config)
     if resume is None:
         run.write_jsonl("prompts.jsonl", ({"mixture": m, **p.to_dict()} for m, ps in prompts.items() for p in ps))
@@ -236,7 +232,8 @@ def run_scale(config: ScaleConfig | None, root: str | Path = DEFAULT_ROOT, resum
         if why is None:
             console.print(f"loading model [bold]{label}[/bold] ({config.dtype})")
             try:
-                lm = load_backend(entry.name, config.dtype, config.device, **entry.options)
+                options = {"threads": config.threads, **entry.options} if config.threads else entry.options
+                lm = load_backend(entry.name, config.dtype, config.device, **options)
             except ModelNotAvailable as e:
                 if not (entry.optional or getattr(EMBEDDED_MODELS.get(entry.name), "optional", False)):
                     raise

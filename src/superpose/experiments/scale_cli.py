@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from superpose.cli_args import add_model_flags
+from superpose.cli_args import add_model_flags, model_overrides, parse_model_options
 from superpose.runs import DEFAULT_ROOT
 
 
@@ -75,7 +75,7 @@ def _decode(args: argparse.Namespace) -> int:
         "batch_size": args.batch_size}, "decode options")
     model = args.model or "gemma-3-270m"
     check_model(model, needs=("enumerate",), purpose="superpose decode")
-    lm = load_backend(model, args.dtype or "float32", args.device)
+    lm = load_backend(model, args.dtype or "float32", args.device, **parse_model_options(args.model_options))
     result = OutputEnumerator(lm, settings, reuse_cache=not args.no_cache).enumerate(prompt)
     if args.json:
         print(json.dumps(result.to_dict(), ensure_ascii=False, indent=1))
@@ -94,7 +94,7 @@ def _scale(args: argparse.Namespace) -> int:
     else:
         if not args.config:
             raise SuperposeError("give a scale config (e.g. configs/scale/embedded.yaml) or --resume RUN_FOLDER")
-        overrides = {"models": args.models, "n_prompts": args.n_prompts, "dtype": args.dtype, "device": args.device}
+        overrides = {"models": model_overrides(args), "n_prompts": args.n_prompts, "dtype": args.dtype, "device": args.device}
         cfg = load_scale_config(args.config, overrides)
         run, summary = run_scale(cfg, args.out, source=args.config, progress=not args.no_progress,
                                  figures_dir=args.figures_dir)

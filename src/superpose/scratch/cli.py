@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from superpose.cli_args import add_model_flags
+from superpose.cli_args import add_model_flags, model_overrides
 import json
 
 
@@ -57,7 +57,7 @@ def _train(args: argparse.Namespace) -> int:
 def _sweep(args: argparse.Namespace) -> int:
     from superpose.experiments.sweep import load_sweep_config, run_sweep
 
-    cfg = load_sweep_config(args.config, model=args.model, dtype=args.dtype, device=args.device,
+    cfg = load_sweep_config(args.config, model=model_overrides(args), dtype=args.dtype, device=args.device,
                             n_prompts=args.n_prompts, counts=args.counts, out_root=args.out_root)
     run, summary = run_sweep(cfg, resume=args.resume, progress=not args.no_progress,
                              figure_copy=args.figure)

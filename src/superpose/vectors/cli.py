@@ -42,6 +42,8 @@ def _main(args: argparse.Namespace) -> int:
         if args.layer is not None:
             exp.set_layer(args.layer)
     else:
+        if args.model_options:
+            raise SuperposeError("--model-option: task vectors run on transformers, which takes no backend options")
         overrides = {"model": args.model, "dtype": args.dtype, "device": args.device}
         config = load_vectors_config(target, overrides)
         if args.layer is not None:

@@ -52,18 +52,22 @@ def _r(x: float, nd: int = 4) -> float:
 class VectorsExperiment:
     """One task-vector run: its folder, config, the model (loaded on first need) and the stored vectors."""
 
-    def __init__(self, run: RunFolder, config: VectorsConfig):
+    def __init__(self, run: RunFolder, config: VectorsConfig, backend: HFBackend | None = None):
+        """``backend``: an already loaded model (notebooks, tests); by default ``config.model`` loads on first need."""
         self.run, self.config = run, config
-        self._lm: HFBackend | None = None
+        self._lm: HFBackend | None = backend
+        if backend is not None:
+            self.run.update_config("models", {config.model: backend.provenance})
         self._store: VectorStore | None = None
 
     @classmethod
-    def create(cls, config: VectorsConfig, root: str | Path = DEFAULT_ROOT) -> "VectorsExperiment":
+    def create(cls, config: VectorsConfig, root: str | Path = DEFAULT_ROOT,
+               backend: HFBackend | None = None) -> "VectorsExperiment":
         """A new run folder for ``config``."""
         check_model(config.model, needs=("residual",), purpose="superpose vectors")
         run = RunFolder.create(config.name, config.model_dump(), root)
         console.print(f"run folder: [bold]{run.path}[/bold]")
-        return cls(run, config)
+        return cls(run, config, backend)
 
     @classmethod
     def open(cls, path: str | Path) -> "VectorsExperiment":
