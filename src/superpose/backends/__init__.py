@@ -4,6 +4,7 @@ Model strings (the same in every command and config)::
 
     gemma-3-270m, ./my-model, Qwen/Qwen1.5-0.5B   -> transformers (in-process; every capability)
     vllm:gemma-3-270m, vllm:Qwen/Qwen1.5-72B      -> vLLM (exact scoring; large models, many GPUs)
+    openai:gpt-3.5-turbo-instruct, openai:<name>  -> any OpenAI-compatible server (options: base_url, mode)
 
     backend = load_backend("vllm:Qwen/Qwen1.5-72B", dtype="bfloat16", tensor_parallel_size=4)
     scores = backend.score([ScoreRequest(prompt, ["57", "23"])])
@@ -19,7 +20,7 @@ from superpose.backends.base import (Backend, CapabilityError, ContinuationScore
                                      encode_continuation, encode_prompt)
 from superpose.errors import SuperposeError
 
-PREFIXES = ("vllm",)
+PREFIXES = ("vllm", "openai")
 
 
 def split_model(model: str) -> tuple[str, str]:
@@ -39,6 +40,10 @@ def backend_class(model: str) -> type[Backend]:
         from superpose.backends.vllm import VLLMBackend
 
         return VLLMBackend
+    if kind == "openai":
+        from superpose.backends.api import APIBackend
+
+        return APIBackend
     from superpose.backends.hf import HFBackend
 
     return HFBackend
@@ -51,7 +56,9 @@ def check_model(model: str, needs: tuple[str, ...] = (), purpose: str = "this co
     cls = backend_class(model)
     for capability in needs:
         cls.require(capability, purpose)
-    resolve_model(split_model(model)[1])
+    kind, name = split_model(model)
+    if kind != "openai":  # a served model's name means something only to its server
+        resolve_model(name)
 
 
 def load_backend(model: str, dtype: str = "float32", device: str | None = None, **options: Any) -> Backend:
@@ -70,6 +77,10 @@ def load_backend(model: str, dtype: str = "float32", device: str | None = None, 
         from superpose.backends.vllm import VLLMBackend
 
         return VLLMBackend(name, dtype=dtype, device=device, **options)
+    if kind == "openai":
+        from superpose.backends.api import APIBackend
+
+        return APIBackend(name, dtype=dtype, device=device, **options)
     from superpose.backends.hf import load_hf
 
     unknown = sorted(set(options) - {"batch_size", "threads"})

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Iterator, Sequence
 
 from superpose.errors import PromptTooLong, SuperposeError
@@ -59,6 +60,8 @@ class ContinuationScore:
     token_ids: list[int]
     token_logprobs: list[float]
     straddles: bool = False  # the joint tokenization merged prompt and continuation; see module doc
+    lower_bound: bool = False  # a search that could not see every path (API top-N): prob is a lower bound
+    unexplored: float = 0.0  # lower bounds: probability mass the search could not see (prob + this >= truth)
 
     @property
     def logprob(self) -> float:
@@ -105,6 +108,7 @@ class Backend(ABC):
 
     kind: ClassVar[str]  # "hf", "vllm", ...: the prefix of the model string
     capabilities: ClassVar[frozenset[str]] = frozenset({"score"})
+    remote: ClassVar[bool] = False  # True: loading is cheap (no weights) and requests may cost money
     name: str
     batch_size: int  # prompts an experiment should hand to one score() call
 
@@ -160,6 +164,21 @@ class Backend(ABC):
                 f"{purpose} needs {_WHAT.get(capability, capability)}, which the '{cls.kind}' backend "
                 f"cannot give; use a transformers model (an embedded name, a folder or a hub id, "
                 f"without the '{cls.kind}:' prefix)")
+
+    def bind_run(self, folder: Path) -> None:
+        """Keep per-run state (an API backend's request cache) in the run folder ``folder``."""
+
+    def check_access(self) -> None:
+        """Remote backends: one cheap request proving the key and the model name (local ones: nothing)."""
+
+    def plan(self, requests: Sequence[ScoreRequest]) -> int | None:
+        """Most remote requests scoring ``requests`` may send, refusing more than the backend's cap
+        (None: a local model, nothing to count)."""
+        return None
+
+    def usage(self) -> dict | None:
+        """Requests, tokens and cost spent so far (None for local models)."""
+        return None
 
     def close(self) -> None:
         """Free the model's memory (engines that hold processes stop them)."""

@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from superpose.backends import Backend, ScoreRequest, check_model, load_backend
+from superpose.backends import Backend, ScoreRequest, backend_class, check_model, load_backend
 from superpose.backends.devices import check_device_name
 from superpose.backends.entry import Dtype, ModelEntry, model_entries
 from superpose.cli_args import add_model_flags, model_overrides
@@ -119,6 +119,12 @@ def run_probe(config: ProbeConfig, root: str | Path = DEFAULT_ROOT, resume: str 
     else:
         for entry in config.entries:  # an unknown or missing model fails before anything is written
             check_model(entry.name, purpose="superpose run")
+            if backend_class(entry.name).remote:  # a missing key or a run over the request cap, too
+                remote = load_backend(entry.name, config.dtype, config.device, **entry.options)
+                remote.check_access()
+                planned = remote.plan([requests_of(p, config.terminator) for ps in make_prompts(config).values()
+                                       for p in ps])
+                console.print(f"{entry.display}: at most {planned} requests")
         run = RunFolder.create(config.name, config.model_dump(), root)
         console.print(f"run folder: [bold]{run.path}[/bold]")
     prompts = make_prompts(config)
@@ -135,6 +141,7 @@ def run_probe(config: ProbeConfig, root: str | Path = DEFAULT_ROOT, resume: str 
             continue
         console.print(f"loading model [bold]{entry.name}[/bold] ({config.dtype})")
         backend = load(entry) if load else load_backend(entry.name, config.dtype, config.device, **entry.options)
+        backend.bind_run(run.path)
         provenance[model_name] = backend.provenance
         run.update_config("models", provenance)
         check_prompts_fit(backend, prompts, config.terminator)
@@ -148,7 +155,14 @@ def run_probe(config: ProbeConfig, root: str | Path = DEFAULT_ROOT, resume: str 
                 "logprobs": [s.logprob for s in scores],
                 "n_answer_tokens": [len(s.token_ids) for s in scores],
                 "straddles": [s.straddles for s in scores],
+                **({"lower_bound": True, "unexplored": scores[0].unexplored} if scores[0].lower_bound else {}),
             })
+        spent = backend.usage()
+        if spent is not None:  # add to what earlier sessions of this run spent
+            usage = dict(run.config_doc().get("usage") or {})
+            before = usage.get(model_name) or {}
+            usage[model_name] = {k: before.get(k, 0) + v for k, v in spent.items()}
+            run.update_config("usage", usage)
         if load is None:  # a backend handed in belongs to the caller
             backend.close()
         del backend, stream
@@ -167,8 +181,10 @@ def collect(records: list[dict], config: ProbeConfig) -> dict:
     table: dict = {}
     for r in sorted(records, key=lambda r: (models[r["model"]], mixtures[r["mixture"]], r["index"])):
         entry = table.setdefault(r["model"], {}).setdefault(
-            r["mixture"], {"tasks": r["tasks"], "logp": [], "shares": [], "straddles": 0})
+            r["mixture"], {"tasks": r["tasks"], "logp": [], "shares": [], "straddles": 0, "unexplored": []})
         entry["logp"].append(r["logprobs"])
+        if r.get("lower_bound"):
+            entry["unexplored"].append(r["unexplored"])
         entry["shares"].append(r["shares"])
         entry["straddles"] += sum(r["straddles"])
     return table
@@ -182,6 +198,9 @@ def summarize_run(run: RunFolder, config: ProbeConfig) -> dict:
     if found != expected:
         raise SuperposeError(f"{run.path}: {found} of {expected} records present; resume with --resume {run.path}")
     summary = {"config": config.name, "models": {}}
+    usage = run.config_doc().get("usage")
+    if usage:
+        summary["usage"] = usage
     plot_table: dict = {}
     for model, mixtures in table.items():
         summary["models"][model] = {}
@@ -189,6 +208,9 @@ def summarize_run(run: RunFolder, config: ProbeConfig) -> dict:
         for mixture, e in mixtures.items():
             stats = summarize(e["tasks"], np.array(e["logp"]), np.array(e["shares"]))
             stats["boundary_straddles"] = e["straddles"]
+            if e["unexplored"]:  # an API search: every P is a lower bound, truth within + unexplored
+                stats["lower_bound"] = True
+                stats["mean_unexplored"] = float(np.mean(e["unexplored"]))
             summary["models"][model][mixture] = stats
             plot_table[model][mixture] = {
                 "tasks": e["tasks"], "probs": np.exp(np.array(e["logp"])),
@@ -215,6 +237,13 @@ def summary_markdown(summary: dict) -> str:
             out.append(f"\nother mass {s['other_mean']:.3f} · KL(shares‖P) {s['kl']:.3f} nats · "
                        f"KL after normalising {s['kl_normalized']:.3f} · sorted means [{sorted_means}] · "
                        f"boundary straddles {s['boundary_straddles']}\n")
+            if s.get("lower_bound"):
+                out.append(f"Every P above is a **lower bound** (API top-N search); the unseen mass per prompt "
+                           f"averages {s['mean_unexplored']:.3f}, so each P lies within that above its bound.\n")
+    for model, u in (summary.get("usage") or {}).items():
+        cost = f", cost {u['cost']:.4f}" if "cost" in u else ""
+        out.append(f"{model}: {u['requests']} requests sent, {u['cached']} answered from the run's cache, "
+                   f"{u['prompt_tokens']} prompt and {u['completion_tokens']} completion tokens{cost}.\n")
     return "\n".join(out)
 
 
