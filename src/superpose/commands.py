@@ -28,7 +28,8 @@ def _tasks(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    table = Table(title="embedded models (any Hugging Face id, local folder or .gguf file also works)")
+    table = Table(title="embedded models (any Hugging Face id, local folder or .gguf file also works; "
+                        "'vllm:' runs a model on vLLM, 'openai:' reaches an API, see docs/backends.md)")
     for col in ("name", "installed", "description", "install with"):
         table.add_column(col)
     for m in EMBEDDED_MODELS.values():

@@ -158,8 +158,7 @@ class APIBackend(Backend):
         try:
             served = [m.id for m in client.models.list()]
         except (openai.AuthenticationError, openai.PermissionDeniedError) as e:
-            raise APIError(f"model '{self.name}': the server at {client.base_url} refused the key in "
-                           f"${self.options['api_key_env']} (HTTP {e.status_code})") from None
+            raise self._refused(client, e) from None
         except openai.APIError as e:
             raise APIError(f"model '{self.name}': cannot reach {client.base_url} ({type(e).__name__})") from None
         finally:
@@ -167,6 +166,11 @@ class APIBackend(Backend):
         if served and self.model not in served:
             raise APIError(f"model '{self.name}': the server at {client.base_url} serves {', '.join(served[:10])}, "
                            f"not '{self.model}'")
+
+    def _refused(self, client: Any, e: Any) -> APIError:
+        # Names the variable, never its value.
+        return APIError(f"model '{self.name}': the server at {client.base_url} refused the key in "
+                        f"${self.options['api_key_env']} (HTTP {e.status_code})")
 
     def plan(self, requests: Sequence[ScoreRequest]) -> int:
         """Most requests scoring ``requests`` can send (cached ones included); more than
@@ -228,8 +232,7 @@ class APIBackend(Backend):
                 try:
                     response = await client.completions.create(model=self.model, **body)
                 except (openai.AuthenticationError, openai.PermissionDeniedError) as e:
-                    raise APIError(f"model '{self.name}': the server at {client.base_url} refused the key in "
-                                   f"${self.options['api_key_env']} (HTTP {e.status_code})") from None
+                    raise self._refused(client, e) from None
                 except openai.NotFoundError:
                     raise APIError(f"model '{self.name}': the server at {client.base_url} has no model "
                                    f"'{self.model}' (HTTP 404)") from None

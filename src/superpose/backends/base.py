@@ -188,6 +188,15 @@ class TokenizedBackend(Backend):
     """A backend with a local Hugging Face tokenizer: shared encoding and the one prompt-fit check."""
 
     tokenizer: Any
+    info: dict  # the provenance, with "max_context"
+
+    @property
+    def provenance(self) -> dict:
+        return self.info
+
+    @property
+    def max_context(self) -> int:
+        return int(self.info["max_context"])
 
     def count_tokens(self, text: str) -> int:
         return len(encode_prompt(self.tokenizer, text))

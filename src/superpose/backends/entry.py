@@ -12,13 +12,15 @@ command line): they mean the same for every command and every model of a run.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from superpose.backends.devices import check_device_name
 from superpose.models.loading import DTYPES
 
 Dtype = Literal[DTYPES]  # type: ignore[valid-type]
+Device = Annotated[str | None, AfterValidator(check_device_name)]  # auto, cpu, cuda, cuda:N, mps; None: cpu
 
 
 class ModelEntry(BaseModel):
@@ -44,3 +46,6 @@ def model_entries(models: list[ModelEntry | str]) -> list[ModelEntry]:
     if len(set(labels)) != len(labels):
         raise ValueError(f"model labels must be unique, got {labels}")
     return entries
+
+
+Models = Annotated[list[ModelEntry | str], AfterValidator(model_entries)]  # validated: every item a ModelEntry

@@ -64,14 +64,6 @@ class HFBackend(TokenizedBackend):
         self.batch_size = batch_size
 
     @property
-    def provenance(self) -> dict:
-        return self.info
-
-    @property
-    def max_context(self) -> int:
-        return int(self.info["max_context"])
-
-    @property
     def n_parameters(self) -> int:
         """Parameters of the loaded model."""
         return int(self.info["n_parameters"])

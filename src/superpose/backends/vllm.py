@@ -97,14 +97,6 @@ class VLLMBackend(TokenizedBackend):
             if n is not None:
                 self.info["n_parameters"] = n
 
-    @property
-    def provenance(self) -> dict:
-        return self.info
-
-    @property
-    def max_context(self) -> int:
-        return int(self.info["max_context"])
-
     def score(self, requests: Sequence[ScoreRequest]) -> list[list[ContinuationScore]]:
         """Exact log-probabilities from vLLM's prompt log-probs, every continuation in one engine call."""
         from vllm import SamplingParams

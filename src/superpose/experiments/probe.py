@@ -18,8 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from superpose.backends import Backend, ScoreRequest, backend_class, check_model, load_backend
-from superpose.backends.devices import check_device_name
-from superpose.backends.entry import Dtype, ModelEntry, model_entries
+from superpose.backends.entry import Device, Dtype, ModelEntry, Models
 from superpose.cli_args import add_model_flags, model_overrides
 from superpose.config import config_from_dict, load_config
 from superpose.errors import PromptTooLong, SuperposeError
@@ -46,24 +45,14 @@ class ProbeConfig(BaseModel):
 
     name: str = "probe"
     description: str = ""
-    models: list[ModelEntry | str] = Field(default_factory=lambda: ["gemma-3-270m"], min_length=1)
+    models: Models = Field(default_factory=lambda: ["gemma-3-270m"], min_length=1)
     dtype: Dtype = "float32"
-    device: str | None = None  # auto, cpu, cuda, cuda:N, mps; None: cpu
+    device: Device = None  # auto, cpu, cuda, cuda:N, mps; None: cpu
     seed: int = 0
     n_prompts: int = Field(100, ge=1)
     terminator: str = ""  # "" scores the answer alone (the study); "\n" scores answer + newline
     task_files: list[str] = Field(default_factory=list)  # user tasks, loaded before the mixtures
     mixtures: list[Mixture] = Field(min_length=1)
-
-    @field_validator("models")
-    @classmethod
-    def _entries(cls, models: list[ModelEntry | str]) -> list[ModelEntry]:
-        return model_entries(models)
-
-    @field_validator("device")
-    @classmethod
-    def _device(cls, device: str | None) -> str | None:
-        return check_device_name(device)
 
     @property
     def entries(self) -> list[ModelEntry]:

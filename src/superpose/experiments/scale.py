@@ -29,8 +29,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from superpose.backends import check_model, load_backend
-from superpose.backends.devices import check_device_name
-from superpose.backends.entry import Dtype, ModelEntry, model_entries
+from superpose.backends.entry import Device, Dtype, ModelEntry, Models
 from superpose.config import read_yaml, validate
 from superpose.enumerate import EnumerateSettings, OutputEnumerator
 from superpose.errors import ModelNotAvailable, SuperposeError
@@ -88,10 +87,10 @@ class ScaleConfig(BaseModel):
 
     name: str = "scale"
     description: str = ""
-    models: list[ModelEntry | str] = Field(default_factory=list)
+    models: Models = Field(default_factory=list)
     scratch: ScratchFamily | None = None
     dtype: Dtype = "float32"
-    device: str | None = None  # auto, cpu, cuda, cuda:N, mps; None: cpu
+    device: Device = None  # auto, cpu, cuda, cuda:N, mps; None: cpu
     threads: int | None = Field(None, ge=1)  # torch CPU threads for scoring; None: torch's default
     seed: int = 0
     n_prompts: int = Field(20, ge=1)  # per mixture
@@ -100,16 +99,6 @@ class ScaleConfig(BaseModel):
     enumerate: EnumerateSettings = Field(default_factory=lambda: EnumerateSettings(
         min_prob=1e-3, max_expansions=64, max_tokens=12, max_outputs=10))
     figure_name: str = "scale"  # figures copied as <figures-dir>/scale_<figure_name>*.png
-
-    @field_validator("models")
-    @classmethod
-    def _entries(cls, models: list[ModelEntry | str]) -> list[ModelEntry]:
-        return model_entries(models)
-
-    @field_validator("device")
-    @classmethod
-    def _device(cls, device: str | None) -> str | None:
-        return check_device_name(device)
 
     @model_validator(mode="after")
     def _check(self) -> "ScaleConfig":

@@ -36,8 +36,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from superpose.backends import Backend, ScoreRequest, check_model, load_backend
-from superpose.backends.devices import check_device_name
-from superpose.backends.entry import Dtype, ModelEntry
+from superpose.backends.entry import Device, Dtype, ModelEntry
 from superpose.config import read_yaml, validate
 from superpose.errors import SuperposeError
 from superpose.prompts import MixtureSpec, build_prompt
@@ -61,7 +60,7 @@ class SweepConfig(BaseModel):
     name: str = "sweep"
     model: ModelEntry | str  # embedded name (`superpose models`), folder, GGUF file, hub id, "vllm:..."
     dtype: Dtype = "float32"
-    device: str | None = None  # auto, cpu, cuda, cuda:N, mps; None: cpu
+    device: Device = None  # auto, cpu, cuda, cuda:N, mps; None: cpu
     task1: str
     task2: str
     n_examples: int = Field(40, ge=1)
@@ -71,11 +70,6 @@ class SweepConfig(BaseModel):
     seed: int = 0
     reference: Literal["none", "plus", "ret"] = "none"  # a study curve to draw and compare with
     out_root: str = str(DEFAULT_ROOT)
-
-    @field_validator("device")
-    @classmethod
-    def _device(cls, device: str | None) -> str | None:
-        return check_device_name(device)
 
     @property
     def entry(self) -> ModelEntry:

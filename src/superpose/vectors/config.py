@@ -9,8 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from superpose.config import config_from_dict, load_config
 from superpose.errors import ConfigError
-from superpose.backends.devices import check_device_name
-from superpose.backends.entry import Dtype
+from superpose.backends.entry import Device, Dtype
 from superpose.prompts import MixtureSpec
 from superpose.vectors.extract import Group, default_groups, make_group
 
@@ -98,14 +97,9 @@ class VectorsConfig(_Strict):
     description: str = ""
     model: str = "gemma-3-270m"  # a transformers model: task vectors need the residual stream
     dtype: Dtype = "float32"
-    device: str | None = None  # auto, cpu, cuda, cuda:N, mps; None: cpu
+    device: Device = None  # auto, cpu, cuda, cuda:N, mps; None: cpu
     seed: int = 0
     tasks: list[str] = Field(min_length=2)
-
-    @field_validator("device")
-    @classmethod
-    def _device(cls, device: str | None) -> str | None:
-        return check_device_name(device)
     task_files: list[str] = Field(default_factory=list)
     extract: ExtractConfig = Field(default_factory=ExtractConfig)
     layers: LayersConfig = Field(default_factory=LayersConfig)
