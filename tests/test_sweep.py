@@ -115,3 +115,17 @@ def test_per_prompt_split_tells_superposition_from_recency():
     assert s_even["split_within_prompt"] == 1.0 and s_even["prompts_splitting_10pct"] == 1.0
     assert s_rec["split_within_prompt"] == 0.0 and s_rec["prompts_splitting_10pct"] == 0.0
     assert s_rec["follows_last_example"] == 1.0 and s_even["follows_last_example"] == 0.5
+
+
+def test_sweep_resume_from_the_command_line_needs_only_the_folder(tmp_path, scratch_lm, capsys):
+    from superpose.cli import main
+
+    cfg = SweepConfig(model="scratch-plus-cpu", task1="plus_3", task2="plus_8", n_examples=20,
+                      n_prompts=2, lambdas=[0.0, 1.0], out_root=str(tmp_path / "runs"))
+    run, _ = run_sweep(cfg, progress=False, backend=scratch_lm)
+    lines = (run.path / "records.jsonl").read_text().splitlines()
+    (run.path / "records.jsonl").write_text(lines[0] + "\n")
+    assert main(["sweep", "--resume", str(run.path), "--no-progress"]) == 0  # no config, no --out-root
+    assert len(run.read_records()) == 4
+    assert main(["sweep", "--resume", str(run.path), "--n-prompts", "5"]) == 2
+    assert "change n_prompts" in capsys.readouterr().err

@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except SuperposeError as e:
+        from superpose.runs import fail_held_runs
+
+        fail_held_runs(str(e))  # no folder stays "running" after an error stopped it
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

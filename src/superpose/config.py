@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TypeVar
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from superpose.errors import ConfigError
+from superpose.files import load_yaml
 from superpose.tasks import load_task_file
 
 T = TypeVar("T", bound=BaseModel)
@@ -19,10 +19,7 @@ def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config {path}: no such file")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config {path}: not valid YAML ({e})") from None
+    data = load_yaml(path, f"config {path}")
     if not isinstance(data, dict):
         raise ConfigError(f"config {path}: expected a mapping of fields, got {type(data).__name__}")
     return data
@@ -52,6 +49,15 @@ def config_from_dict(model: type[T], data: dict, source: str, base: Path | None 
     if files:
         data = {**data, "task_files": resolved}
     return validate(model, data, source)
+
+
+def check_resume_unchanged(folder: str | Path, stored: dict, given: dict, ignore: tuple[str, ...] = ()) -> None:
+    """Resuming takes the run folder's own config: a config or flags that change it are an error naming the fields."""
+    differing = sorted(k for k in set(stored) | set(given)
+                       if k not in ignore and k in given and stored.get(k) != given.get(k))
+    if differing:
+        raise ConfigError(f"--resume {folder}: the config or flags given change {', '.join(differing)}; resuming "
+                          "takes the folder's own config (start a new run to change it)")
 
 
 def validate(model: type[T], data: dict, source: str) -> T:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import random
+import string
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -60,6 +61,14 @@ class MixtureSpec(BaseModel):
     def _has_placeholders(cls, t: str) -> str:
         if "{examples}" not in t or "{query}" not in t:
             raise ValueError("must contain the placeholders {examples} and {query}")
+        try:
+            fields = {name for _, name, _, _ in string.Formatter().parse(t) if name is not None}
+        except ValueError as e:  # a lone { or }
+            raise ValueError(f"is not a valid format string ({e}); write a literal brace as {{{{ or }}}}") from None
+        unknown = sorted(fields - {"examples", "example_separator", "query"})
+        if unknown:
+            raise ValueError(f"names unknown placeholder(s) {unknown}; allowed: {{examples}}, "
+                             "{example_separator}, {query}")
         return t
 
     @model_validator(mode="after")

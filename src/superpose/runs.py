@@ -2,7 +2,10 @@
 
     config.yaml     the resolved config plus environment (package versions, git commit) and,
                     once models are loaded, their provenance (source, sha256 of weight files)
-    status.json     "running" until the summary is written, then "complete"
+    status.json     "running" until the summary is written, then "complete"; "failed" with the
+                    reason when an error stopped the run (resuming sets it back to "running")
+    lock            while a process writes the folder: its pid (a second writer is refused; a lock
+                    whose process is gone is taken over)
     prompts.jsonl   the exact prompts (experiments that use prompts)
     records.jsonl   one JSON record per unit of work, appended and fsync'd as it finishes
     summary.json    aggregate numbers, written last and atomically
@@ -15,10 +18,12 @@ records already there.
 
 from __future__ import annotations
 
+import atexit
 import importlib.metadata
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -30,6 +35,7 @@ import yaml
 from superpose.errors import SuperposeError
 
 DEFAULT_ROOT = Path("runs")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]*$")
 
 
 def environment() -> dict:
@@ -73,7 +79,10 @@ class RunFolder:
 
     @classmethod
     def create(cls, name: str, config: dict, root: str | Path = DEFAULT_ROOT) -> "RunFolder":
-        """Make ``root/<name>-<time>/`` and write its config and environment."""
+        """Make ``root/<name>-<time>/`` (locked by this process) and write its config and environment."""
+        if not _NAME.match(name or ""):
+            raise SuperposeError(f"name {name!r}: a run name is letters, digits and . _ + = -, starting with a "
+                                 "letter or digit (it becomes a folder inside the output root)")
         stamp = time.strftime("%Y%m%d-%H%M%S")
         path = Path(root) / f"{name}-{stamp}"
         suffix = 1
@@ -82,21 +91,66 @@ class RunFolder:
             path = Path(root) / f"{name}-{stamp}-{suffix}"
         path.mkdir(parents=True)
         run = cls(path)
+        run.lock()
         run.write_yaml("config.yaml", {"config": config, "environment": environment()})
         run._set_status("running")
         return run
 
     @classmethod
-    def open(cls, path: str | Path) -> "RunFolder":
-        """Open an existing run folder (to resume or re-plot)."""
+    def open(cls, path: str | Path, resume: bool = False) -> "RunFolder":
+        """Open an existing run folder: to read it, or (``resume``) to write it, locked."""
         path = Path(path)
         if not (path / "config.yaml").is_file():
             raise SuperposeError(f"{path} is not a run folder (no config.yaml)")
-        return cls(path)
+        run = cls(path)
+        doc = run.config_doc()
+        if not isinstance(doc.get("config"), dict):
+            raise SuperposeError(f"{path}/config.yaml: no 'config' mapping; this folder cannot be resumed")
+        if resume:
+            run.lock()
+            run._set_status("running")
+        return run
+
+    def lock(self) -> None:
+        """Claim the folder for this process; a live other holder is a clear error, a dead one is replaced."""
+        path = self.path / "lock"
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                holder = _pid_in(path)
+                if holder == os.getpid():
+                    return
+                if holder is not None and _alive(holder):
+                    raise SuperposeError(f"{self.path} is being written by process {holder} (its lock file "
+                                         f"{path}); wait for it to finish or stop it") from None
+                path.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(str(os.getpid()))
+            atexit.register(self.unlock)
+            _HELD.append(self)
+            return
+        raise SuperposeError(f"{self.path}: could not take the lock file {path}")
+
+    def unlock(self) -> None:
+        """Release the folder if this process holds it."""
+        path = self.path / "lock"
+        if _pid_in(path) == os.getpid():
+            path.unlink(missing_ok=True)
+        if self in _HELD:
+            _HELD.remove(self)
 
     def config_doc(self) -> dict:
         """All of config.yaml: the config, the environment and (once loaded) model provenance."""
-        return yaml.safe_load((self.path / "config.yaml").read_text())
+        path = self.path / "config.yaml"
+        try:
+            doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError):
+            doc = None
+        if not isinstance(doc, dict):
+            raise SuperposeError(f"{path}: empty or not valid YAML; this run folder cannot be read or resumed")
+        return doc
 
     @property
     def config(self) -> dict:
@@ -111,8 +165,8 @@ class RunFolder:
         except (OSError, ValueError, KeyError):
             return "unknown"
 
-    def _set_status(self, status: str) -> None:
-        self.write_json("status.json", {"status": status, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    def _set_status(self, status: str, **extra: str) -> None:
+        self.write_json("status.json", {"status": status, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra})
 
     def update_config(self, key: str, value: Any) -> None:
         """Add a top-level entry to config.yaml (e.g. model provenance once models are loaded)."""
@@ -144,13 +198,16 @@ class RunFolder:
 
     def append_record(self, record: dict, name: str = "records.jsonl") -> None:
         """Append one record and make it durable before returning."""
-        with open(self.path / name, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        path = self.path / name
+        glued = path.exists() and path.stat().st_size > 0 and _last_byte(path) != b"\n"
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(("\n" if glued else "") + json.dumps(record, ensure_ascii=False) + "\n")
             f.flush()
             os.fsync(f.fileno())
 
     def read_records(self, name: str = "records.jsonl") -> list[dict]:
-        """All complete records; a truncated last line from an interrupted write is dropped."""
+        """All complete records; a truncated last line from an interrupted write is dropped, and a record
+        written twice (two writers before locks existed) is kept once."""
         path = self.path / name
         if not path.exists():
             return []
@@ -166,7 +223,10 @@ class RunFolder:
                     self.write_jsonl(name, records)
                     break
                 raise SuperposeError(f"{path}, line {i + 1}: corrupt record (not JSON)") from None
-        return records
+        unique = list({json.dumps(r, sort_keys=True): r for r in records}.values())
+        if len(unique) < len(records):
+            self.write_jsonl(name, unique)
+        return unique
 
     def figure_path(self, name: str) -> Path:
         """Path for a figure ``figures/<name>.png`` (folder created)."""
@@ -178,4 +238,38 @@ class RunFolder:
         """Write summary.json and mark the run complete (the last thing a run does)."""
         path = self.write_json("summary.json", summary)
         self._set_status("complete")
+        self.unlock()
         return path
+
+
+_HELD: list[RunFolder] = []  # folders this process has locked and not finished
+
+
+def fail_held_runs(reason: str) -> None:
+    """Mark every folder this process is writing "failed" with ``reason`` (an error stopped the run)."""
+    for run in list(_HELD):
+        run._set_status("failed", reason=reason)
+        run.unlock()
+
+
+def _pid_in(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _last_byte(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1)

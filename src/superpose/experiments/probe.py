@@ -18,14 +18,16 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from superpose.backends import Backend, ScoreRequest, backend_class, check_model, load_backend
+from superpose.backends.devices import resolve_device
 from superpose.backends.entry import Device, Dtype, ModelEntry, Models
 from superpose.cli_args import add_model_flags, model_overrides
-from superpose.config import config_from_dict, load_config
+from superpose.config import check_resume_unchanged, config_from_dict, load_config
 from superpose.errors import PromptTooLong, SuperposeError
 from superpose.metrics import summarize
 from superpose.prompts import MixtureSpec, Prompt, build_prompts
 from superpose.report.console import console, print_summary, track
 from superpose.report.figures import plot_distributions, plot_means
+from superpose.report.text import md
 from superpose.runs import DEFAULT_ROOT, RunFolder
 
 REPO_CONFIGS = Path(__file__).resolve().parents[3] / "configs"
@@ -102,11 +104,12 @@ def run_probe(config: ProbeConfig, root: str | Path = DEFAULT_ROOT, resume: str 
     and device); notebooks and tests pass one to reuse a model that is already loaded.
     """
     if resume is not None:
-        run = RunFolder.open(resume)
+        run = RunFolder.open(resume, resume=True)
         config = config_from_dict(ProbeConfig, run.config, f"{run.path}/config.yaml")
         console.print(f"resuming [bold]{run.path}[/bold]")
     else:
-        for entry in config.entries:  # an unknown or missing model fails before anything is written
+        resolve_device(config.device)  # a missing GPU fails before anything is written
+        for entry in config.entries:  # so does an unknown or missing model
             check_model(entry.name, purpose="superpose run")
             if backend_class(entry.name).remote:  # a missing key or a run over the request cap, too
                 remote = load_backend(entry.name, config.dtype, config.device, **entry.options)
@@ -213,14 +216,14 @@ def summarize_run(run: RunFolder, config: ProbeConfig) -> dict:
 
 def summary_markdown(summary: dict) -> str:
     """The summary as Markdown tables, one per (model, mixture)."""
-    out = [f"# Probe `{summary['config']}`\n"]
+    out = [f"# Probe {md(summary['config'])}\n"]
     for model, mixtures in summary["models"].items():
         for mixture, s in mixtures.items():
-            out.append(f"## {model} — {mixture} ({s['n_prompts']} prompts)\n")
+            out.append(f"## {md(model)} — {md(mixture)} ({s['n_prompts']} prompts)\n")
             out.append("| task | share | mean P | median P | var P | mean P (normalised over tasks) | top-1 rate |")
             out.append("|---|---|---|---|---|---|---|")
             for t, v in s["tasks"].items():
-                out.append(f"| {t} | {v['share']:.3f} | {v['mean']:.3f} | {v['median']:.3f} | {v['variance']:.4f} "
+                out.append(f"| {md(t)} | {v['share']:.3f} | {v['mean']:.3f} | {v['median']:.3f} | {v['variance']:.4f} "
                            f"| {v['mean_normalized']:.3f} | {v['top1_rate']:.2f} |")
             sorted_means = ", ".join(f"{x:.3f}" for x in s["sorted_means"])
             out.append(f"\nother mass {s['other_mean']:.3f} · KL(shares‖P) {s['kl']:.3f} nats · "
@@ -231,7 +234,7 @@ def summary_markdown(summary: dict) -> str:
                            f"averages {s['mean_unexplored']:.3f}, so each P lies within that above its bound.\n")
     for model, u in (summary.get("usage") or {}).items():
         cost = f", cost {u['cost']:.4f}" if "cost" in u else ""
-        out.append(f"{model}: {u['requests']} requests sent, {u['cached']} answered from the run's cache, "
+        out.append(f"{md(model)}: {u['requests']} requests sent, {u['cached']} answered from the run's cache, "
                    f"{u['prompt_tokens']} prompt and {u['completion_tokens']} completion tokens{cost}.\n")
     return "\n".join(out)
 
@@ -250,11 +253,17 @@ def add_parser(subparsers) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
+    overrides = {"models": model_overrides(args), "dtype": args.dtype, "device": args.device, "n_prompts": args.n_prompts,
+                 "seed": args.seed}
     if args.resume:
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if args.config or given:  # allowed only when they change nothing
+            stored = config_from_dict(ProbeConfig, RunFolder.open(args.resume).config, f"{args.resume}/config.yaml")
+            new = load_probe_config(args.config, overrides) if args.config else \
+                config_from_dict(ProbeConfig, {**stored.model_dump(), **given}, "--resume flags")
+            check_resume_unchanged(args.resume, stored.model_dump(), new.model_dump())
         run_probe(None, args.out, resume=args.resume)  # type: ignore[arg-type]
         return 0
     path = Path(args.config) if args.config else DEFAULT_CONFIG
-    overrides = {"models": model_overrides(args), "dtype": args.dtype, "device": args.device, "n_prompts": args.n_prompts,
-                 "seed": args.seed}
     run_probe(load_probe_config(path, overrides), args.out)
     return 0

@@ -29,6 +29,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from superpose.backends import check_model, load_backend
+from superpose.backends.devices import resolve_device
 from superpose.backends.entry import Device, Dtype, ModelEntry, Models
 from superpose.config import read_yaml, validate
 from superpose.enumerate import EnumerateSettings, OutputEnumerator
@@ -40,6 +41,7 @@ from superpose.prompts import Prompt, build_prompts
 from superpose.report.console import console, track
 from superpose.runs import DEFAULT_ROOT, RunFolder
 from superpose.report.figures import save_figure
+from superpose.report.text import md
 
 
 class ScratchFamily(BaseModel):
@@ -189,11 +191,12 @@ def run_scale(config: ScaleConfig | None, root: str | Path = DEFAULT_ROOT, resum
     in logs).
     """
     if resume is not None:
-        run = RunFolder.open(resume)
+        run = RunFolder.open(resume, resume=True)
         config = validate(ScaleConfig, run.config, f"{run.path}/config.yaml")
         console.print(f"resuming [bold]{run.path}[/bold]")
     else:
         assert config is not None
+        resolve_device(config.device)  # a missing GPU fails before a run folder exists
         for entry in config.models:  # type: ignore[union-attr]
             if _unavailable(entry) is None:
                 check_model(entry.name, needs=("enumerate",), purpose="superpose scale")
@@ -316,32 +319,32 @@ def _params(n: int) -> str:
 
 def summary_markdown(summary: dict) -> str:
     """The scaling table, the trends, Table 2 per model and every mixture, as Markdown."""
-    out = [f"# Scaling `{summary['config']}`\n"]
+    out = [f"# Scaling {md(summary['config'])}\n"]
     out.append("Mixed prompts (K > 1): KL in nats, tasks solved = answers among the K most probable "
                "complete outputs. Single-task top-1: K = 1 prompts.\n")
     out.append("| model | parameters | " + " | ".join(t for _, t in METRICS) + " |")
     out.append("|---|---:|" + "---:|" * len(METRICS))
     for m, v in summary["models"].items():
-        out.append(f"| {m} | {_params(v['n_parameters'])} | " + " | ".join(_fmt(v[k]) for k, _ in METRICS) + " |")
+        out.append(f"| {md(m)} | {_params(v['n_parameters'])} | " + " | ".join(_fmt(v[k]) for k, _ in METRICS) + " |")
     trend = ", ".join(f"{k} ρ={t['spearman']:+.2f}" for k, t in summary["trend"].items() if t)
     if trend:
         out.append(f"\nSpearman correlation with parameter count: {trend}.\n")
     for m, why in summary["skipped"].items():
-        out.append(f"- skipped **{m}**: {why}")
+        out.append(f"- skipped **{md(m)}**: {md(why)}")
     for m, v in summary["models"].items():
-        out.append(f"\n## {m}: top-1 alone vs top-K mixed (Appendix E, Table 2)\n")
+        out.append(f"\n## {md(m)}: top-1 alone vs top-K mixed (Appendix E, Table 2)\n")
         out.append("| task | top-1, task alone | top-K, mixed | K | mixed prompts |")
         out.append("|---|---:|---:|---|---:|")
         for row in v["table2"]:
-            out.append(f"| {row['task']} | {_fmt(row['single_top1'], '.2f')} | {_fmt(row['mixed_topk'], '.2f')} "
+            out.append(f"| {md(row['task'])} | {_fmt(row['single_top1'], '.2f')} | {_fmt(row['mixed_topk'], '.2f')} "
                        f"| {','.join(map(str, row['mixed_K']))} | {row['mixed_prompts']} |")
-        out.append(f"\n### {m}: every mixture\n")
+        out.append(f"\n### {md(m)}: every mixture\n")
         out.append("| mixture | K | shares | solved rate per task | mean P per task | tasks solved | "
                    "KL | KL norm. | other | covered | exact |")
         out.append("|---|---:|---|---|---|---:|---:|---:|---:|---:|---:|")
         for name, s in v["mixtures"].items():
             j = lambda xs: " / ".join(f"{x:.2f}" for x in xs)  # noqa: E731
-            out.append(f"| {name} | {s['K']} | {j(s['share'])} | {j(s['solved_rate'])} | {j(s['mean_p'])} | "
+            out.append(f"| {md(name)} | {s['K']} | {j(s['share'])} | {j(s['solved_rate'])} | {j(s['mean_p'])} | "
                        f"{s['n_solved_mean']:.2f} | {s['kl']:.3f} | {s['kl_normalized']:.3f} | "
                        f"{s['other_mean']:.3f} | {s['covered_mass_mean']:.3f} | {s['topk_exact_rate']:.2f} |")
     return "\n".join(out) + "\n"

@@ -36,8 +36,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from superpose.backends import Backend, ScoreRequest, check_model, load_backend
+from superpose.backends.devices import resolve_device
 from superpose.backends.entry import Device, Dtype, ModelEntry
-from superpose.config import read_yaml, validate
+from superpose.config import check_resume_unchanged, read_yaml, validate
+from superpose.report.console import track
 from superpose.errors import SuperposeError
 from superpose.prompts import MixtureSpec, build_prompt
 from superpose.runs import DEFAULT_ROOT, RunFolder
@@ -115,20 +117,25 @@ def load_sweep_config(path: str | Path, **overrides) -> SweepConfig:
     return validate(SweepConfig, data, str(path))
 
 
-def run_sweep(cfg: SweepConfig, resume: str | Path | None = None, progress: bool = True,
+def run_sweep(cfg: SweepConfig | None, resume: str | Path | None = None, progress: bool = True,
               figure_copy: str | Path | None = None, backend: Backend | None = None) -> tuple[RunFolder, dict]:
     """Score every (λ, prompt) pair not yet in the run folder, then write summary and figure.
 
     ``backend`` may pass an already loaded model (tests, notebooks); it must be ``cfg.model``.
+    Resuming takes the folder's own config; a ``cfg`` given too must not change it (but ``out_root``).
     """
-    from tqdm.auto import tqdm
-
+    if resume is not None:
+        stored = validate(SweepConfig, RunFolder.open(resume).config, f"{resume}/config.yaml")
+        if cfg is not None:
+            check_resume_unchanged(resume, stored.model_dump(mode="json"), cfg.model_dump(mode="json"),
+                                   ignore=("out_root",))
+        cfg = stored
+    assert cfg is not None
     if backend is None:
+        resolve_device(cfg.device)  # a missing GPU fails before a run folder is made
         check_model(cfg.entry.name, purpose="superpose sweep")  # fails before a run folder is made
     if resume is not None:
-        run = RunFolder.open(resume)
-        if run.config != cfg.model_dump(mode="json"):
-            raise SuperposeError(f"{resume} was started with another config; resume with the same one")
+        run = RunFolder.open(resume, resume=True)
     else:
         run = RunFolder.create(f"{cfg.name}", cfg.model_dump(mode="json"), cfg.out_root)
     done = {(r["lambda"], r["index"]) for r in run.read_records()}
@@ -142,8 +149,9 @@ def run_sweep(cfg: SweepConfig, resume: str | Path | None = None, progress: bool
         specs = {lam: cfg.spec(lam) for lam in cfg.lambdas}
         prompts = [build_prompt(specs[lam], cfg.seed, i) for lam, i in items]
         stream = backend.stream([ScoreRequest(p.text, p.answers) for p in prompts], finished)
-        for k, (s1, s2) in tqdm(stream, total=finished.count(False), desc=f"sweep {cfg.task1}/{cfg.task2}",
-                                unit="prompt", disable=not progress, dynamic_ncols=True):
+        if progress:  # a bar on a terminal, a line per tenth of the work in a pipe or a log
+            stream = track(stream, f"sweep {cfg.task1}/{cfg.task2}", total=finished.count(False))
+        for k, (s1, s2) in stream:
             (lam, i), prompt = items[k], prompts[k]
             run.append_record({
                 "lambda": lam, "index": i, "p1": s1.prob, "p2": s2.prob,

@@ -5,6 +5,7 @@ Both read the per-prompt records, so a finished (or interrupted) run can be re-p
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -12,6 +13,9 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+# Task, mixture and model names are user text: "$x$" must print as typed, not as math.
+plt.rcParams["text.parse_math"] = False
 
 OTHER = "other"
 _COLORS = plt.get_cmap("tab10").colors
@@ -21,8 +25,9 @@ def save_figure(fig, path: str | Path, title: str | None = None) -> Path:
     """Lay out, write (PNG, 130 dpi, parent folders created) and close a figure."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if title:
-        fig.suptitle(title, fontsize=10)
+    if title:  # wrapped to the figure's width, so a one-panel figure does not clip it
+        width = max(30, int(fig.get_figwidth() * 13))  # characters per line at 10 pt
+        fig.suptitle(textwrap.fill(title, width), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)

@@ -29,7 +29,8 @@ def add_parser(subparsers) -> None:
         description="Score prompts mixing two tasks with share λ of task 1, for λ = 0 .. 1, on any "
                     "model (embedded name, folder or hub id). Writes a run folder with records, "
                     "summary.json and figures/sweep.png.")
-    s.add_argument("config", help="YAML sweep config, e.g. configs/sweep/plus_scratch.yaml")
+    s.add_argument("config", nargs="?", help="YAML sweep config, e.g. configs/sweep/plus_scratch.yaml "
+                   "(not needed with --resume)")
     s.add_argument("--resume", metavar="RUN_FOLDER", help="continue an interrupted sweep")
     add_model_flags(s)
     s.add_argument("--n-prompts", type=int, help="override prompts per λ")
@@ -55,16 +56,32 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from superpose.experiments.sweep import load_sweep_config, run_sweep
+    from superpose.experiments.sweep import SweepConfig, load_sweep_config, run_sweep
 
-    cfg = load_sweep_config(args.config, model=model_overrides(args), dtype=args.dtype, device=args.device,
-                            n_prompts=args.n_prompts, counts=args.counts, out_root=args.out_root)
+    from superpose.errors import SuperposeError
+
+    flags = {"model": model_overrides(args), "dtype": args.dtype, "device": args.device,
+             "n_prompts": args.n_prompts, "counts": args.counts, "out_root": args.out_root}
+    if args.config:
+        cfg = load_sweep_config(args.config, **flags)
+    elif args.resume:
+        cfg = None
+        if any(v is not None for k, v in flags.items() if k != "out_root"):
+            from superpose.config import check_resume_unchanged
+            from superpose.runs import RunFolder
+
+            check_resume_unchanged(args.resume, RunFolder.open(args.resume).config,
+                                   {k: v for k, v in flags.items() if v is not None}, ignore=("out_root",))
+    else:
+        raise SuperposeError("give a sweep config (e.g. configs/sweep/plus_scratch.yaml) or --resume RUN_FOLDER")
     run, summary = run_sweep(cfg, resume=args.resume, progress=not args.no_progress,
                              figure_copy=args.figure)
+    cfg = SweepConfig.model_validate(run.config)  # the folder's own, when resumed
     print(f"{'λ':>5} {'P(' + cfg.task1 + ')':>14} {'P(' + cfg.task2 + ')':>14} {'other':>8}")
     for c in summary["curve"]:
         print(f"{c['lambda']:>5.2f} {c['p1']:>14.3f} {c['p2']:>14.3f} {c['other']:>8.3f}")
-    print(f"Spearman(P1, λ) = {summary['spearman_p1_vs_lambda']:.3f}; mean other = "
+    rho = summary["spearman_p1_vs_lambda"]  # None with fewer than three λ
+    print(f"Spearman(P1, λ) = {'–' if rho is None else format(rho, '.3f')}; mean other = "
           f"{summary['mean_other']:.3f}" + (
               f"; mean |P1 - study| = {summary['reference']['mean_abs_diff']:.3f}"
               if "reference" in summary else ""))

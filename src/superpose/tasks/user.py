@@ -14,12 +14,12 @@ The separator is ``->`` unless a YAML file sets ``separator``.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
-import yaml
-
 from superpose.errors import ConfigError
+from superpose.files import load_yaml, read_utf8
 from superpose.tasks.base import _REGISTRY, InputSpace, Task, register, _ensure_builtins
 
 DEFAULT_SEPARATOR = "->"
@@ -44,24 +44,27 @@ def load_task_file(path: str | Path) -> list[Task]:
 
 
 def _read_csv(path: Path) -> list[dict]:
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
+    reader = csv.DictReader(io.StringIO(read_utf8(path, f"task file {path}"), newline=""))
+    try:
         if not reader.fieldnames:
             raise ConfigError(f"task file {path}: empty file; expected a header row like 'input,output'")
         rows = []
-        for line_no, row in enumerate(reader, start=2):
+        for row in reader:
+            line_no = reader.line_num
             if None in row or any(v is None for v in row.values()):
                 raise ConfigError(
                     f"task file {path}, line {line_no}: expected {len(reader.fieldnames)} columns "
                     f"({','.join(reader.fieldnames)})"
                 )
             rows.append({**row, "_where": f"line {line_no}"})
+    except csv.Error as e:  # e.g. a field over csv's size limit, or a stray quote
+        raise ConfigError(f"task file {path}, line {reader.line_num}: {e}") from None
     return rows
 
 
 def _read_jsonl(path: Path) -> list[dict]:
     rows = []
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for line_no, line in enumerate(read_utf8(path, f"task file {path}").splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -75,10 +78,7 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 
 def _read_yaml(path: Path) -> tuple[list[dict], str, str]:
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ConfigError(f"task file {path}: not valid YAML ({e})") from None
+    doc = load_yaml(path, f"task file {path}")
     if not isinstance(doc, dict) or not isinstance(doc.get("rows"), list):
         raise ConfigError(f"task file {path}: expected a mapping with a list field 'rows'")
     separator = doc.get("separator", DEFAULT_SEPARATOR)
@@ -111,6 +111,8 @@ def _register_table(path: Path, rows: list[dict], separator: str, name: str) -> 
         for k, v in values.items():
             if not isinstance(v, (str, int, float)) or isinstance(v, bool) or str(v).strip() == "":
                 raise ConfigError(f"task file {path}, {where}: field '{k}' must be a non-empty string")
+            if "\n" in str(v) or "\r" in str(v):  # one example per line: a line break would split it
+                raise ConfigError(f"task file {path}, {where}: field '{k}' contains a line break")
         x = str(values["input"])
         if x in table:
             raise ConfigError(f"task file {path}, {where}: input '{x}' appears twice")

@@ -26,6 +26,7 @@ import torch
 
 from superpose.errors import SuperposeError
 from superpose.backends import check_model, load_backend
+from superpose.backends.devices import resolve_device
 from superpose.backends.hf import HFBackend
 from superpose.report.console import console
 from superpose.runs import DEFAULT_ROOT, RunFolder
@@ -64,6 +65,7 @@ class VectorsExperiment:
     def create(cls, config: VectorsConfig, root: str | Path = DEFAULT_ROOT,
                backend: HFBackend | None = None) -> "VectorsExperiment":
         """A new run folder for ``config``."""
+        resolve_device(config.device)
         check_model(config.model, needs=("residual",), purpose="superpose vectors")
         run = RunFolder.create(config.name, config.model_dump(), root)
         console.print(f"run folder: [bold]{run.path}[/bold]")
@@ -72,7 +74,7 @@ class VectorsExperiment:
     @classmethod
     def open(cls, path: str | Path) -> "VectorsExperiment":
         """An existing run folder (its config.yaml holds the config)."""
-        run = RunFolder.open(path)
+        run = RunFolder.open(path, resume=True)
         return cls(run, vectors_config_from_dict(run.config, f"{run.path}/config.yaml"))
 
     # -- shared resources ---------------------------------------------------------------------------
