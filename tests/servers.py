@@ -79,6 +79,7 @@ class FaultProxy:
         self.upstream_port, self.faults, self.delay = upstream_port, dict(faults or {}), delay
         self.arrived = 0
         self.delivered: dict[str, int] = {}  # sha256 of body -> answers delivered
+        self.bodies: list[bytes] = []  # every POST body answered with 200, in order
         self.statuses: list[int] = []
         self.lock = threading.Lock()
         proxy = self
@@ -135,6 +136,7 @@ class FaultProxy:
                     key = hashlib.sha256(body).hexdigest()
                     with proxy.lock:
                         proxy.delivered[key] = proxy.delivered.get(key, 0) + 1
+                        proxy.bodies.append(body)
 
             def _reply(self, status: int, data: bytes, content_type: str = "application/json") -> None:
                 with proxy.lock:

@@ -107,19 +107,19 @@ def run_probe(config: ProbeConfig, root: str | Path = DEFAULT_ROOT, resume: str 
         run = RunFolder.open(resume, resume=True)
         config = config_from_dict(ProbeConfig, run.config, f"{run.path}/config.yaml")
         console.print(f"resuming [bold]{run.path}[/bold]")
+        prompts = make_prompts(config)
     else:
-        resolve_device(config.device)  # a missing GPU fails before anything is written
-        for entry in config.entries:  # so does an unknown or missing model
+        prompts = make_prompts(config)  # tasks that agree on every input fail before anything is written
+        resolve_device(config.device)  # so does a missing GPU
+        for entry in config.entries:  # and an unknown or missing model
             check_model(entry.name, purpose="superpose run")
             if backend_class(entry.name).remote:  # a missing key or a run over the request cap, too
                 remote = load_backend(entry.name, config.dtype, config.device, **entry.options)
                 remote.check_access()
-                planned = remote.plan([requests_of(p, config.terminator) for ps in make_prompts(config).values()
-                                       for p in ps])
+                planned = remote.plan([requests_of(p, config.terminator) for ps in prompts.values() for p in ps])
                 console.print(f"{entry.display}: at most {planned} requests")
         run = RunFolder.create(config.name, config.model_dump(), root)
         console.print(f"run folder: [bold]{run.path}[/bold]")
-    prompts = make_prompts(config)
     if resume is None:
         run.write_jsonl("prompts.jsonl", ({"mixture": m, **p.to_dict()} for m, ps in prompts.items() for p in ps))
 

@@ -196,7 +196,8 @@ def run_scale(config: ScaleConfig | None, root: str | Path = DEFAULT_ROOT, resum
         console.print(f"resuming [bold]{run.path}[/bold]")
     else:
         assert config is not None
-        resolve_device(config.device)  # a missing GPU fails before a run folder exists
+        make_prompts(config)  # tasks that agree on every input fail before a run folder exists
+        resolve_device(config.device)  # so does a missing GPU
         for entry in config.models:  # type: ignore[union-attr]
             if _unavailable(entry) is None:
                 check_model(entry.name, needs=("enumerate",), purpose="superpose scale")
