@@ -122,7 +122,7 @@ def test_prompt_longer_than_context_stops_before_scoring(tmp_path, capsys):
     code, err = _cli(capsys, "run", str(config), "--out", str(tmp_path / "runs"))
     assert code == 2 and "does not fit in the context of model 'smollm2-135m' (8192 tokens)" in err
     (run_dir,) = (tmp_path / "runs").iterdir()
-    assert RunFolder.open(run_dir).status == "running"
+    assert RunFolder.open(run_dir).status == "failed"  # with the reason, never "running" forever
     assert not (run_dir / "records.jsonl").exists() and not (run_dir / "summary.json").exists()
 
 
