@@ -142,3 +142,16 @@ def test_model_options_from_the_command_line():
     assert model_overrides(args) == [{"name": "vllm:a/b", "options": {"batch_size": 64}}]
     with pytest.raises(SuperposeError, match="give --model too"):
         model_overrides(Namespace(models=None, model_options=["batch_size=64"]))
+
+
+@pytest.mark.parametrize("model, bos", [("smollm2-135m", False), ("gemma-3-270m", True)])
+def test_converted_tokenizer_keeps_the_ggufs_bos(model, bos):
+    """transformers 5.19 drops Gemma's add_bos_token when it converts the GGUF tokenizer; without its <bos>
+    Gemma's probabilities change completely (P(copy_op1) 0.65 instead of 0.34 on one demo prompt)."""
+    from transformers import AutoTokenizer
+
+    from superpose.models.loading import model_source
+
+    _, folder, info = model_source(model)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    assert (tokenizer("12@34=").input_ids[0] == tokenizer.bos_token_id) is bos

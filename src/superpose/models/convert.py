@@ -19,12 +19,13 @@ from pathlib import Path
 from superpose.models.registry import cache_dir, file_sha256
 
 MARKER = "superpose-converted.json"  # written last inside the folder: its presence means complete
+VERSION = 2  # part of the folder name: bump it when a conversion fix must replace old folders
 
 
 def converted_folder(gguf: Path, sha256: str | None = None) -> Path:
     """The cached Hugging Face folder for ``gguf``, converting it first when missing."""
     digest = sha256 or file_sha256(gguf)
-    target = cache_dir() / "converted" / digest[:16]
+    target = cache_dir() / "converted" / f"{digest[:16]}-v{VERSION}"
     if (target / MARKER).exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -67,4 +68,20 @@ def _convert(gguf: Path, out: Path) -> None:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.save_pretrained(out, safe_serialization=True)
+    # Some transformers releases (5.19) drop the GGUF's tokenizer.ggml.add_bos_token when converting the
+    # tokenizer: Gemma then loses its <bos>, and its probabilities change completely. Follow the file.
+    add_bos = _gguf_field(gguf, "tokenizer.ggml.add_bos_token")
+    if add_bos is not None:
+        tokenizer.add_bos_token = bool(add_bos)
     tokenizer.save_pretrained(out)
+    reloaded = AutoTokenizer.from_pretrained(str(out))
+    if add_bos and reloaded("a").input_ids[0] != reloaded.bos_token_id:
+        raise RuntimeError(f"{gguf.name}: the converted tokenizer does not prepend its BOS token")
+
+
+def _gguf_field(gguf: Path, key: str):
+    """A metadata value of a GGUF file, or None."""
+    from gguf import GGUFReader
+
+    field = GGUFReader(str(gguf)).fields.get(key)
+    return None if field is None else field.contents()
