@@ -2,7 +2,6 @@
 fault-injecting proxy (tests/servers.py). Needs vLLM (the CPU build `make test` installs)."""
 
 import json
-import math
 import os
 import signal
 import subprocess

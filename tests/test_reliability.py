@@ -178,7 +178,7 @@ def test_two_resumes_at_once_write_each_record_once(finished, tmp_path):
     assert codes in ([0, 0], [0, 2]), results
     if codes == [0, 2]:
         (err,) = [e for c, e in results if c == 2]
-        assert f"is being written by process" in err
+        assert "is being written by process" in err
     records = RunFolder.open(copy).read_records()
     assert sorted(r["index"] for r in records) == [0, 1, 2]
     assert len((copy / "records.jsonl").read_text().splitlines()) == 3

@@ -27,7 +27,7 @@ from superpose.backends.base import ContinuationScore, Encoded, ScoreRequest, To
 from superpose.backends.devices import resolve_device
 from superpose.errors import ModelNotAvailable
 from superpose.models.convert import quiet_transformers_in_logs
-from superpose.models.loading import DTYPES, model_source, weight_hashes
+from superpose.models.loading import model_source, weight_hashes
 
 
 @dataclass
@@ -204,4 +204,4 @@ def _max_context(config: Any, tokenizer: Any) -> int:
     return int(limit) if isinstance(limit, int) and limit < 10**8 else 2048
 
 
-__all__ = ["HFBackend", "Prefill", "fork_cache", "load_hf", "DTYPES"]
+__all__ = ["HFBackend", "Prefill", "fork_cache", "load_hf"]
