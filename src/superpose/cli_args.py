@@ -11,10 +11,10 @@ from superpose.errors import SuperposeError
 from superpose.models.loading import DTYPES
 
 MODEL_HELP = ("embedded name (superpose models), GGUF file, Hugging Face folder or hub id; "
-              "prefix 'vllm:' to run it on vLLM")
+              "prefix 'vllm:' to run it on vLLM, 'openai:' for a model behind an API")
 
 
-def add_model_flags(parser: argparse.ArgumentParser, several: bool = False, required: bool = False) -> None:
+def add_model_flags(parser: argparse.ArgumentParser, several: bool = False) -> None:
     """Add ``--model`` (repeatable when ``several``), ``--model-option``, ``--dtype`` and ``--device``.
 
     An absent flag is None, meaning "the config's value".
@@ -23,7 +23,7 @@ def add_model_flags(parser: argparse.ArgumentParser, several: bool = False, requ
         parser.add_argument("--model", action="append", dest="models", metavar="MODEL",
                             help=MODEL_HELP + "; repeat for several (replaces the config's)")
     else:
-        parser.add_argument("--model", metavar="MODEL", required=required, help=MODEL_HELP)
+        parser.add_argument("--model", metavar="MODEL", help=MODEL_HELP)
     parser.add_argument("--model-option", action="append", dest="model_options", metavar="KEY=VALUE",
                         help="a backend option for the --model model(s), e.g. tensor_parallel_size=4 or "
                              "batch_size=16 (repeatable; VALUE is read as YAML)")
@@ -44,7 +44,7 @@ def parse_model_options(pairs: list[str] | None) -> dict:
 
 def model_overrides(args: argparse.Namespace) -> list | str | dict | None:
     """The ``--model`` flag(s) as config values: strings, or entries carrying ``--model-option``s."""
-    names = getattr(args, "models", None) if hasattr(args, "models") else getattr(args, "model", None)
+    names = args.models if hasattr(args, "models") else args.model
     options = parse_model_options(args.model_options)
     if options and not names:
         raise SuperposeError("--model-option applies to the models given with --model; give --model too "

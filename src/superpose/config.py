@@ -51,6 +51,19 @@ def config_from_dict(model: type[T], data: dict, source: str, base: Path | None 
     return validate(model, data, source)
 
 
+def check_resume_args(model: type[T], folder: str | Path, given_config: T | None, flags: dict,
+                      ignore: tuple[str, ...] = ()) -> None:
+    """A config file or flags given with ``--resume`` must change nothing in the folder's own config."""
+    from superpose.runs import RunFolder
+
+    given = {k: v for k, v in flags.items() if v is not None and k not in ignore}
+    if given_config is None and not given:
+        return
+    stored = config_from_dict(model, RunFolder.open(folder).config, f"{folder}/config.yaml")
+    new = given_config or config_from_dict(model, {**stored.model_dump(mode="json"), **given}, "--resume flags")
+    check_resume_unchanged(folder, stored.model_dump(mode="json"), new.model_dump(mode="json"), ignore)
+
+
 def check_resume_unchanged(folder: str | Path, stored: dict, given: dict, ignore: tuple[str, ...] = ()) -> None:
     """Resuming takes the run folder's own config: a config or flags that change it are an error naming the fields."""
     differing = sorted(k for k in set(stored) | set(given)

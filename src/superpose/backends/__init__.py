@@ -64,9 +64,10 @@ def check_model(model: str, needs: tuple[str, ...] = (), purpose: str = "this co
 def load_backend(model: str, dtype: str = "float32", device: str | None = None, **options: Any) -> Backend:
     """Load ``model`` (see the module doc) behind the :class:`Backend` interface.
 
-    ``options`` go to the backend: ``batch_size`` for both; for vLLM also its engine options
-    (``tensor_parallel_size``, ``pipeline_parallel_size``, ``distributed_executor_backend``,
-    ``gpu_memory_utilization``, ``max_model_len``, ...).
+    ``options`` go to the backend: ``batch_size`` for all; ``threads`` for transformers; vLLM's engine
+    options (``tensor_parallel_size``, ``pipeline_parallel_size``, ``distributed_executor_backend``,
+    ``gpu_memory_utilization``, ``max_model_len``, ...); the API's (``base_url``, ``mode``, ...,
+    :mod:`superpose.backends.api`).
     """
     from superpose.models.loading import DTYPES
 

@@ -26,7 +26,7 @@ still a prefix of some answer and at least ``min_prob`` probable, and add a path
 answer when its text spells that answer. Paths are merged by text (two token paths to "14" are one
 node, whose probability is their sum), so the requests per prompt are at most the number of distinct
 prefixes of the answers -- the estimate printed before a run. Each answer's value is a lower bound;
-``unexplored`` (stored as the score's extra) is the probability mass the search could not see: top-N
+the score's ``unexplored`` is the probability mass the search could not see: top-N
 tails and pruned prefixes. An answer's true probability lies in [bound, bound + unexplored]. One caveat
 of any text-level search: the server re-tokenizes ``prompt + partial text``, which need not be the token
 path that produced it.
@@ -209,13 +209,10 @@ class APIBackend(Backend):
         gate = asyncio.Semaphore(int(self.options["concurrency"]))
         try:
             if self.options["mode"] == "exact":
-                jobs = [(r.prompt, c) for r in requests for c in r.continuations]
-                # The first request goes alone: a refused key or a bad request then costs one request.
-                first = [await self._exact(client, gate, *jobs[0])]
-                flat = iter(first + list(await asyncio.gather(*[self._exact(client, gate, *j) for j in jobs[1:]])))
+                pairs = [(r.prompt, c) for r in requests for c in r.continuations]
+                flat = iter(await _first_alone([lambda p=p, c=c: self._exact(client, gate, p, c) for p, c in pairs]))
                 return [[next(flat) for _ in r.continuations] for r in requests]
-            first = [await self._lower_bound(client, gate, requests[0])]
-            return first + list(await asyncio.gather(*[self._lower_bound(client, gate, r) for r in requests[1:]]))
+            return await _first_alone([lambda r=r: self._lower_bound(client, gate, r) for r in requests])
         finally:
             await client.close()
 
@@ -262,7 +259,7 @@ class APIBackend(Backend):
             if lp is None or not lp.token_logprobs or lp.text_offset is None:
                 raise APIError(f"model '{self.name}': the server returns no prompt log-probs with echo; "
                                "use the model option mode: lower_bound")
-            return {"offsets": list(lp.text_offset), "logprobs": list(lp.token_logprobs), "tokens": list(lp.tokens or [])}
+            return {"offsets": list(lp.text_offset), "logprobs": list(lp.token_logprobs)}
 
         got = await self._complete(client, gate, body, parse)
         return _answer_score(got, len(prompt), len(prompt) + len(answer), answer, self.name)
@@ -298,6 +295,12 @@ class APIBackend(Backend):
                                   lower_bound=True, unexplored=unexplored) for a in answers]
 
 
+async def _first_alone(jobs: list[Any]) -> list[Any]:
+    """Await ``jobs[0]()`` alone, then the rest together: a refused key or a bad request costs one request."""
+    first = await jobs[0]()
+    return [first, *await asyncio.gather(*(job() for job in jobs[1:]))]
+
+
 def _top_logprobs(response: Any) -> dict[str, float]:
     lp = response.choices[0].logprobs
     if lp is None or not lp.top_logprobs:
@@ -315,7 +318,6 @@ def _answer_score(got: dict, start: int, end: int, answer: str, name: str) -> Co
     offsets, logprobs = got["offsets"], got["logprobs"]
     ends = offsets[1:] + [10**12]
     picked = [i for i, (a, b) in enumerate(zip(offsets, ends)) if a < end and b > start]
-    picked = [i for i in picked if offsets[i] < end]
     if not picked or any(logprobs[i] is None for i in picked):
         raise APIError(f"model '{name}': no log-probs for the answer {answer!r} in the echoed prompt")
     straddles = offsets[picked[0]] < start

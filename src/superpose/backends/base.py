@@ -31,7 +31,6 @@ from typing import Any, ClassVar, Iterator, Sequence
 
 from superpose.errors import PromptTooLong, SuperposeError
 
-CAPABILITIES = ("score", "enumerate", "residual")
 _WHAT = {"enumerate": "next-token distributions (output enumeration)",
          "residual": "the residual stream (task vectors)"}
 

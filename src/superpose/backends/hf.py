@@ -64,11 +64,6 @@ class HFBackend(TokenizedBackend):
         self.batch_size = batch_size
 
     @property
-    def n_parameters(self) -> int:
-        """Parameters of the loaded model."""
-        return int(self.info["n_parameters"])
-
-    @property
     def device(self) -> torch.device:
         """Where inputs go: the device of the model's first parameters (the embedding)."""
         return next(self.model.parameters()).device

@@ -72,9 +72,7 @@ class VLLMBackend(TokenizedBackend):
         if on_cpu:
             _cpu_defaults()
             engine.setdefault("enforce_eager", True)
-        engine.setdefault("max_model_len", 2048 if on_cpu else None)
-        if engine["max_model_len"] is None:
-            del engine["max_model_len"]
+            engine.setdefault("max_model_len", 2048)  # on a GPU vLLM takes the model's own
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # its INFO lines drown the run's own output
         from transformers import AutoTokenizer
         from vllm import LLM

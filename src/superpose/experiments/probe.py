@@ -21,7 +21,7 @@ from superpose.backends import Backend, ScoreRequest, backend_class, check_model
 from superpose.backends.devices import resolve_device
 from superpose.backends.entry import Device, Dtype, ModelEntry, Models
 from superpose.cli_args import add_model_flags, model_overrides
-from superpose.config import check_resume_unchanged, config_from_dict, load_config
+from superpose.config import check_resume_args, config_from_dict, load_config
 from superpose.errors import PromptTooLong, SuperposeError
 from superpose.metrics import summarize
 from superpose.prompts import MixtureSpec, Prompt, build_prompts
@@ -125,9 +125,10 @@ def run_probe(config: ProbeConfig, root: str | Path = DEFAULT_ROOT, resume: str 
 
     done = {(r["model"], r["mixture"], r["index"]) for r in run.read_records()}
     provenance = dict(run.config_doc().get("models") or {})
+    items = [(m, p) for m, ps in prompts.items() for p in ps]
+    requests = [requests_of(p, config.terminator) for _, p in items]
     for entry in config.entries:
         model_name = entry.display
-        items = [(m, p) for m, ps in prompts.items() for p in ps]
         finished = [(model_name, m, p.index) in done for m, p in items]
         if all(finished):
             continue
@@ -137,7 +138,7 @@ def run_probe(config: ProbeConfig, root: str | Path = DEFAULT_ROOT, resume: str 
         provenance[model_name] = backend.provenance
         run.update_config("models", provenance)
         check_prompts_fit(backend, prompts, config.terminator)
-        stream = backend.stream([requests_of(p, config.terminator) for _, p in items], finished)
+        stream = backend.stream(requests, finished)
         for i, scores in track(stream, f"{model_name}: scoring prompts", total=finished.count(False)):
             mixture, prompt = items[i]
             run.append_record({
@@ -256,12 +257,8 @@ def _main(args: argparse.Namespace) -> int:
     overrides = {"models": model_overrides(args), "dtype": args.dtype, "device": args.device, "n_prompts": args.n_prompts,
                  "seed": args.seed}
     if args.resume:
-        given = {k: v for k, v in overrides.items() if v is not None}
-        if args.config or given:  # allowed only when they change nothing
-            stored = config_from_dict(ProbeConfig, RunFolder.open(args.resume).config, f"{args.resume}/config.yaml")
-            new = load_probe_config(args.config, overrides) if args.config else \
-                config_from_dict(ProbeConfig, {**stored.model_dump(), **given}, "--resume flags")
-            check_resume_unchanged(args.resume, stored.model_dump(), new.model_dump())
+        check_resume_args(ProbeConfig, args.resume, load_probe_config(args.config, overrides) if args.config else None,
+                          overrides)
         run_probe(None, args.out, resume=args.resume)  # type: ignore[arg-type]
         return 0
     path = Path(args.config) if args.config else DEFAULT_CONFIG

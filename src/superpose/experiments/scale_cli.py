@@ -91,16 +91,11 @@ def _scale(args: argparse.Namespace) -> int:
     if args.resume:
         flags = {"models": model_overrides(args), "n_prompts": args.n_prompts, "dtype": args.dtype,
                  "device": args.device}
-        given = {k: v for k, v in flags.items() if v is not None}
-        if args.config or given:  # allowed only when they change nothing
-            from superpose.config import check_resume_unchanged, validate
-            from superpose.experiments.scale import ScaleConfig
-            from superpose.runs import RunFolder
+        from superpose.config import check_resume_args
+        from superpose.experiments.scale import ScaleConfig
 
-            stored = validate(ScaleConfig, RunFolder.open(args.resume).config, f"{args.resume}/config.yaml")
-            new = load_scale_config(args.config, flags) if args.config else \
-                validate(ScaleConfig, {**stored.model_dump(mode="json"), **given}, "--resume flags")
-            check_resume_unchanged(args.resume, stored.model_dump(mode="json"), new.model_dump(mode="json"))
+        check_resume_args(ScaleConfig, args.resume, load_scale_config(args.config, flags) if args.config else None,
+                          flags)
         run, summary = run_scale(None, args.out, resume=args.resume, progress=not args.no_progress,
                                  figures_dir=args.figures_dir)
     else:

@@ -133,7 +133,7 @@ def run_sweep(cfg: SweepConfig | None, resume: str | Path | None = None, progres
     assert cfg is not None
     if backend is None:
         resolve_device(cfg.device)  # a missing GPU fails before a run folder is made
-        check_model(cfg.entry.name, purpose="superpose sweep")  # fails before a run folder is made
+        check_model(cfg.entry.name, purpose="superpose sweep")  # so does an unknown model
     if resume is not None:
         run = RunFolder.open(resume, resume=True)
     else:

@@ -65,13 +65,10 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.config:
         cfg = load_sweep_config(args.config, **flags)
     elif args.resume:
-        cfg = None
-        if any(v is not None for k, v in flags.items() if k != "out_root"):
-            from superpose.config import check_resume_unchanged
-            from superpose.runs import RunFolder
+        from superpose.config import check_resume_args
 
-            check_resume_unchanged(args.resume, RunFolder.open(args.resume).config,
-                                   {k: v for k, v in flags.items() if v is not None}, ignore=("out_root",))
+        cfg = None  # run_sweep takes the folder's own
+        check_resume_args(SweepConfig, args.resume, None, flags, ignore=("out_root",))
     else:
         raise SuperposeError("give a sweep config (e.g. configs/sweep/plus_scratch.yaml) or --resume RUN_FOLDER")
     run, summary = run_sweep(cfg, resume=args.resume, progress=not args.no_progress,
