@@ -1,4 +1,9 @@
-"""Command line: a thin layer over the library. Every command's work lives in a library function.
+"""Command line: one table of commands, a thin layer over the library.
+
+Only the module of the command being run is imported, so `superpose --help` and `superpose tasks`
+start without torch. Flags mean the same on every command (cli_args.py): --model --dtype --device
+--out --resume --seed --figures --no-progress. Progress and messages go to stderr; results go to
+stdout, and a command that writes a run folder ends stdout with ``run folder: PATH``.
 
 Errors the user can fix (SuperposeError, config validation) print one clear message and exit 2.
 """
@@ -12,35 +17,67 @@ import sys
 
 from superpose.errors import SuperposeError
 
-# Modules that add their own sub-commands: each defines add_parser(subparsers).
-COMMAND_MODULES = (
-    "superpose.experiments.probe",
-    "superpose.commands",
-    "superpose.construction.cli",
-    "superpose.scratch.cli",
-    "superpose.vectors.cli",
-    "superpose.experiments.scale_cli",
-)
+# name -> (module:function that adds the command's arguments, one line of help). In study order.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("superpose.experiments.probe:configure",
+            "probe: P(every task's answer) after mixed-task prompts (Fig. 1-2; default: the demo)"),
+    "train": ("superpose.scratch.cli:configure_train",
+              "train a small transformer from scratch, one task per sequence (Fig. 3)"),
+    "sweep": ("superpose.scratch.cli:configure_sweep",
+              "λ sweep: P(task 1) and P(task 2) as task 1's share goes from 0 to 1 (Fig. 3)"),
+    "construct": ("superpose.construction.cli:configure",
+                  "the hand-built 7-layer transformer that does K tasks at once (Theorem 1)"),
+    "vectors": ("superpose.vectors.cli:configure",
+                "task vectors: extract, choose a layer, project, interpolate, steer (Fig. 4-5)"),
+    "scale": ("superpose.experiments.scale_cli:configure_scale",
+              "tasks solved at once and calibration against model size (Fig. 6, App. E)"),
+    "decode": ("superpose.experiments.scale_cli:configure_decode",
+               "a model's most probable complete outputs after a prompt, with probabilities"),
+    "reproduce": ("superpose.reproduce:configure",
+                  "the whole study, every step as a run folder under one parent, then the report"),
+    "report": ("superpose.report.html:configure",
+               "one self-contained HTML page from run folders (opens from disk, no server)"),
+    "tasks": ("superpose.commands:configure_tasks", "list the registered tasks by family, with an example"),
+    "models": ("superpose.commands:configure_models", "list the embedded models and whether they are installed"),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The `superpose` argument parser with every sub-command registered."""
+def _chosen(argv: list[str]) -> str | None:
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The `superpose` parser: every command listed, the arguments of the one in ``argv`` added.
+
+    Without ``argv`` every command's arguments are added (imports every module).
+    """
     parser = argparse.ArgumentParser(
-        prog="superpose", description="Study task superposition in language models.")
+        prog="superpose", description="Study task superposition in language models.",
+        epilog="`superpose COMMAND --help` shows a command's flags. Docs: README.md and docs/.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in COMMAND_MODULES:
-        importlib.import_module(module).add_parser(sub)
+    chosen = None if argv is None else _chosen(argv)
+    for name, (target, help_line) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_line, description=help_line[0].upper() + help_line[1:] + ".")
+        if argv is None or name == chosen:
+            module, function = target.split(":")
+            getattr(importlib.import_module(module), function)(p)
+            p.add_argument("--no-progress", action="store_true",
+                           help="no progress bars or progress lines (results and errors still print)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `superpose` command."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from superpose.report.console import set_progress
+
+    set_progress(not args.no_progress)
     try:
         return int(args.func(args) or 0)
     except SuperposeError as e:
@@ -50,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ninterrupted; finished records are kept (resume with --resume RUN_FOLDER)", file=sys.stderr)
+        print("\ninterrupted; finished work is kept (resume with --resume RUN_FOLDER)", file=sys.stderr)
         return 130
 
 

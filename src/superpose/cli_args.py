@@ -54,3 +54,22 @@ def model_overrides(args: argparse.Namespace) -> list | str | dict | None:
     if isinstance(names, str):
         return {"name": names, "options": options} if options else names
     return [{"name": n, "options": options} if options else n for n in names]
+
+
+def add_run_flags(parser: argparse.ArgumentParser, resume: bool = True, seed: bool = True,
+                  figures: bool = False) -> None:
+    """``--out`` (where run folders go), and where they apply ``--resume``, ``--seed``, ``--figures``."""
+    parser.add_argument("--out", metavar="DIR", default="runs",
+                        help="folder that receives the run folder (default: runs)")
+    if resume:
+        parser.add_argument("--resume", metavar="RUN_FOLDER",
+                            help="continue an interrupted run from its folder (its own config; no CONFIG needed)")
+    if seed:
+        parser.add_argument("--seed", type=int, help="random seed (default: the config's)")
+    if figures:
+        parser.add_argument("--figures", metavar="DIR", help="also copy the run's figures into DIR")
+
+
+def print_run_folder(path) -> None:
+    """The last line of a command that wrote a run folder, on stdout (``RUN=$(... | tail -1)``)."""
+    print(f"run folder: {path}", flush=True)

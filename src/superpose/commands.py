@@ -1,25 +1,35 @@
-"""Small listing commands: `superpose tasks` and `superpose models`."""
+"""Small listing commands: `superpose tasks` and `superpose models` (neither imports torch)."""
 
 from __future__ import annotations
 
 import argparse
+import random
 
 from rich.console import Console
 from rich.table import Table
 
-from superpose.models import EMBEDDED_MODELS
-from superpose.tasks import list_tasks, load_task_file
+
+def configure_tasks(p) -> None:
+    """Arguments of `superpose tasks`."""
+    p.add_argument("--task-file", action="append", dest="task_files", metavar="FILE",
+                   help="also load user tasks from a CSV/JSONL/YAML file")
+    p.set_defaults(func=_tasks)
+
+
+def configure_models(p) -> None:
+    """Arguments of `superpose models`."""
+    p.set_defaults(func=_models)
 
 
 def _tasks(args: argparse.Namespace) -> int:
+    from superpose.tasks import list_tasks, load_task_file
+
     for f in args.task_files or []:
         load_task_file(f)
-    table = Table(title="tasks (tasks of one family can be mixed in one prompt)")
+    table = Table(title="tasks (tasks of one family can be mixed in one prompt)", box=None, pad_edge=False)
     for col in ("family", "task", "inputs", "example", "description"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for t in list_tasks():
-        import random
-
         x = t.space.draw_one(random.Random(0))
         size = "∞" if t.space.size is None else str(t.space.size)
         table.add_row(t.family, t.name, size + (" (repeats)" if t.space.repeats else ""), t.example(x), t.description)
@@ -28,22 +38,15 @@ def _tasks(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    table = Table(title="embedded models (any Hugging Face id, local folder or .gguf file also works; "
-                        "'vllm:' runs a model on vLLM, 'openai:' reaches an API, see docs/backends.md)")
-    for col in ("name", "installed", "description", "install with"):
-        table.add_column(col)
+    from superpose.models import EMBEDDED_MODELS
+
+    out = Console(soft_wrap=True, highlight=False)
+    out.print("embedded models (any Hugging Face id, local folder or .gguf file also works; 'vllm:' runs a "
+              "model on vLLM, 'openai:' reaches an API; see docs/backends.md)\n", markup=False)
     for m in EMBEDDED_MODELS.values():
         ok = m.installed()
-        table.add_row(m.name, "yes" if ok else "no", m.description, "" if ok else m.install)
-    Console().print(table)
+        out.print(f"{m.name}  [{'installed' if ok else 'not installed'}]", markup=False)
+        out.print(f"    {m.description}", markup=False)
+        if not ok:
+            out.print(f"    install: {m.install}", markup=False)
     return 0
-
-
-def add_parser(subparsers) -> None:
-    """Register `superpose tasks` and `superpose models`."""
-    p = subparsers.add_parser("tasks", help="list the registered tasks")
-    p.add_argument("--task-file", action="append", dest="task_files", metavar="FILE",
-                   help="also load user tasks from a CSV/JSONL/YAML file")
-    p.set_defaults(func=_tasks)
-    p = subparsers.add_parser("models", help="list the embedded models and whether they are installed")
-    p.set_defaults(func=_models)

@@ -13,10 +13,24 @@ from superpose.tasks import load_task_file
 
 T = TypeVar("T", bound=BaseModel)
 
+# The configs shipped in the package (the checkout's top-level configs/ links here).
+PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
+
+
+def find_config(path: str | Path) -> Path:
+    """``path`` if it is a file, else the packaged config of that name: ``configs/paper/copy.yaml`` and
+    ``paper/copy.yaml`` work from any folder once superpose is installed."""
+    path = Path(path)
+    if path.is_file() or path.is_absolute():
+        return path
+    parts = path.parts[1:] if path.parts[:1] == ("configs",) else path.parts
+    packaged = PACKAGED_CONFIGS.joinpath(*parts) if parts else PACKAGED_CONFIGS
+    return packaged if packaged.is_file() else path
+
 
 def read_yaml(path: str | Path) -> dict:
-    """A YAML mapping from a file, or a ConfigError naming the file."""
-    path = Path(path)
+    """A YAML mapping from a file (or a packaged config, see find_config), or a ConfigError naming the file."""
+    path = find_config(path)
     if not path.is_file():
         raise ConfigError(f"config {path}: no such file")
     data = load_yaml(path, f"config {path}")
@@ -27,7 +41,7 @@ def read_yaml(path: str | Path) -> dict:
 
 def load_config(model: type[T], path: str | Path, overrides: dict | None = None) -> T:
     """Read, override (None values ignored) and validate a YAML config file."""
-    path = Path(path)
+    path = find_config(path)
     data = read_yaml(path)
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return config_from_dict(model, data, str(path), base=path.parent)

@@ -4,7 +4,7 @@ Examples::
 
     superpose construct --tasks plus_1,plus_3,times_3 --examples 16 --prompts 60
     superpose construct --k 4 --examples 32 --noise 4 --out runs
-    superpose construct --config configs/construct/demo.yaml
+    superpose construct configs/construct/demo.yaml
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from superpose.cli_args import add_run_flags, print_run_folder
 from superpose.construction.experiment import TOLERANCE, load_config, run_experiment
 from superpose.errors import ConfigError
 
@@ -21,14 +22,12 @@ from superpose.errors import ConfigError
 _FIELDS = ("tasks", "k", "vocab", "examples", "noise", "prompts", "seed")
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register the ``construct`` sub-command."""
-    p = subparsers.add_parser(
-        "construct", help="build a 7-layer transformer that does K tasks in superposition",
-        description="Build the transformer of Section 5 by formula (no training), run it on random "
-                    "prompts mixing K tasks, and check that the probability of each task's answer "
-                    "equals the task's share of the examples.")
-    p.add_argument("--config", type=Path, help="YAML config (fields as the flags below)")
+def configure(p: argparse.ArgumentParser) -> None:
+    """Arguments of ``superpose construct``."""
+    p.description += (" It builds the transformer of Section 5 by formula (no training), runs it on random "
+                      "prompts mixing K tasks, and checks that the probability of each task's answer "
+                      "equals the task's share of the examples.")
+    p.add_argument("config", nargs="?", type=Path, help="YAML config (fields as the flags below)")
     p.add_argument("--tasks", help="comma-separated tasks: plus_k, minus_k, times_k, const_k, "
                                    "mirror, square (0 <= k < vocab); default plus_1..plus_K")
     p.add_argument("--k", type=int, help="number of tasks when --tasks is not given (default 3)")
@@ -36,12 +35,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--examples", "-m", type=int, help="in-context examples per prompt m (default 16)")
     p.add_argument("--noise", type=int, help="examples per prompt that fit no task (default 0)")
     p.add_argument("--prompts", type=int, help="random prompts to run (default 60)")
-    p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--dims", help="comma-separated m values for the dimension table "
                                   "(default 1,4,16,64,256,1024,4096,65536)")
-    p.add_argument("--out", default="runs", help="folder that receives the run folder (default runs)")
+    add_run_flags(p, resume=False)
     p.set_defaults(func=run)
-    return p
 
 
 def _config_from_args(args: argparse.Namespace) -> dict:
@@ -72,9 +69,11 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     config = load_config(_config_from_args(args), source=str(getattr(args, "config", None) or "flags"))
+    from superpose.report.console import console as progress
+
     console = Console()
-    with console.status("building the transformer and running it on mixed prompts"):
-        folder, s = run_experiment(config, root=getattr(args, "out", "runs") or "runs")
+    with progress.status("building the transformer and running it on mixed prompts"):
+        folder, s = run_experiment(config, root=args.out)
 
     arch = Table(title=f"Constructed transformer: K={s['k']} tasks ({', '.join(s['tasks'])}), "
                        f"d={s['vocab_d']} symbols, m={s['examples_m']} examples, n={s['tokens_per_example_n']}")
@@ -101,5 +100,6 @@ def run(args: argparse.Namespace) -> int:
         f"{s['prompts']} prompts: max |P(answer_k) - share_k| = {s['max_abs_error']:.2e} "
         f"(design bound {s['error_bound']:.1e}, tolerance {TOLERANCE:g}) -> "
         + ("[green]OK[/green]" if ok else "[red]FAILED[/red]"))
-    console.print(f"run folder: {folder.path}\nfigure: {folder.path / s['figure']}")
+    console.print(f"figure: {folder.path / s['figure']}")
+    print_run_folder(folder.path)
     return 0 if ok else 1

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from superpose.backends import Backend, ScoreRequest, backend_class, check_model, load_backend
 from superpose.backends.devices import resolve_device
 from superpose.backends.entry import Device, Dtype, ModelEntry, Models
-from superpose.cli_args import add_model_flags, model_overrides
+from superpose.cli_args import add_model_flags, add_run_flags, model_overrides, print_run_folder
 from superpose.config import check_resume_args, config_from_dict, load_config
 from superpose.errors import PromptTooLong, SuperposeError
 from superpose.metrics import summarize
@@ -30,8 +30,7 @@ from superpose.report.figures import plot_distributions, plot_means
 from superpose.report.text import md
 from superpose.runs import DEFAULT_ROOT, RunFolder
 
-REPO_CONFIGS = Path(__file__).resolve().parents[3] / "configs"
-DEFAULT_CONFIG = REPO_CONFIGS / "demo.yaml"
+DEFAULT_CONFIG_NAME = "configs/demo.yaml"  # packaged: found from any folder (config.find_config)
 
 
 class Mixture(MixtureSpec):
@@ -240,16 +239,12 @@ def summary_markdown(summary: dict) -> str:
     return "\n".join(out)
 
 
-def add_parser(subparsers) -> None:
-    """Register `superpose run`."""
-    p = subparsers.add_parser("run", help="probe task superposition (default: the demo on gemma-3-270m)",
-                              description="Score every task's answer after mixed-task prompts.")
-    p.add_argument("config", nargs="?", help=f"probe config YAML (default: {DEFAULT_CONFIG.relative_to(REPO_CONFIGS.parent)})")
+def configure(p) -> None:
+    """Arguments of `superpose run`."""
+    p.add_argument("config", nargs="?", help=f"probe config YAML (default: {DEFAULT_CONFIG_NAME})")
     add_model_flags(p, several=True)
-    p.add_argument("--n-prompts", type=int, dest="n_prompts")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--out", default=str(DEFAULT_ROOT), help="root folder for run folders (default: runs)")
-    p.add_argument("--resume", metavar="RUN_FOLDER", help="continue an interrupted run")
+    p.add_argument("--n-prompts", type=int, dest="n_prompts", help="prompts per mixture (default: the config's)")
+    add_run_flags(p)
     p.set_defaults(func=_main)
 
 
@@ -259,8 +254,9 @@ def _main(args: argparse.Namespace) -> int:
     if args.resume:
         check_resume_args(ProbeConfig, args.resume, load_probe_config(args.config, overrides) if args.config else None,
                           overrides)
-        run_probe(None, args.out, resume=args.resume)  # type: ignore[arg-type]
-        return 0
-    path = Path(args.config) if args.config else DEFAULT_CONFIG
-    run_probe(load_probe_config(path, overrides), args.out)
+        run = run_probe(None, args.out, resume=args.resume)  # type: ignore[arg-type]
+    else:
+        path = Path(args.config or DEFAULT_CONFIG_NAME)
+        run = run_probe(load_probe_config(path, overrides), args.out)
+    print_run_folder(run.path)
     return 0

@@ -7,20 +7,17 @@ import json
 import sys
 from pathlib import Path
 
-from superpose.cli_args import add_model_flags, model_overrides, parse_model_options
-from superpose.runs import DEFAULT_ROOT
+from superpose.cli_args import add_model_flags, add_run_flags, model_overrides, parse_model_options, print_run_folder
 
 
-def add_parser(subparsers) -> None:
-    """Register ``decode`` and ``scale`` on the main parser's sub-parsers."""
+def configure_decode(d) -> None:
+    """Arguments of ``superpose decode``."""
     from superpose.enumerate import EnumerateSettings
 
     defaults = EnumerateSettings()
-    d = subparsers.add_parser(
-        "decode", help="list a model's most probable complete outputs after a prompt, with probabilities",
-        description="Best-first search over the model's continuations (reusing the prompt's KV cache) "
-                    "that lists distinct complete outputs -- text up to the terminator -- with exact "
-                    "probabilities, and where the rest of the probability went.")
+    d.description += (" A best-first search over the model's continuations (reusing the prompt's KV "
+                      "cache) lists distinct complete outputs -- text up to the terminator -- with exact "
+                      "probabilities, and where the rest of the probability went.")
     add_model_flags(d)
     src = d.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompt-file", metavar="FILE", help="file holding the prompt ('-' reads stdin)")
@@ -38,18 +35,17 @@ def add_parser(subparsers) -> None:
     d.add_argument("--json", action="store_true", help="print the result as JSON")
     d.set_defaults(func=_decode)
 
-    s = subparsers.add_parser(
-        "scale", help="tasks solved at once and calibration against model size (Section 7, App. E)",
-        description="For every model of the config (and a scratch family it trains itself), enumerate "
-                    "outputs after mixed prompts, count the tasks whose answer is in the top K, "
-                    "measure KL(in-context shares ‖ P), and plot both against parameter count.")
-    s.add_argument("config", nargs="?", help="scale config YAML, e.g. configs/scale/embedded.yaml")
-    s.add_argument("--resume", metavar="RUN_FOLDER", help="continue an interrupted run")
+
+def configure_scale(s) -> None:
+    """Arguments of ``superpose scale``."""
+    s.description += (" For every model of the config (and a scratch family it trains itself), it "
+                      "enumerates outputs after mixed prompts, counts the tasks whose answer is in the "
+                      "top K, measures KL(in-context shares ‖ P), and plots both against parameter count.")
+    s.add_argument("config", nargs="?", help="scale config YAML, e.g. configs/scale/embedded.yaml "
+                   "(not needed with --resume)")
     add_model_flags(s, several=True)
     s.add_argument("--n-prompts", type=int, dest="n_prompts", help="prompts per mixture")
-    s.add_argument("--out", default=str(DEFAULT_ROOT), help="root folder for run folders (default: runs)")
-    s.add_argument("--figures-dir", metavar="DIR", help="also copy the figures to DIR/scale_<figure_name>*.png")
-    s.add_argument("--no-progress", action="store_true")
+    add_run_flags(s, figures=True)
     s.set_defaults(func=_scale)
 
 
@@ -90,21 +86,22 @@ def _scale(args: argparse.Namespace) -> int:
 
     if args.resume:
         flags = {"models": model_overrides(args), "n_prompts": args.n_prompts, "dtype": args.dtype,
-                 "device": args.device}
+                 "device": args.device, "seed": args.seed}
         from superpose.config import check_resume_args
         from superpose.experiments.scale import ScaleConfig
 
         check_resume_args(ScaleConfig, args.resume, load_scale_config(args.config, flags) if args.config else None,
                           flags)
         run, summary = run_scale(None, args.out, resume=args.resume, progress=not args.no_progress,
-                                 figures_dir=args.figures_dir)
+                                 figures_dir=args.figures)
     else:
         if not args.config:
             raise SuperposeError("give a scale config (e.g. configs/scale/embedded.yaml) or --resume RUN_FOLDER")
-        overrides = {"models": model_overrides(args), "n_prompts": args.n_prompts, "dtype": args.dtype, "device": args.device}
+        overrides = {"models": model_overrides(args), "n_prompts": args.n_prompts, "dtype": args.dtype,
+                     "device": args.device, "seed": args.seed}
         cfg = load_scale_config(args.config, overrides)
         run, summary = run_scale(cfg, args.out, source=args.config, progress=not args.no_progress,
-                                 figures_dir=args.figures_dir)
+                                 figures_dir=args.figures)
     print((run.path / "summary.md").read_text(encoding="utf-8"))
-    print(f"run folder: {run.path}")
+    print_run_folder(run.path)
     return 0

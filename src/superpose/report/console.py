@@ -1,4 +1,4 @@
-"""Terminal output: one console, progress bars, and the summary table."""
+"""Terminal output: the progress console (stderr), progress bars, and the probe's summary table (stdout)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,27 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # progress and messages; results go to stdout
 T = TypeVar("T")
+_progress = {"enabled": True}  # the one switch behind every command's --no-progress
+
+
+def set_progress(enabled: bool) -> None:
+    """Turn progress bars and progress lines on or off for this process (``--no-progress``)."""
+    _progress["enabled"] = enabled
+
+
+def progress_enabled() -> bool:
+    """Whether progress should be shown (``--no-progress`` not given)."""
+    return _progress["enabled"]
 
 
 def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
     """Iterate with a progress bar on a terminal, or a line per tenth of the work in logs."""
     total = total if total is not None else (len(items) if isinstance(items, Sized) else None)
+    if not progress_enabled():
+        yield from items
+        return
     if console.is_terminal:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console) as bar:
@@ -35,16 +49,22 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
 
 
 def print_summary(summary: dict) -> None:
-    """Mean P(answer) per task, other mass and KL, one row per (model, mixture, task)."""
-    table = Table(title=f"probe '{summary['config']}': mean P(answer) per task")
-    for col in ("model", "mixture", "task", "share", "mean P", "median P", "top-1", "other", "KL"):
-        table.add_column(col, justify="left" if col in ("model", "mixture", "task") else "right")
+    """Mean P(answer) per task: a heading line per (model, mixture), then a row per task.
+
+    Names are never cut: they sit in a heading line or in the one text column, which folds rather
+    than truncates, so a pipe or an 80-column terminal shows them whole.
+    """
+    out = Console(soft_wrap=True)
+    out.print(f"probe '{summary['config']}': mean P(answer) per task", style="bold")
     for model, mixtures in summary["models"].items():
         for mixture, s in mixtures.items():
-            for i, (task, v) in enumerate(s["tasks"].items()):
-                first = i == 0
-                table.add_row(model if first else "", mixture if first else "", task,
-                              f"{v['share']:.2f}", f"{v['mean']:.3f}", f"{v['median']:.3f}",
-                              f"{v['top1_rate']:.2f}", f"{s['other_mean']:.3f}" if first else "",
-                              f"{s['kl']:.2f}" if first else "")
-    Console().print(table)
+            out.print(f"\n{model} · {mixture} ({s['n_prompts']} prompts): other mass {s['other_mean']:.3f}, "
+                      f"KL(shares‖P) {s['kl']:.2f} nats", highlight=False, markup=False)
+            table = Table(box=None, pad_edge=False, show_edge=False)
+            table.add_column("task", overflow="fold")
+            for col in ("share", "mean P", "median P", "top-1"):
+                table.add_column(col, justify="right", no_wrap=True)
+            for task, v in s["tasks"].items():
+                table.add_row(task, f"{v['share']:.2f}", f"{v['mean']:.3f}", f"{v['median']:.3f}",
+                              f"{v['top1_rate']:.2f}")
+            out.print(table)

@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 # Task, mixture and model names are user text: "$x$" must print as typed, not as math.
 plt.rcParams["text.parse_math"] = False
@@ -25,6 +26,10 @@ def save_figure(fig, path: str | Path, title: str | None = None) -> Path:
     """Lay out, write (PNG, 130 dpi, parent folders created) and close a figure."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for ax in fig.axes:  # log axes label ticks with math text, which parse_math=False would print raw
+        for axis in (ax.xaxis, ax.yaxis):
+            if axis.get_scale() == "log":
+                axis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
     if title:  # wrapped to the figure's width, so a one-panel figure does not clip it
         width = max(30, int(fig.get_figwidth() * 13))  # characters per line at 10 pt
         fig.suptitle(textwrap.fill(title, width), fontsize=10)

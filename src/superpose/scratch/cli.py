@@ -3,55 +3,68 @@
 from __future__ import annotations
 
 import argparse
+import shutil
+from pathlib import Path
 
-from superpose.cli_args import add_model_flags, model_overrides
-import json
+from superpose.cli_args import add_model_flags, add_run_flags, model_overrides, print_run_folder
 
 
-def add_parser(subparsers) -> None:
-    """Register ``train`` and ``sweep`` on the main parser's sub-parsers."""
-    p = subparsers.add_parser(
-        "train", help="train a small character-level transformer on one task per sequence",
-        description="Train a small LlamaForCausalLM with a character tokenizer from a YAML recipe "
-                    "(configs/scratch/). Interrupt it any time; --resume continues exactly.")
-    p.add_argument("config", help="YAML training recipe, e.g. configs/scratch/plus_cpu.yaml")
-    p.add_argument("--resume", action="store_true", help="continue the run in the config's out_dir")
-    p.add_argument("--out-dir", help="override the config's out_dir")
+def configure_train(p) -> None:
+    """Arguments of ``superpose train``."""
+    p.description += (" A YAML recipe (configs/scratch/) gives the model and the loop; interrupt it any "
+                      "time, --resume continues exactly (same batches, same losses).")
+    p.add_argument("config", nargs="?", help="YAML training recipe, e.g. configs/scratch/plus_cpu.yaml "
+                   "(not needed with --resume)")
+    p.add_argument("--out", metavar="DIR", help="folder that receives the run folder DIR/<name> "
+                   "(default: the recipe's out_dir)")
+    p.add_argument("--resume", metavar="RUN_FOLDER", help="continue an interrupted training run from its folder")
+    p.add_argument("--seed", type=int, help="random seed (default: the recipe's)")
     p.add_argument("--steps", type=int, help="override the number of steps")
-    p.add_argument("--seed", type=int, help="override the seed")
     p.add_argument("--device", help="override the device (cpu, cuda, ...)")
     p.add_argument("--export", metavar="DIR", help="also copy the final model to DIR")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
 
-    s = subparsers.add_parser(
-        "sweep", help="λ sweep: P(task 1), P(task 2) as the share of task 1 goes from 0 to 1",
-        description="Score prompts mixing two tasks with share λ of task 1, for λ = 0 .. 1, on any "
-                    "model (embedded name, folder or hub id). Writes a run folder with records, "
-                    "summary.json and figures/sweep.png.")
+
+def configure_sweep(s) -> None:
+    """Arguments of ``superpose sweep``."""
+    s.description += (" Works on any model; writes a run folder with records, summary.json and "
+                      "figures/sweep.png.")
     s.add_argument("config", nargs="?", help="YAML sweep config, e.g. configs/sweep/plus_scratch.yaml "
                    "(not needed with --resume)")
-    s.add_argument("--resume", metavar="RUN_FOLDER", help="continue an interrupted sweep")
     add_model_flags(s)
     s.add_argument("--n-prompts", type=int, help="override prompts per λ")
     s.add_argument("--counts", choices=["exact", "iid"], help="override exact / i.i.d. task counts")
-    s.add_argument("--out-root", help="where run folders go (default: runs/)")
-    s.add_argument("--figure", metavar="PNG", help="also copy the figure here")
-    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_run_flags(s, figures=True)
     s.set_defaults(func=_sweep)
 
 
 def _train(args: argparse.Namespace) -> int:
-    from superpose.scratch.train import load_train_config, train
+    from superpose.errors import SuperposeError
+    from superpose.scratch.train import TrainConfig, load_train_config, train
 
-    cfg = load_train_config(args.config, out_dir=args.out_dir, steps=args.steps, seed=args.seed,
-                            device=args.device)
-    result = train(cfg, resume=args.resume, progress=not args.no_progress, export_dir=args.export)
+    overrides = {"steps": args.steps, "seed": args.seed, "device": args.device}
+    if args.resume:
+        saved = Path(args.resume) / "config.json"
+        if not saved.is_file():
+            raise SuperposeError(f"--resume {args.resume}: not a training run folder (no config.json)")
+        cfg = TrainConfig.model_validate_json(saved.read_text())
+        if args.config:  # train() refuses a recipe that differs from the folder's
+            cfg = load_train_config(args.config, out_dir=str(args.resume), **overrides)
+        elif any(v is not None for v in overrides.values()):
+            cfg = TrainConfig.model_validate({**cfg.model_dump(), **{k: v for k, v in overrides.items() if v is not None}})
+    elif args.config:
+        cfg = load_train_config(args.config, **overrides)
+        if args.out:
+            cfg = cfg.model_copy(update={"out_dir": str(Path(args.out) / cfg.name)})
+    else:
+        raise SuperposeError("give a training recipe (e.g. configs/scratch/plus_cpu.yaml) or --resume RUN_FOLDER")
+    result = train(cfg, resume=bool(args.resume), progress=not args.no_progress, export_dir=args.export)
     tail = result.losses[-50:]
     print(f"trained {result.steps_done} steps in {result.seconds:.0f} s "
           f"({result.tokens_per_second:,.0f} tokens/s); mean loss of the last {len(tail)} steps "
           f"{sum(tail) / len(tail):.4f}")
     print(f"model: {result.model_dir}" + (f" (and {args.export})" if args.export else ""))
+    print_run_folder(cfg.out_dir)
     return 0
 
 
@@ -61,7 +74,7 @@ def _sweep(args: argparse.Namespace) -> int:
     from superpose.errors import SuperposeError
 
     flags = {"model": model_overrides(args), "dtype": args.dtype, "device": args.device,
-             "n_prompts": args.n_prompts, "counts": args.counts, "out_root": args.out_root}
+             "n_prompts": args.n_prompts, "counts": args.counts, "seed": args.seed, "out_root": args.out}
     if args.config:
         cfg = load_sweep_config(args.config, **flags)
     elif args.resume:
@@ -71,8 +84,7 @@ def _sweep(args: argparse.Namespace) -> int:
         check_resume_args(SweepConfig, args.resume, None, flags, ignore=("out_root",))
     else:
         raise SuperposeError("give a sweep config (e.g. configs/sweep/plus_scratch.yaml) or --resume RUN_FOLDER")
-    run, summary = run_sweep(cfg, resume=args.resume, progress=not args.no_progress,
-                             figure_copy=args.figure)
+    run, summary = run_sweep(cfg, resume=args.resume, progress=not args.no_progress)
     cfg = SweepConfig.model_validate(run.config)  # the folder's own, when resumed
     print(f"{'λ':>5} {'P(' + cfg.task1 + ')':>14} {'P(' + cfg.task2 + ')':>14} {'other':>8}")
     for c in summary["curve"]:
@@ -87,20 +99,11 @@ def _sweep(args: argparse.Namespace) -> int:
               f"answer); both answers >= 0.1 in {summary['prompts_splitting_10pct']:.0%}"
               + (f"; favours the last example's task in {summary['follows_last_example']:.0%}"
                  if "follows_last_example" in summary else ""))
-    print(f"run folder: {run.path}  (figure: {run.path / 'figures' / 'sweep.png'})")
+    figure = run.figure_path("sweep")
+    if args.figures:  # e.g. docs/figures/sweep_plus_scratch.png
+        figure = Path(args.figures) / f"{cfg.name.replace('-', '_')}.png"
+        figure.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(run.figure_path("sweep"), figure)
+    print(f"figure: {figure}")
+    print_run_folder(run.path)
     return 0
-
-
-if __name__ == "__main__":  # python -m superpose.scratch.cli ... works before cli.py lists us
-    import sys
-
-    parser = argparse.ArgumentParser(prog="superpose")
-    add_parser(parser.add_subparsers(dest="command"))
-    ns = parser.parse_args()
-    from superpose.errors import SuperposeError
-
-    try:
-        sys.exit(ns.func(ns))
-    except SuperposeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)

@@ -1,0 +1,277 @@
+"""`superpose report RUN_FOLDER... -o report.html`: one self-contained HTML page from run folders.
+
+The page opens from disk with no server and no network: figures are embedded as base64 PNG, the
+style sheet is inline, and there is no script. Everything that comes from a run folder (task
+names, answers, prompts, config values, summary.md) is escaped: Jinja2 autoescapes every value, and
+summary.md is rendered by markdown-it with raw HTML turned off, so an answer ``<script>`` shows as
+text and never runs.
+
+A run folder's kind is read from what it holds: a probe, sweep, scale, vectors or construction run
+(``summary.json``), or a training run (``log.jsonl``). Where the study published numbers (the λ
+curves of its from-scratch models; Figure 2's pattern), they are shown beside ours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from superpose.errors import SuperposeError
+
+
+@dataclass
+class Block:
+    """One piece of a run's section: a heading, a sentence, a table or rendered Markdown."""
+
+    heading: str = ""
+    text: str = ""
+    table: dict | None = None  # {"header": [...], "rows": [[...], ...]}
+    markdown: str = ""  # already-escaped HTML from markdown-it (raw HTML off)
+    verdict: bool = False
+
+
+@dataclass
+class RunView:
+    """What the page shows of one run folder."""
+
+    path: str
+    kind: str
+    title: str
+    status: str
+    reason: str = ""
+    blocks: list[Block] = field(default_factory=list)
+    figures: list[dict] = field(default_factory=list)
+    provenance: list[tuple[str, str]] = field(default_factory=list)
+    config_text: str = ""
+
+    @property
+    def status_class(self) -> str:
+        return self.status if self.status in ("complete", "running", "failed") else "unknown"
+
+
+def _markdown(text: str) -> str:
+    from markdown_it import MarkdownIt
+    from markupsafe import Markup
+
+    text = "\n".join("##" + line if line.startswith("#") else line for line in text.splitlines())  # h1 -> h3
+    html = MarkdownIt("commonmark", {"html": False}).enable("table").render(text)
+    return Markup(html)  # markdown-it escaped every character of the input; raw HTML is off
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _kind(summary: dict, folder: Path) -> str:
+    if "curve" in summary and "task1" in summary:
+        return "sweep"
+    if "architecture" in summary:
+        return "construct"
+    if (folder / "vectors.safetensors").exists() or "steps" in summary:
+        return "vectors"
+    if (folder / "records.jsonl").exists() and "models" in summary and all(
+            isinstance(v, dict) and all(isinstance(m, dict) and "tasks" in m for m in v.values())
+            for v in summary["models"].values()):
+        return "probe"
+    if "models" in summary:
+        return "scale"
+    return "run"
+
+
+def _f(x, digits: int = 3) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def _sweep_blocks(s: dict) -> list[Block]:
+    ref = s.get("reference")
+    header = ["λ"] + ([f"study ({ref['name']}_k)"] if ref else []) + [f"P({s['task1']})", f"P({s['task2']})", "other"]
+    rows = [[_f(c["lambda"], 1)] + ([_f(ref["p1"][i])] if ref else []) + [_f(c["p1"]), _f(c["p2"]), _f(c["other"])]
+            for i, c in enumerate(s["curve"])]
+    blocks = [Block(heading=f"λ sweep: {s['task1']} vs {s['task2']} on {s['model']}",
+                    text=f"{s['n_prompts']} prompts per λ, {s['n_examples']} examples each ({s['counts']} counts). "
+                         f"Spearman(P1, λ) = {_f(s.get('spearman_p1_vs_lambda'), 2)}; mean leftover mass "
+                         f"{_f(s.get('mean_other'))}" + (
+                             f"; mean |P1 − study| = {_f(ref['mean_abs_diff'])} (largest {_f(ref['max_abs_diff'])})"
+                             if ref else "") + ".",
+                    table={"header": header, "rows": rows})]
+    if "split_within_prompt" in s:
+        rule = ""
+        if "follows_last_example" in s:
+            rule = f" The favoured answer is the last example's task in {s['follows_last_example']:.0%} of them."
+        blocks.append(Block(
+            heading="Inside each mixed prompt (0 < λ < 1)",
+            text=f"Mean within-prompt split {_f(s['split_within_prompt'])} (1 = an even split, 0 = all mass on "
+                 f"one answer); both answers ≥ 0.1 in {s['prompts_splitting_10pct']:.0%} of mixed prompts.{rule} "
+                 "A mean curve that follows λ while every prompt puts its mass on one answer is a mixture over "
+                 "prompts, not superposition inside a prompt."))
+    extra = {k: v for k, v in s.items() if isinstance(v, (int, float)) and k not in {
+        "n_prompts", "n_examples", "spearman_p1_vs_lambda", "mean_other", "split_within_prompt",
+        "prompts_splitting_10pct", "follows_last_example", "monotone_p1"}}
+    if extra:
+        blocks.append(Block(table={"header": ["measure", "value"],
+                                   "rows": [[k, _f(v) if isinstance(v, float) else str(v)] for k, v in extra.items()]}))
+    return blocks
+
+
+def _probe_blocks(s: dict) -> list[Block]:
+    rows = []
+    for model, mixtures in s["models"].items():
+        for mixture, m in mixtures.items():
+            tasks = m["tasks"]
+            above = sum(v["mean"] >= 0.05 for v in tasks.values())
+            rows.append([f"{model} · {mixture}", f"{above} of {len(tasks)}",
+                         ", ".join(f"{t} {v['mean']:.2f}" for t, v in tasks.items()), _f(m["other_mean"])])
+    return [Block(heading="Beside the study (Figure 2)",
+                  text="The study's Figure 2: a pretrained model given examples of K tasks puts probability on "
+                       "every task's answer at once. Ours, per mixture: how many tasks' answers get a mean "
+                       "probability of at least 0.05, the means, and the mass left for other outputs.",
+                  table={"header": ["model · mixture", "tasks with mean P ≥ 0.05", "mean P per task", "other"],
+                         "rows": rows})]
+
+
+def _construct_blocks(s: dict) -> list[Block]:
+    return [Block(heading="Theorem 1, built by hand",
+                  text=f"{s['layers']} layers, d_model {s['d_model']}, {s['prompts']} prompts: largest "
+                       f"|P(answer) − share| = {s['max_abs_error']:.2e} → {'OK' if s['passed'] else 'FAILED'}.",
+                  verdict=True)]
+
+
+def _train_view(folder: Path) -> RunView:
+    config = _read_json(folder / "config.json")
+    log = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines() if line.strip()]
+    done = (folder / "model").is_dir()
+    view = RunView(str(folder), "train", str(config.get("name", folder.name)), "complete" if done else "running",
+                   config_text=yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    if log:
+        tail = [r["loss"] for r in log[-50:]]
+        view.blocks.append(Block(text=f"{len(log)} steps in {log[-1]['seconds']:.0f} s; mean loss of the last "
+                                      f"{len(tail)} steps {sum(tail) / len(tail):.4f}."))
+        view.figures.append({"name": "training loss", "mime": "image/png", "data": _loss_png(log)})
+    info = _read_json(folder / "model" / "training.json") if done else {}
+    view.provenance = [(k, str(v)) for k, v in info.items() if not isinstance(v, (dict, list))]
+    return view
+
+
+def _loss_png(log: list[dict]) -> str:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3))
+    ax.plot([r["step"] for r in log], [r["loss"] for r in log], lw=0.8)
+    ax.set(xlabel="step", ylabel="loss (answers only)", yscale="log")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _provenance(doc: dict) -> list[tuple[str, str]]:
+    """Environment and model rows: versions, commit, command, each model's backend and weight hashes."""
+    env = doc.get("environment") or {}
+    rows = [(k, str(env[k])) for k in ("git_commit", "command", "started", "python", "platform") if env.get(k)]
+    rows += [(pkg, str(v)) for pkg, v in (env.get("versions") or {}).items()]
+    models = dict(doc.get("models") or {})
+    if isinstance(doc.get("model_info"), dict):  # a sweep keeps its one model's provenance here
+        models[str(doc["model_info"].get("name", "model"))] = doc["model_info"]
+    for name, info in models.items():
+        if not isinstance(info, dict):
+            continue
+        facts = [f"{k} {info[k]}" for k in ("backend", "dtype", "device", "architecture", "n_parameters", "source")
+                 if info.get(k) is not None]
+        rows.append((f"model {name}", ", ".join(facts)))
+        for file, digest in (info.get("sha256") or {}).items():
+            rows.append((f"sha256 {file}", str(digest)))
+    return rows
+
+
+def load_run(path: str | Path) -> RunView:
+    """Read one run folder into what the page shows of it."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise SuperposeError(f"{folder}: no such run folder")
+    if (folder / "log.jsonl").exists() and not (folder / "config.yaml").exists():
+        return _train_view(folder)
+    if not (folder / "config.yaml").is_file():
+        raise SuperposeError(f"{folder} is not a run folder (no config.yaml, and no log.jsonl of a training run)")
+    doc = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) or {}
+    status = _read_json(folder / "status.json")
+    summary = _read_json(folder / "summary.json")
+    kind = _kind(summary, folder)
+    config = doc.get("config") or {}
+    view = RunView(str(folder), kind, str(config.get("name", folder.name)), status.get("status", "unknown"),
+                   reason=str(status.get("reason", "")), provenance=_provenance(doc),
+                   config_text=yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    if config.get("description"):
+        view.blocks.append(Block(text=str(config["description"])))
+    if not summary:
+        view.blocks.append(Block(text="No summary yet: this run has not finished (resume it with --resume).", verdict=True))
+    elif kind == "sweep":
+        view.blocks += _sweep_blocks(summary)
+    elif kind == "probe":
+        view.blocks += _probe_blocks(summary)
+    elif kind == "construct":
+        view.blocks += _construct_blocks(summary)
+    if (folder / "summary.md").is_file():
+        view.blocks.append(Block(markdown=_markdown((folder / "summary.md").read_text(encoding="utf-8"))))
+    for png in sorted((folder / "figures").glob("*.png")) if (folder / "figures").is_dir() else []:
+        view.figures.append({"name": png.stem, "mime": "image/png", "data": base64.b64encode(png.read_bytes()).decode()})
+    return view
+
+
+def render_report(runs: list[RunView], title: str = "superpose report") -> str:
+    """The report page as a string (autoescaped Jinja2)."""
+    import jinja2
+
+    from superpose.runs import environment
+
+    env = jinja2.Environment(loader=jinja2.PackageLoader("superpose.report", "templates"),
+                             autoescape=True, undefined=jinja2.StrictUndefined)
+    made = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    version = environment()["versions"].get("superpose") or "(source)"
+    return env.get_template("report.html.j2").render(title=title, runs=runs, made=made, version=version)
+
+
+def write_report(folders: list[str | Path], out: str | Path, title: str = "superpose report") -> Path:
+    """Render the run folders into one HTML file, written atomically (no half-written page)."""
+    runs = [load_run(f) for f in folders]  # every folder is read (and checked) before anything is written
+    out = Path(out)
+    if out.is_dir():
+        raise SuperposeError(f"-o {out}: is a folder; give a file name such as {out / 'report.html'}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(render_report(runs, title))
+    os.replace(tmp, out)
+    return out
+
+
+def configure(p) -> None:
+    """Arguments of `superpose report`."""
+    p.add_argument("folders", nargs="+", metavar="RUN_FOLDER",
+                   help="run folders (a reproduce folder stands for every step in it)")
+    p.add_argument("-o", "--output", default="report.html", metavar="FILE", help="the HTML file (default: report.html)")
+    p.add_argument("--title", default="superpose report", help="the page's title")
+    p.set_defaults(func=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    from superpose.reproduce import expand_run_folders
+
+    out = write_report(expand_run_folders(args.folders), args.output, args.title)
+    print(f"report: {out}")
+    return 0
