@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from pathlib import Path
@@ -11,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from superpose.construction import cli
+from superpose.cli import build_parser
 from superpose.construction.experiment import TOLERANCE, load_config, mixture_plan, score_prompts
 from superpose.construction.prompts import Prompt, check_prompt, sample_prompt
 from superpose.construction.tasks import default_tasks, parse_tasks
@@ -172,11 +171,9 @@ def test_unsupported_prompts_raise() -> None:
 
 
 def test_cli_writes_run_folder(tmp_path: Path) -> None:
-    parser = argparse.ArgumentParser()
-    cli.add_parser(parser.add_subparsers())
-    args = parser.parse_args(["construct", "--tasks", "plus_1,plus_3,mirror", "--examples", "10",
-                              "--noise", "2", "--prompts", "12", "--seed", "1", "--dims", "1,4,16",
-                              "--out", str(tmp_path)])
+    argv = ["construct", "--tasks", "plus_1,plus_3,mirror", "--examples", "10", "--noise", "2",
+            "--prompts", "12", "--seed", "1", "--dims", "1,4,16", "--out", str(tmp_path)]
+    args = build_parser(argv).parse_args(argv)
     assert args.func(args) == 0
     (folder,) = list(tmp_path.iterdir())
     summary = json.loads((folder / "summary.json").read_text())
@@ -195,8 +192,7 @@ def test_config_file_validates(tmp_path: Path) -> None:
         load_config(yaml.safe_load(path.read_text()), source=str(path)).resolve_tasks()
     bad = tmp_path / "bad.yaml"
     bad.write_text("examples: many\n")
-    parser = argparse.ArgumentParser()
-    cli.add_parser(parser.add_subparsers())
-    args = parser.parse_args(["construct", "--config", str(bad), "--out", str(tmp_path)])
+    argv = ["construct", str(bad), "--out", str(tmp_path)]
+    args = build_parser(argv).parse_args(argv)
     with pytest.raises(ConfigError, match="examples"):
         args.func(args)

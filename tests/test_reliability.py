@@ -97,7 +97,7 @@ def test_a_missing_gpu_is_one_line_and_no_run_folder(tmp_path, capsys, command, 
     monkeypatch.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     args = [str(write(tmp_path, "c.yaml", TINY)) if a == "CONFIG" else a for a in command]
     out = {"run": ["--out", tmp_path / "runs"], "scale": ["--out", tmp_path / "runs"],
-           "sweep": ["--out-root", tmp_path / "runs"], "train": ["--out-dir", tmp_path / "runs"]}.get(command[0], [])
+           "sweep": ["--out", tmp_path / "runs"], "train": ["--out", tmp_path / "runs"]}.get(command[0], [])
     one_line_error(*cli(capsys, *args, "--device", "cuda", *out), "device 'cuda':", "use --device cpu or auto")
     assert not (tmp_path / "runs").exists()
 

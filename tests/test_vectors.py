@@ -276,7 +276,7 @@ def test_cli_runs_every_step_and_resumes(tmp_path):
     assert steer["p"]["copy_op1"]["copy_op1"][0] == steer["p"]["copy_op2"]["copy_op1"][0]  # α = 0 is no change
     # re-running one step on the run folder reuses the stored vectors
     before = (run / "vectors.safetensors").stat().st_mtime_ns
-    assert cli.main(["vectors", "project", str(run), "--layer", "4"]) == 0
+    assert cli.main(["vectors", "--resume", str(run), "--step", "project", "--layer", "4"]) == 0
     assert (run / "vectors.safetensors").stat().st_mtime_ns == before
     assert json.loads((run / "projection.json").read_text())["layer"] == 4
-    assert cli.main(["vectors", "project", str(run), "--layer", "5"]) == 2  # not extracted: a clear error
+    assert cli.main(["vectors", "--resume", str(run), "--step", "project", "--layer", "5"]) == 2  # not extracted: a clear error

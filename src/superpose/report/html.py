@@ -33,9 +33,13 @@ class Block:
 
     heading: str = ""
     text: str = ""
-    table: dict | None = None  # {"header": [...], "rows": [[...], ...]}
+    table: dict | None = None  # {"header": [...], "rows": [[...], ...], "text": True for left-aligned columns}
     markdown: str = ""  # already-escaped HTML from markdown-it (raw HTML off)
     verdict: bool = False
+
+    def __post_init__(self):
+        if self.table is not None:
+            self.table.setdefault("text", False)
 
 
 @dataclass
@@ -137,7 +141,21 @@ def _probe_blocks(s: dict) -> list[Block]:
                        "every task's answer at once. Ours, per mixture: how many tasks' answers get a mean "
                        "probability of at least 0.05, the means, and the mass left for other outputs.",
                   table={"header": ["model · mixture", "tasks with mean P ≥ 0.05", "mean P per task", "other"],
-                         "rows": rows})]
+                         "rows": rows, "text": True})]
+
+
+def _example_prompts(folder: Path) -> list[Block]:
+    """The first prompt of every mixture: its last lines and each task's answer to the query."""
+    firsts: dict[str, dict] = {}
+    path = folder / "prompts.jsonl"
+    for line in path.read_text(encoding="utf-8").splitlines() if path.is_file() else []:
+        p = json.loads(line)
+        firsts.setdefault(p["mixture"], p)
+    rows = [[mixture, "\n".join(p["text"].splitlines()[-3:]), ", ".join(f"{t} → {a}" for t, a in zip(p["tasks"], p["answers"]))]
+            for mixture, p in firsts.items()]
+    return [Block(heading="An example prompt per mixture (its last lines)",
+                  table={"header": ["mixture", "prompt ends with", "answer of each task"], "rows": rows,
+                         "text": True})] if rows else []
 
 
 def _construct_blocks(s: dict) -> list[Block]:
@@ -223,7 +241,7 @@ def load_run(path: str | Path) -> RunView:
     elif kind == "sweep":
         view.blocks += _sweep_blocks(summary)
     elif kind == "probe":
-        view.blocks += _probe_blocks(summary)
+        view.blocks += _probe_blocks(summary) + _example_prompts(folder)
     elif kind == "construct":
         view.blocks += _construct_blocks(summary)
     if (folder / "summary.md").is_file():
