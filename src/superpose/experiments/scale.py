@@ -1,7 +1,7 @@
 """Scaling (the study's Fig. 6 and Appendix E): tasks solved at once and calibration against model size.
 
     superpose scale configs/scale/embedded.yaml
-    superpose scale configs/scale/scratch.yaml --figures-dir docs/figures
+    superpose scale configs/scale/scratch.yaml --figures docs/figures
     superpose scale --resume runs/scale-scratch-...        # continue an interrupted run
 
 For every model of the config -- embedded names, local folders, hub ids, and optionally a *scratch
@@ -100,7 +100,7 @@ class ScaleConfig(BaseModel):
     single_task_baselines: bool = True  # add a K = 1 mixture for every task of a mixed one
     enumerate: EnumerateSettings = Field(default_factory=lambda: EnumerateSettings(
         min_prob=1e-3, max_expansions=64, max_tokens=12, max_outputs=10))
-    figure_name: str = "scale"  # figures copied as <figures-dir>/scale_<figure_name>*.png
+    figure_name: str = "scale"  # figures copied as <--figures DIR>/scale_<figure_name>*.png
 
     @model_validator(mode="after")
     def _check(self) -> "ScaleConfig":

@@ -11,7 +11,7 @@ Each step reads what the earlier steps left in the run folder and writes its own
     summary.json, summary.md  the headline numbers, once every step is done
 
 A step asked for explicitly is recomputed; a step another one needs is computed only when its output
-is missing, so ``superpose vectors RUN_FOLDER`` resumes an interrupted run.
+is missing, so ``superpose vectors --resume RUN_FOLDER`` resumes an interrupted run.
 """
 
 from __future__ import annotations

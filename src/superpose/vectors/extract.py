@@ -144,7 +144,8 @@ class VectorStore:
     def states(self, name: str, layer: int) -> torch.Tensor:
         """Per-prompt separator states of a group at one layer: ``[n_prompts, d_model]``."""
         if name not in self.tensors:
-            raise SuperposeError(f"{self.path}: no vectors for group '{name}'; run `superpose vectors extract` first")
+            raise SuperposeError(f"{self.path}: no vectors for group '{name}'; run "
+                                 f"`superpose vectors --resume {self.path.parent} --step extract` first")
         if layer not in self.layers:
             raise SuperposeError(f"{self.path}: layer {layer} was not extracted (have {self.layers})")
         return self.tensors[name][:, self.layers.index(layer)]
