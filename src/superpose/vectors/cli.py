@@ -51,5 +51,6 @@ def _main(args: argparse.Namespace) -> int:
     else:
         exp.step(args.step)
         exp.summarize()
+    print((exp.run.path / "summary.md").read_text(encoding="utf-8"))
     print_run_folder(exp.run.path)
     return 0
