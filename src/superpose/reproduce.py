@@ -123,7 +123,7 @@ def _run_command(argv: list[str], log: Path) -> None:
     from superpose.cli import build_parser
 
     args = build_parser(argv).parse_args(argv)
-    args.no_progress = True
+    args.no_progress = not progress_enabled()
     with open(log, "a", encoding="utf-8") as out, contextlib.redirect_stdout(out):
         print(f"$ superpose {shlex.join(argv)}", flush=True)
         code = int(args.func(args) or 0)
@@ -154,7 +154,6 @@ def reproduce(plan: Plan, parent: Path, resume: bool = False) -> list[Path]:
     if not resume:
         (parent / PLAN_FILE).write_text(json.dumps({"plan": plan.model_dump(mode="json")}, indent=1) + "\n")
     show = progress_enabled()
-    set_progress(False)  # one display for the whole reproduction: a line per step
     folders = []
     try:
         for i, step in enumerate(plan.steps, 1):
@@ -172,6 +171,7 @@ def reproduce(plan: Plan, parent: Path, resume: bool = False) -> list[Path]:
             argv = [step.command[0], "--resume", str(folder)] if folder is not None else [*plan.argv(step, parent), "--out", str(root)]
             console.print(f"{head}: {'resuming' if folder else 'running'} superpose {shlex.join(argv)}", highlight=False)
             start = time.monotonic()
+            set_progress(show, prefix=f"[{i}/{len(plan.steps)}] ")  # the step's own bars, labelled
             _run_command(argv, root / "output.txt")
             folder = _step_folder(root)
             assert folder is not None

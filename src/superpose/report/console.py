@@ -11,12 +11,12 @@ from rich.table import Table
 
 console = Console(stderr=True, soft_wrap=True)  # progress and messages; results go to stdout
 T = TypeVar("T")
-_progress = {"enabled": True}  # the one switch behind every command's --no-progress
+_progress = {"enabled": True, "prefix": ""}  # --no-progress; reproduce's "[2/6] " before each bar
 
 
-def set_progress(enabled: bool) -> None:
-    """Turn progress bars and progress lines on or off for this process (``--no-progress``)."""
-    _progress["enabled"] = enabled
+def set_progress(enabled: bool, prefix: str = "") -> None:
+    """Turn progress bars and progress lines on or off (``--no-progress``); ``prefix`` labels every bar."""
+    _progress.update(enabled=enabled, prefix=prefix)
 
 
 def progress_enabled() -> bool:
@@ -30,6 +30,7 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
     if not progress_enabled():
         yield from items
         return
+    description = _progress["prefix"] + description
     if console.is_terminal:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console) as bar:
