@@ -8,22 +8,13 @@ from rich.console import Console
 from rich.table import Table
 
 from superpose.models import EMBEDDED_MODELS
-from superpose.tasks import list_tasks, load_task_file
+from superpose.tasks import load_task_file, render_catalogue
 
 
 def _tasks(args: argparse.Namespace) -> int:
     for f in args.task_files or []:
         load_task_file(f)
-    table = Table(title="tasks (tasks of one family can be mixed in one prompt)")
-    for col in ("family", "task", "inputs", "example", "description"):
-        table.add_column(col)
-    for t in list_tasks():
-        import random
-
-        x = t.space.draw_one(random.Random(0))
-        size = "∞" if t.space.size is None else str(t.space.size)
-        table.add_row(t.family, t.name, size + (" (repeats)" if t.space.repeats else ""), t.example(x), t.description)
-    Console().print(table)
+    print(render_catalogue())
     return 0
 
 
