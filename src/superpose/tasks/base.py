@@ -153,22 +153,28 @@ def check_mixable(tasks: Sequence[Task]) -> None:
             )
 
 
-_COMMON: dict[tuple[int, ...], InputSpace] = {}
+_COMMON: dict[tuple[int, ...], tuple[list[InputSpace], InputSpace]] = {}
 
 
 def common_space(tasks: Sequence[Task]) -> InputSpace:
     """The inputs that every one of ``tasks`` can answer (they must be mixable)."""
     check_mixable(tasks)
-    spaces = list({id(t.space): t.space for t in tasks}.values())  # distinct objects, in order
+    spaces = sorted({id(t.space): t.space for t in tasks}.values(), key=id)  # distinct objects
     if len(spaces) == 1:
         return spaces[0]
-    key = tuple(sorted(id(s) for s in spaces))
-    if key not in _COMMON:
-        members = [set(s.items) for s in spaces]
-        root = spaces[0].root
-        _COMMON[key] = root.subset(lambda x: all(x in m for m in members),
-                                   name=" & ".join(s.name for s in spaces))
-    return _COMMON[key]
+    key = tuple(id(s) for s in spaces)
+    cached = _COMMON.get(key)
+    if cached is not None and all(a is b for a, b in zip(cached[0], spaces)):
+        return cached[1]
+    members = [set(s.items) for s in spaces]
+    smallest = min(spaces, key=lambda s: len(s.items))
+    if all(set(smallest.items) <= m for m in members):  # one space lies inside all the others
+        space = smallest
+    else:
+        space = spaces[0].root.subset(lambda x: all(x in m for m in members),
+                                      name=" & ".join(sorted(s.name for s in spaces)))
+    _COMMON[key] = (spaces, space)
+    return space
 
 
 _BUILTINS_LOADED = False
