@@ -152,10 +152,13 @@ def test_catalogue_lists_every_task_by_family_without_cutting_names():
         assert f"\n{family}  (" in text
         for e in entries:
             assert f"  {e.task}  " in text and e.example in text
-    lines = text.splitlines()
-    too_wide = [line for line in lines if len(line) > 80]
-    assert all(line.startswith("  ") and len(line.split("  ")[1]) + len(line.split("  ")[2]) < 80
-               for line in too_wide), too_wide
+    # only a task line whose name and example alone pass 80 columns may (its description moves down)
+    from superpose.tasks.catalogue import _width
+
+    descriptions = {e.description for entries in families.values() for e in entries}
+    for line in text.splitlines():
+        if _width(line) > 80:
+            assert not any(line.endswith(d) for d in descriptions), line
 
 
 def test_listing_tasks_imports_no_heavy_library():

@@ -7,6 +7,7 @@ lines would pass 80 columns puts each description on its own indented line.
 from __future__ import annotations
 
 import random
+import unicodedata
 from dataclasses import dataclass
 
 from superpose.tasks.base import Task, list_tasks
@@ -22,6 +23,15 @@ class Entry:
     inputs: str
     example: str
     description: str
+
+
+def _width(text: str) -> int:
+    """Terminal columns: East Asian wide characters (一, 法) take two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * (width - _width(text))
 
 
 def _inputs(task: Task) -> str:
@@ -53,10 +63,10 @@ def render_catalogue(families: dict[str, list[Entry]] | None = None, width: int 
         sizes = {e.inputs for e in entries}
         lines += ["", f"{family}  ({entries[0].inputs if len(sizes) == 1 else 'inputs per task'})"]
         name_w = max(len(e.task) for e in entries)
-        ex_w = max(len(e.example) for e in entries)
-        rows = [(f"  {e.task:<{name_w}}  {e.example:<{ex_w}}",
+        ex_w = max(_width(e.example) for e in entries)
+        rows = [(f"  {e.task:<{name_w}}  {_pad(e.example, ex_w)}",
                  e.description + ("" if len(sizes) == 1 else f" ({e.inputs})")) for e in entries]
-        if all(len(head) + 2 + len(tail) <= width for head, tail in rows):
+        if all(_width(head) + 2 + _width(tail) <= width for head, tail in rows):
             lines += [f"{head}  {tail}".rstrip() for head, tail in rows]
         else:
             for head, tail in rows:

@@ -96,19 +96,19 @@ def _register(family: str, table, tasks) -> None:
 
 # (task, column it needs or None, answer function or None for the column itself, description)
 _register("Country->", country_table, [
-    ("capital", "capital", None, "Country -> its capital city (GeoNames)"),
-    ("continent", "continent", None, "Country -> its continent (GeoNames)"),
-    ("country_upper", None, str.upper, "Country -> the name in UPPERCASE"),
-    ("country_letters", None, letter_count, "Country -> the number of letters, e.g. '4 letters'"),
-    ("country_zh", "name_zh", None, "Country -> its name in Chinese (CLDR, babel)"),
-    ("currency", "currency", None, "Country -> its ISO 4217 currency code (GeoNames)"),
-    ("currency_name", "currency_name", None, "Country -> its currency's ISO 4217 name (pycountry)"),
+    ("capital", "capital", None, "capital (GeoNames)"),
+    ("continent", "continent", None, "continent (GeoNames)"),
+    ("country_upper", None, str.upper, "name in upper case"),
+    ("country_letters", None, letter_count, "number of letters"),
+    ("country_zh", "name_zh", None, "name in Chinese (CLDR)"),
+    ("currency", "currency", None, "ISO 4217 currency code"),
+    ("currency_name", "currency_name", None, "currency name (ISO 4217)"),
 ])
 _register("Country-> (study)", study_country_table, [
-    ("capital_study", "capital", None, "the study's table: capital"),
-    ("continent_study", "continent", None, "the study's table: continent"),
-    ("country_upper_study", None, str.upper, "the study's table: name in UPPERCASE"),
-    ("country_letters_study", None, letter_count, "the study's table: number of letters"),
-    ("country_zh_study", "name_zh", None, "the study's table: name in Chinese"),
-    ("currency_study", "currency", None, "the study's table: currency code"),
+    ("capital_study", "capital", None, "capital"),
+    ("continent_study", "continent", None, "continent"),
+    ("country_upper_study", None, str.upper, "name in upper case"),
+    ("country_letters_study", None, letter_count, "number of letters"),
+    ("country_zh_study", "name_zh", None, "name in Chinese"),
+    ("currency_study", "currency", None, "currency code"),
 ])

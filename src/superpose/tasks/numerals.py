@@ -26,10 +26,10 @@ def _chinese(ab) -> str:
 
 
 register_family("A+B->", SUM_PAIRS, "->", [
-    ("sum_numeral", lambda ab: str(ab[0] + ab[1]), "A+B -> the sum in digits"),
-    ("sum_english", _words("en"), "A+B -> the sum in English words (num2words)"),
-    ("sum_french", _words("fr"), "A+B -> the sum in French words (num2words)"),
-    ("sum_spanish", _words("es"), "A+B -> the sum in Spanish words (num2words)"),
-    ("sum_german", _words("de"), "A+B -> the sum in German words (num2words)"),
-    ("sum_chinese", _chinese, "A+B -> the sum in Chinese characters (cn2an)"),
+    ("sum_numeral", lambda ab: str(ab[0] + ab[1]), "the sum in digits"),
+    ("sum_english", _words("en"), "in English (num2words)"),
+    ("sum_french", _words("fr"), "in French (num2words)"),
+    ("sum_spanish", _words("es"), "in Spanish (num2words)"),
+    ("sum_german", _words("de"), "in German (num2words)"),
+    ("sum_chinese", _chinese, "in Chinese (cn2an)"),
 ])
