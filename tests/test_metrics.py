@@ -28,7 +28,10 @@ def test_summarize_reports_each_statistic():
     s = summarize(tasks, logp, shares)
     assert s["tasks"]["a"]["mean"] == pytest.approx(1.0 / 3)
     assert s["tasks"]["b"]["median"] == pytest.approx(0.3)
-    assert s["tasks"]["a"]["variance"] == pytest.approx(np.var([0.6, 0.1, 0.3]))
+    assert s["tasks"]["a"]["variance"] == pytest.approx(np.var([0.6, 0.1, 0.3], ddof=1))  # the study's
+    assert s["tasks"]["a"]["variance_biased"] == pytest.approx(np.var([0.6, 0.1, 0.3]))
+    one = summarize(tasks, logp[:1], shares[:1])
+    assert one["tasks"]["a"]["variance"] is None and one["tasks"]["a"]["variance_biased"] == 0.0
     assert s["other_mean"] == pytest.approx(np.mean([0.2, 0.4, 0.4]))
     assert s["sorted_means"] == pytest.approx([np.mean([0.6, 0.5, 0.3]), np.mean([0.2, 0.1, 0.3])])
     # ties go to the first task, as argmax does

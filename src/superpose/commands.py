@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import random
 
 from rich.console import Console
-from rich.table import Table
 
 
 def configure_tasks(p) -> None:
@@ -22,18 +20,11 @@ def configure_models(p) -> None:
 
 
 def _tasks(args: argparse.Namespace) -> int:
-    from superpose.tasks import list_tasks, load_task_file
+    from superpose.tasks import load_task_file, render_catalogue
 
     for f in args.task_files or []:
         load_task_file(f)
-    table = Table(title="tasks (tasks of one family can be mixed in one prompt)", box=None, pad_edge=False)
-    for col in ("family", "task", "inputs", "example", "description"):
-        table.add_column(col, overflow="fold")
-    for t in list_tasks():
-        x = t.space.draw_one(random.Random(0))
-        size = "∞" if t.space.size is None else str(t.space.size)
-        table.add_row(t.family, t.name, size + (" (repeats)" if t.space.repeats else ""), t.example(x), t.description)
-    Console().print(table)
+    print(render_catalogue())
     return 0
 
 

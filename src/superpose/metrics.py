@@ -5,7 +5,9 @@ in-context task distribution of each prompt ``shares[n, k]`` (the fraction of it
 from task k). Everything is computed from log-probabilities, so a tiny probability never becomes
 ``log(0)``.
 
-* mean / variance / median of P(answer_k) across prompts;
+* mean / variance / median of P(answer_k) across prompts. ``variance`` is the unbiased sample
+  variance (ddof=1), the one the study reports (``torch.var``); ``variance_biased`` divides by N.
+  With one prompt the unbiased variance is undefined and written as null;
 * mean of the sorted probabilities: per prompt sort the K probabilities (largest first), then
   average each rank -- shows whether the model commits to one task or spreads evenly;
 * "other" mass: ``1 - sum_k P(answer_k)``, what the model gives to anything that is no task's answer;
@@ -50,7 +52,8 @@ def summarize(tasks: list[str], logp: np.ndarray, shares: np.ndarray) -> dict:
         t: {
             "share": float(shares[:, k].mean()),
             "mean": float(p[:, k].mean()),
-            "variance": float(p[:, k].var()),
+            "variance": float(p[:, k].var(ddof=1)) if n > 1 else None,  # unbiased, as the study
+            "variance_biased": float(p[:, k].var()),
             "median": float(np.median(p[:, k])),
             "mean_normalized": float(np.exp(normalize_logp(logp))[:, k].mean()),
             "top1_rate": float((top == k).mean()),

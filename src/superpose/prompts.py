@@ -19,7 +19,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from superpose.errors import SuperposeError
-from superpose.tasks import Task, check_mixable, get_task
+from superpose.tasks import Task, check_mixable, common_space, get_task
 
 MAX_QUERY_RESAMPLES = 1000
 
@@ -81,8 +81,10 @@ class MixtureSpec(BaseModel):
                 raise ValueError(f"weights must be non-negative, got {self.weights}")
             if abs(sum(self.weights) - 1.0) > 1e-6:
                 raise ValueError(f"weights must sum to 1, got sum {sum(self.weights):.6g}")
-        space = get_task(self.tasks[0]).space
+        space = common_space([get_task(n) for n in self.tasks])
         supply = space.size
+        if space.queries is not None:  # the query comes from its own set, never an example
+            supply = None if space.repeats else supply + 1
         if not space.repeats and supply is not None and self.n_examples + 1 > supply:
             raise ValueError(
                 f"n_examples={self.n_examples} needs {self.n_examples + 1} distinct inputs (examples "
@@ -144,7 +146,7 @@ def build_prompt(spec: MixtureSpec, seed: int, index: int) -> Prompt:
     """Draw prompt number ``index`` of the mixture ``spec`` (deterministic in seed and index)."""
     rng = random.Random(f"superpose:{seed}:{index}")
     tasks: list[Task] = [get_task(n) for n in spec.tasks]
-    space = tasks[0].space
+    space = common_space(tasks)
     n = spec.n_examples
     if spec.counts == "exact":
         task_ids = [k for k, c in enumerate(largest_remainder_counts(spec.shares, n)) for _ in range(c)]
@@ -152,14 +154,20 @@ def build_prompt(spec: MixtureSpec, seed: int, index: int) -> Prompt:
     else:
         task_ids = rng.choices(range(len(tasks)), weights=spec.shares, k=n)
 
-    inputs = space.draw(rng, n + 1)
-    examples, query_x = inputs[:n], inputs[n]
+    if space.queries is None:
+        inputs = space.draw(rng, n + 1)
+        examples, query_x = inputs[:n], inputs[n]
+    else:
+        examples, query_x = space.draw(rng, n), rng.choice(space.queries)
     used = set(examples)
     # The K answers to the query must differ, else a probability could not be told apart by task.
     for _ in range(MAX_QUERY_RESAMPLES):
         answers = [t.answer(query_x) for t in tasks]
         if len(set(answers)) == len(answers):
             break
+        if space.queries is not None:
+            query_x = rng.choice(space.queries)
+            continue
         query_x = space.draw_one(rng)
         while query_x in used and not space.repeats:
             query_x = space.draw_one(rng)

@@ -214,16 +214,20 @@ def summarize_run(run: RunFolder, config: ProbeConfig) -> dict:
     return summary
 
 
+def _num(x: float | None, fmt: str) -> str:
+    return "–" if x is None else format(x, fmt)
+
+
 def summary_markdown(summary: dict) -> str:
     """The summary as Markdown tables, one per (model, mixture)."""
     out = [f"# Probe {md(summary['config'])}\n"]
     for model, mixtures in summary["models"].items():
         for mixture, s in mixtures.items():
             out.append(f"## {md(model)} — {md(mixture)} ({s['n_prompts']} prompts)\n")
-            out.append("| task | share | mean P | median P | var P | mean P (normalised over tasks) | top-1 rate |")
+            out.append("| task | share | mean P | median P | var P (unbiased) | mean P (normalised over tasks) | top-1 rate |")
             out.append("|---|---|---|---|---|---|---|")
             for t, v in s["tasks"].items():
-                out.append(f"| {md(t)} | {v['share']:.3f} | {v['mean']:.3f} | {v['median']:.3f} | {v['variance']:.4f} "
+                out.append(f"| {md(t)} | {v['share']:.3f} | {v['mean']:.3f} | {v['median']:.3f} | {_num(v['variance'], '.4f')} "
                            f"| {v['mean_normalized']:.3f} | {v['top1_rate']:.2f} |")
             sorted_means = ", ".join(f"{x:.3f}" for x in s["sorted_means"])
             out.append(f"\nother mass {s['other_mean']:.3f} · KL(shares‖P) {s['kl']:.3f} nats · "

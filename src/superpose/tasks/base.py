@@ -5,6 +5,11 @@ Tasks that share an input space (and separator) can be mixed in one prompt: ever
 finite tuple of items (sampled without replacement, so a task can supply ``len(items)`` distinct
 inputs) or a sampler for spaces too large to list (duplicates rejected). Tiny spaces, such as one
 digit, set ``repeats=True``: their inputs recur within a prompt, as in the study's plus_k tasks.
+
+A task's input space holds exactly the inputs it has an answer for. Tasks over one table (the
+country tasks) therefore have spaces that are subsets of one ``parent`` space: they mix, and a
+mixture draws from the inputs every mixed task can answer (:func:`common_space`). A space may also
+fix the query inputs (``queries``), as the study's small ``x->`` set always asks ``5->``.
 """
 
 from __future__ import annotations
@@ -25,10 +30,27 @@ class InputSpace:
     sampler: Callable[[random.Random], Any] | None = None  # or: draws one input (huge spaces)
     render: Callable[[Any], str] = str
     repeats: bool = False  # inputs may recur within a prompt (the query too)
+    queries: tuple[Any, ...] | None = None  # the query is drawn from these (never an example) if set
+    parent: "InputSpace | None" = None  # a subset of this space: mixes with the parent's other subsets
 
     def __post_init__(self) -> None:
         if (self.items is None) == (self.sampler is None):
             raise ValueError(f"input space '{self.name}': give exactly one of items or sampler")
+
+    @property
+    def root(self) -> "InputSpace":
+        """The space this one is a subset of (itself if none): spaces with one root can be mixed."""
+        return self.parent.root if self.parent is not None else self
+
+    def subset(self, keep: Callable[[Any], bool], name: str) -> "InputSpace":
+        """The inputs of this (listed) space for which ``keep`` is true, in the same order."""
+        if self.items is None:
+            raise ValueError(f"input space '{self.name}': only a listed space has subsets")
+        items = tuple(x for x in self.items if keep(x))
+        if len(items) == len(self.items):
+            return self
+        return InputSpace(name=name, items=items, render=self.render, repeats=self.repeats,
+                          queries=self.queries, parent=self)
 
     @property
     def size(self) -> int | None:
@@ -80,6 +102,12 @@ class Task:
         return self.space.render(x) + self.separator
 
 
+def register_family(family: str, space: InputSpace, separator: str,
+                    specs: Sequence[tuple[str, Callable[[Any], str], str]]) -> list[Task]:
+    """Register one task per ``(name, answer function, description)`` over a shared space."""
+    return [register(Task(name, space, separator, fn, desc, family=family)) for name, fn, desc in specs]
+
+
 _REGISTRY: dict[str, Task] = {}
 
 
@@ -106,22 +134,47 @@ def get_task(name: str) -> Task:
         ) from None
 
 
-def list_tasks() -> list[Task]:
-    """All registered tasks, sorted by family then name."""
+def list_tasks(sort: bool = True) -> list[Task]:
+    """All registered tasks, sorted by family then name (or in the order they were registered)."""
     _ensure_builtins()
-    return sorted(_REGISTRY.values(), key=lambda t: (t.family, t.name))
+    tasks = list(_REGISTRY.values())
+    return sorted(tasks, key=lambda t: (t.family, t.name)) if sort else tasks
 
 
 def check_mixable(tasks: Sequence[Task]) -> None:
     """Tasks in one prompt must read the same inputs written the same way."""
     first = tasks[0]
     for t in tasks[1:]:
-        if t.space is not first.space or t.separator != first.separator:
+        if t.space.root is not first.space.root or t.separator != first.separator:
             raise SuperposeError(
                 f"tasks '{first.name}' and '{t.name}' cannot be mixed in one prompt: they have "
                 f"different inputs ('{first.space.name}' + '{first.separator}' vs "
                 f"'{t.space.name}' + '{t.separator}'). Mix tasks of one family."
             )
+
+
+_COMMON: dict[tuple[int, ...], tuple[list[InputSpace], InputSpace]] = {}
+
+
+def common_space(tasks: Sequence[Task]) -> InputSpace:
+    """The inputs that every one of ``tasks`` can answer (they must be mixable)."""
+    check_mixable(tasks)
+    spaces = sorted({id(t.space): t.space for t in tasks}.values(), key=id)  # distinct objects
+    if len(spaces) == 1:
+        return spaces[0]
+    key = tuple(id(s) for s in spaces)
+    cached = _COMMON.get(key)
+    if cached is not None and all(a is b for a, b in zip(cached[0], spaces)):
+        return cached[1]
+    members = [set(s.items) for s in spaces]
+    smallest = min(spaces, key=lambda s: len(s.items))
+    if all(set(smallest.items) <= m for m in members):  # one space lies inside all the others
+        space = smallest
+    else:
+        space = spaces[0].root.subset(lambda x: all(x in m for m in members),
+                                      name=" & ".join(sorted(s.name for s in spaces)))
+    _COMMON[key] = (spaces, space)
+    return space
 
 
 _BUILTINS_LOADED = False
@@ -132,4 +185,5 @@ def _ensure_builtins() -> None:
     global _BUILTINS_LOADED
     if not _BUILTINS_LOADED:
         _BUILTINS_LOADED = True
-        from superpose.tasks import arithmetic, characters, countries, numerals, words  # noqa: F401
+        from superpose.tasks import (arithmetic, characters, countries, lists, numerals,  # noqa: F401
+                                     words)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from superpose.errors import SuperposeError
-from superpose.tasks import get_task
+from superpose.tasks import common_space, get_task
 
 MAX_RESAMPLES = 1000
 
@@ -25,12 +25,12 @@ class Query:
 def zero_shot_queries(tasks: Sequence[str], n: int, seed: int) -> list[Query]:
     """Queries ``0 .. n-1``; query ``i`` comes from its own ``random.Random`` seeded by ``(seed, i)``."""
     objs = [get_task(t) for t in tasks]
-    space = objs[0].space
+    space = common_space(objs)
     queries = []
     for i in range(n):
         rng = random.Random(f"superpose-vectors:{seed}:query:{i}")
         for _ in range(MAX_RESAMPLES):
-            x = space.draw_one(rng)
+            x = rng.choice(space.queries) if space.queries is not None else space.draw_one(rng)
             answers = [t.answer(x) for t in objs]
             if len(set(answers)) == len(answers):
                 break
