@@ -66,9 +66,9 @@ def reproduced(tmp_path_factory):
 
 def test_resume_skips_finished_steps_and_finishes_the_rest(reproduced):
     parent, err = reproduced["parent"], reproduced["err"]
-    assert "[1/3] construct (Theorem 1): complete, skipped" in err
-    assert f"[2/3] probe (Figures 1-2): resuming superpose run --resume {reproduced['probe']}" in err
-    assert "[3/3] sweep (Figure 3): running" in err
+    assert "[1/3] construct · Theorem 1: complete, skipped" in err
+    assert f"[2/3] probe · Figures 1-2: resuming superpose run --resume {reproduced['probe']}" in err
+    assert "[3/3] sweep · Figure 3: running" in err
     assert reproduced["construct_unchanged"]
     for step in ("construct", "probe", "sweep"):
         (folder,) = [p for p in (parent / step).iterdir() if p.is_dir()]  # one run folder per step

@@ -160,7 +160,7 @@ def reproduce(plan: Plan, parent: Path, resume: bool = False) -> list[Path]:
             root = parent / step.name
             root.mkdir(exist_ok=True)
             folder = _step_folder(root)
-            head = f"[{i}/{len(plan.steps)}] {step.name} ({step.study})"
+            head = f"[{i}/{len(plan.steps)}] {step.name} · {step.study}"
             if folder is not None and _complete(folder):
                 console.print(f"{head}: complete, skipped", highlight=False)
                 folders.append(folder)
