@@ -274,6 +274,9 @@ def write_report(folders: list[str | Path], out: str | Path, title: str = "super
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(render_report(runs, title))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a report is for reading
     os.replace(tmp, out)
     return out
 
