@@ -87,6 +87,13 @@ def _sweep(args: argparse.Namespace) -> int:
               f"answer); both answers >= 0.1 in {summary['prompts_splitting_10pct']:.0%}"
               + (f"; favours the last example's task in {summary['follows_last_example']:.0%}"
                  if "follows_last_example" in summary else ""))
+    for block in summary["position"]["by_fixed_last"][1:]:  # position control (fixed_last > 0)
+        fixed = cfg.task1 if cfg.fixed_task == 1 else cfg.task2
+        print(f"last {block['fixed_last']} examples {fixed}: P({cfg.task1}) "
+              + " ".join(f"{c['p1']:.3f}" for c in block["curve"])
+              + f" over λ; slope {block['slope']:.3f} (0 = recency)")
+    for line in summary.get("warnings", []):
+        print(f"warning: {line}")
     print(f"run folder: {run.path}  (figure: {run.path / 'figures' / 'sweep.png'})")
     return 0
 
