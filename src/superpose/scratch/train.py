@@ -52,6 +52,9 @@ class TrainConfig(BaseModel):
     # (None: always n_examples). Positions past the longest sequence are never trained.
     min_examples: int | None = Field(None, ge=1)
     model: ModelConfig = Field(default_factory=ModelConfig)
+    # Start from the weights of a trained model (an embedded name such as scratch-plus-cpu, or a
+    # folder) instead of a random init; its size must equal `model`'s. None: train from scratch.
+    init_from: str | None = None
     steps: int = Field(5000, ge=1)
     batch_size: int = Field(400, ge=1)
     micro_batches: int = Field(1, ge=1)  # split a batch to save memory; the gradient is unchanged
@@ -90,6 +93,18 @@ class TrainConfig(BaseModel):
                 if n not in names:
                     names.append(n)
         return names
+
+    @field_validator("init_from")
+    @classmethod
+    def _known_model(cls, source: str | None) -> str | None:
+        if source is not None:
+            from superpose.models.loading import resolve_model
+
+            try:
+                resolve_model(source)
+            except SuperposeError as e:
+                raise ValueError(str(e)) from None
+        return source
 
     @model_validator(mode="after")
     def _check(self) -> "TrainConfig":
@@ -214,6 +229,23 @@ class TrainResult:
         return self.tokens / self.seconds if self.seconds else 0.0
 
 
+def _load_init(model, source: str, device: torch.device) -> None:
+    """Copy the weights of a trained model (embedded name or folder) into ``model``."""
+    from safetensors.torch import load_file
+
+    from superpose.models.loading import resolve_model
+
+    _, folder, _ = resolve_model(source)
+    path = Path(folder) / "model.safetensors"
+    if not path.is_file():
+        raise ConfigError(f"init_from: no model.safetensors in {folder}")
+    try:
+        model.load_state_dict(load_file(path, device=str(device)))
+    except RuntimeError as e:
+        raise ConfigError(f"init_from: the weights of {source} do not fit the model config "
+                          f"({str(e).splitlines()[0]})") from None
+
+
 def _device(cfg: TrainConfig) -> torch.device:
     from superpose.backends.devices import resolve_device
 
@@ -279,6 +311,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
     vocab, tokenizer = char_vocab(), build_tokenizer()
 
     model = build_model(cfg.model, torch.Generator().manual_seed(cfg.seed)).to(device)
+    if cfg.init_from is not None and not resume:
+        _load_init(model, cfg.init_from, device)
     torch.manual_seed(cfg.seed)  # dropout draws from the global generator (restored on resume)
     optimizer = make_optimizer(model, cfg, device)
     start, seconds, tokens = 0, 0.0, 0
