@@ -53,7 +53,8 @@ class TrainConfig(BaseModel):
     min_examples: int | None = Field(None, ge=1)
     model: ModelConfig = Field(default_factory=ModelConfig)
     # Start from the weights of a trained model (an embedded name such as scratch-plus-cpu, or a
-    # folder) instead of a random init; its size must equal `model`'s. None: train from scratch.
+    # folder, e.g. another recipe's runs/.../model) instead of a random init; its size must equal
+    # `model`'s. Checked when training starts, before out_dir is written. None: from scratch.
     init_from: str | None = None
     steps: int = Field(5000, ge=1)
     batch_size: int = Field(400, ge=1)
@@ -93,18 +94,6 @@ class TrainConfig(BaseModel):
                 if n not in names:
                     names.append(n)
         return names
-
-    @field_validator("init_from")
-    @classmethod
-    def _known_model(cls, source: str | None) -> str | None:
-        if source is not None:
-            from superpose.models.loading import resolve_model
-
-            try:
-                resolve_model(source)
-            except SuperposeError as e:
-                raise ValueError(str(e)) from None
-        return source
 
     @model_validator(mode="after")
     def _check(self) -> "TrainConfig":
@@ -235,7 +224,10 @@ def _load_init(model, source: str, device: torch.device) -> None:
 
     from superpose.models.loading import resolve_model
 
-    _, folder, _ = resolve_model(source)
+    try:
+        _, folder, _ = resolve_model(source)
+    except SuperposeError as e:
+        raise ConfigError(f"init_from: {e}") from None
     path = Path(folder) / "model.safetensors"
     if not path.is_file():
         raise ConfigError(f"init_from: no model.safetensors in {folder}")
