@@ -195,7 +195,7 @@ def test_bad_config_errors_name_the_field(tmp_path):
 
 def test_shipped_recipes_validate():
     root = Path(__file__).resolve().parents[1] / "configs/scratch"
-    cfgs = {p.stem: load_train_config(p) for p in root.glob("*.yaml")}
+    cfgs = {p.stem: load_train_config(p) for p in root.glob("**/*.yaml")}  # attempts/ too
     assert {"plus_cpu", "plus_paper", "ret_paper"} <= set(cfgs)
     paper = cfgs["ret_paper"]
     assert (paper.model.n_layers, paper.model.d_model, paper.model.n_heads, paper.model.d_mlp) == (6, 384, 6, 1536)

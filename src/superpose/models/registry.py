@@ -141,5 +141,4 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {m.name: m for m in [
         lambda: _concat_parts([p.replace("-", "_") for p in _QWEN15], "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"),
         optional=True),
     EmbeddedModel("scratch-plus-cpu", "character-level Llama trained from scratch on plus_k, one task per sequence (ships in the package; reproduce: superpose train configs/scratch/plus_cpu.yaml)", ("superpose",), "pip install superpose (ships with it)", None, lambda: Path(__file__).resolve().parent.parent / "checkpoints" / "scratch-plus-cpu"),
-    EmbeddedModel("scratch-ret-cpu", "character-level Llama trained from scratch on ret_k, one task per sequence (ships in the package; reproduce: superpose train configs/scratch/ret_cpu.yaml)", ("superpose",), "pip install superpose (ships with it)", None, lambda: Path(__file__).resolve().parent.parent / "checkpoints" / "scratch-ret-cpu"),
 ]}
