@@ -195,9 +195,52 @@ def test_bad_config_errors_name_the_field(tmp_path):
 
 def test_shipped_recipes_validate():
     root = Path(__file__).resolve().parents[1] / "configs/scratch"
-    cfgs = {p.stem: load_train_config(p) for p in root.glob("*.yaml")}
+    cfgs = {p.stem: load_train_config(p) for p in root.glob("**/*.yaml")}  # attempts/ too
     assert {"plus_cpu", "plus_paper", "ret_paper"} <= set(cfgs)
     paper = cfgs["ret_paper"]
     assert (paper.model.n_layers, paper.model.d_model, paper.model.n_heads, paper.model.d_mlp) == (6, 384, 6, 1536)
     assert (paper.n_examples, paper.lr, paper.steps, paper.batch_size) == (100, 5e-4, 5000, 400)
     assert cfgs["plus_paper"].batch_size == 800 and cfgs["plus_cpu"].tasks == [f"plus_{k}" for k in range(10)]
+
+
+# --- issue #12: varied lengths, the trained length, init_from ---------------------------------------
+
+def test_varied_lengths_and_the_recorded_training_length(tmp_path):
+    from superpose.scratch.train import trained_length
+
+    tasks = [get_task("plus_3")]
+    sizes = {len(make_sequence(tasks, 12, sequence_rng(0, i), min_examples=4).text.split("\n")) - 2
+             for i in range(200)}
+    assert sizes == set(range(4, 13))  # examples per sequence, the query excluded
+    fixed = make_sequence(tasks, 12, sequence_rng(0, 5))  # no min_examples: the same stream as before
+    assert fixed.text == make_sequence(tasks, 12, sequence_rng(0, 5), min_examples=None).text
+    cfg = tiny_config(tmp_path / "v", min_examples=2, tasks=["plus_1"])
+    assert trained_length(cfg) == 6 * 4  # 5 examples + the query, 4 characters each
+    result = train(cfg, progress=False)
+    import json
+
+    info = json.loads((result.model_dir / "training.json").read_text())
+    assert info["trained_sequence_length"] == 24 and info["config"]["min_examples"] == 2
+    from superpose.backends.hf import trained_sequence_length
+
+    assert trained_sequence_length(CHECKPOINT) == 84  # the shipped checkpoint: 21 lines x 4
+
+
+def test_init_from_copies_weights_and_checks_the_shape(tmp_path):
+    from safetensors.torch import load_file
+
+    from superpose.scratch.train import _load_init
+
+    shipped = load_file(CHECKPOINT / "model.safetensors")
+    cfg = load_train_config(Path(__file__).resolve().parents[1] / "configs/scratch/plus_cpu_long.yaml")
+    model = build_model(cfg.model, torch.Generator().manual_seed(0))
+    _load_init(model, cfg.init_from, torch.device("cpu"))
+    assert all(torch.equal(p, shipped[n]) for n, p in model.state_dict().items())
+    with pytest.raises(ConfigError, match="init_from: the weights of scratch-plus-cpu do not fit"):
+        train(tiny_config(tmp_path / "i", init_from="scratch-plus-cpu"), progress=False)
+    assert not (tmp_path / "i").exists()  # checked before the run folder exists
+    with pytest.raises(ConfigError, match=r"init_from: .*no_such_folder"):
+        train(tiny_config(tmp_path / "j", init_from=str(tmp_path / "no_such_folder")), progress=False)
+    assert not (tmp_path / "j").exists()
+    with pytest.raises(ConfigError, match=r"min_examples=9 exceeds n_examples=5"):
+        load_train_config(_write(tmp_path, "tasks: [plus_1]\nn_examples: 5\nmin_examples: 9\n"))

@@ -129,3 +129,87 @@ def test_sweep_resume_from_the_command_line_needs_only_the_folder(tmp_path, scra
     assert len(run.read_records()) == 4
     assert main(["sweep", "--resume", str(run.path), "--n-prompts", "5"]) == 2
     assert "change n_prompts" in capsys.readouterr().err
+
+
+# --- the training-length guard and position control (issue #12) -----------------------------------
+
+def test_guard_fires_on_a_prompt_longer_than_training(tmp_path, scratch_lm, capsys):
+    """The shipped checkpoint saw 84-token sequences (20 examples): 30 examples warn once, and the
+    summary says so; 20 examples do not."""
+    assert scratch_lm.trained_length == 84
+    scratch_lm._warned_beyond_training = False  # the module's backend may have warned already
+    cfg = SweepConfig(model="scratch-plus-cpu", task1="plus_4", task2="plus_9", n_examples=30,
+                      n_prompts=2, lambdas=[0.0, 0.5], out_root=str(tmp_path))
+    _, s = run_sweep(cfg, progress=False, backend=scratch_lm)
+    err = capsys.readouterr().err
+    assert err.count("was trained on sequences of at most 84 tokens") == 1  # once, not per prompt
+    assert s["beyond_trained_length"] == 1.0 and s["trained_length"] == 84
+    assert s["longest_prompt"] > 84 and "extrapolation" in s["warnings"][0]
+    ok = cfg.model_copy(update={"n_examples": 20})
+    _, s = run_sweep(ok, progress=False, backend=scratch_lm)
+    assert s["beyond_trained_length"] == 0.0 and "warnings" not in s
+
+
+def _rule_records(cfg: SweepConfig, rule) -> list[dict]:
+    """Records a rule would write: its P(task 1) from the prompt's example tasks alone."""
+    from superpose.prompts import build_prompt
+
+    out = []
+    for m in cfg.fixed_last:
+        for lam in cfg.lambdas:
+            for i in range(cfg.n_prompts):
+                tasks = "".join(str(t + 1) for t in build_prompt(cfg.spec(lam, m), cfg.seed, i).example_tasks)
+                p1 = rule(tasks)
+                out.append({"lambda": lam, "index": i, "fixed_last": m, "p1": p1, "p2": 1 - p1,
+                            "example_tasks": tasks})
+    return out
+
+
+def test_position_control_tells_recency_from_aggregation():
+    """Fed two reference rules: answering with the last example's task gives flat lines once the last
+    m examples are fixed; answering in proportion to the counts (the construction) rises with λ."""
+    from superpose.experiments.sweep import position_control
+
+    cfg = SweepConfig(model="scratch-plus-cpu", task1="plus_2", task2="plus_7", n_examples=20,
+                      n_prompts=10, fixed_last=[0, 1, 2, 4])
+    last = position_control(_rule_records(cfg, lambda t: float(t[-1] == "1")))
+    counts = position_control(_rule_records(cfg, lambda t: t.count("1") / len(t)))
+    for rec, cnt in zip(last["by_fixed_last"][1:], counts["by_fixed_last"][1:]):
+        m = rec["fixed_last"]
+        assert rec["slope"] == 0.0 and rec["rise"] == 0.0  # flat at 0: the last m are task 2
+        assert all(c["p1"] == 0.0 for c in rec["curve"])
+        assert abs(cnt["slope"] - (20 - m) / 20) < 0.03 and cnt["rise"] > 0.75  # counts are rounded
+    # plain sweep: both rules follow λ on average, the difference is inside prompts
+    assert last["by_fixed_last"][0]["slope"] > 0.7 and counts["by_fixed_last"][0]["slope"] > 0.95
+    near_last = {b["distance"]: b["p1"] for b in last["by_nearest_task1"]}
+    assert near_last[1] == 1.0 and all(p == 0.0 for d, p in near_last.items() if d > 1)
+    near_counts = {b["distance"]: b["p1"] for b in counts["by_nearest_task1"]}
+    assert 0 < near_counts[1] < 1 and near_counts[5] > 0
+
+
+def test_position_controlled_sweep_runs_and_fixes_the_last_examples(tmp_path, scratch_lm):
+    cfg = SweepConfig(model="scratch-plus-cpu", task1="plus_2", task2="plus_7", n_examples=20,
+                      n_prompts=4, lambdas=[0.0, 0.5, 1.0], fixed_last=[0, 2], out_root=str(tmp_path))
+    run, s = run_sweep(cfg, progress=False, backend=scratch_lm)
+    records = run.read_records()
+    assert len(records) == 2 * 3 * 4
+    assert all(r["example_tasks"].endswith("22") for r in records if r["fixed_last"] == 2)
+    assert [b["fixed_last"] for b in s["position"]["by_fixed_last"]] == [0, 2]
+    assert [c["n"] for c in s["curve"]] == [4, 4, 4]  # the λ curve is the plain sweep's
+    fixed = s["position"]["by_fixed_last"][1]
+    assert max(c["p1"] for c in fixed["curve"]) < 0.01  # the shipped checkpoint follows recency
+    assert (run.path / "figures" / "position.png").stat().st_size > 10_000
+
+
+def test_position_control_config_errors(tmp_path):
+    def load(text: str):
+        p = tmp_path / "s.yaml"
+        p.write_text("model: scratch-plus-cpu\ntask1: plus_1\ntask2: plus_2\nn_examples: 10\n" + text)
+        return load_sweep_config(p)
+
+    with pytest.raises(ConfigError, match=r"fixed_last.*must include 0"):
+        load("fixed_last: [1, 2]\n")
+    with pytest.raises(ConfigError, match=r"fixed_last.*none of the n_examples=10"):
+        load("fixed_last: [0, 10]\n")
+    with pytest.raises(ConfigError, match=r"fixed_task"):
+        load("fixed_task: 3\n")

@@ -16,7 +16,7 @@ import string
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from superpose.errors import SuperposeError
 from superpose.tasks import Task, check_mixable, common_space, get_task
@@ -33,6 +33,10 @@ class MixtureSpec(BaseModel):
     weights: list[float] | None = None  # None: equal shares
     n_examples: int = 60
     counts: Literal["exact", "iid"] = "exact"  # exact: largest-remainder counts; iid: each example draws its task
+    # Position control: the last `fixed_last` examples all belong to task `fixed_task` (an index
+    # into `tasks`); weights and counts then govern only the examples before them.
+    fixed_last: int = Field(0, ge=0)
+    fixed_task: int = Field(0, ge=0)
     example_separator: str = "\n"
     template: str = "{examples}{example_separator}{query}"
 
@@ -81,6 +85,11 @@ class MixtureSpec(BaseModel):
                 raise ValueError(f"weights must be non-negative, got {self.weights}")
             if abs(sum(self.weights) - 1.0) > 1e-6:
                 raise ValueError(f"weights must sum to 1, got sum {sum(self.weights):.6g}")
+        if self.fixed_last > self.n_examples:
+            raise ValueError(f"fixed_last={self.fixed_last} exceeds n_examples={self.n_examples}")
+        if self.fixed_task >= len(self.tasks):
+            raise ValueError(f"fixed_task={self.fixed_task} is not an index into tasks "
+                             f"(0 .. {len(self.tasks) - 1})")
         space = common_space([get_task(n) for n in self.tasks])
         supply = space.size
         if space.queries is not None:  # the query comes from its own set, never an example
@@ -148,11 +157,13 @@ def build_prompt(spec: MixtureSpec, seed: int, index: int) -> Prompt:
     tasks: list[Task] = [get_task(n) for n in spec.tasks]
     space = common_space(tasks)
     n = spec.n_examples
+    free = n - spec.fixed_last  # examples whose task the mixture draws
     if spec.counts == "exact":
-        task_ids = [k for k, c in enumerate(largest_remainder_counts(spec.shares, n)) for _ in range(c)]
+        task_ids = [k for k, c in enumerate(largest_remainder_counts(spec.shares, free)) for _ in range(c)]
         rng.shuffle(task_ids)
     else:
-        task_ids = rng.choices(range(len(tasks)), weights=spec.shares, k=n)
+        task_ids = rng.choices(range(len(tasks)), weights=spec.shares, k=free)
+    task_ids += [spec.fixed_task] * spec.fixed_last
 
     if space.queries is None:
         inputs = space.draw(rng, n + 1)

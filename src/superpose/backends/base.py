@@ -102,6 +102,13 @@ def encode_continuation(tokenizer: Any, prompt: str, prompt_ids: list[int], cont
     return list(tokenizer(continuation, add_special_tokens=False).input_ids), True
 
 
+def beyond_training_message(model: str, n_tokens: int, limit: int) -> str:
+    """The one-line warning for a prompt longer than the model's training sequences."""
+    return (f"model '{model}' was trained on sequences of at most {limit} tokens; a prompt of "
+            f"{n_tokens} tokens reaches positions it never saw, so its scores are extrapolation "
+            "(use n_examples within its training length)")
+
+
 class Backend(ABC):
     """A model that scores continuations. Subclasses set :attr:`capabilities` and implement :meth:`score`."""
 
@@ -211,7 +218,27 @@ class TokenizedBackend(Backend):
         conts = [encode_continuation(self.tokenizer, request.prompt, prompt_ids, c) for c in request.continuations]
         encoded = Encoded(prompt_ids, conts)
         self.check_fit(len(prompt_ids), encoded.longest)
+        self.beyond_training(len(prompt_ids) + encoded.longest - 1)  # the last token is not read
         return encoded
+
+    @property
+    def trained_length(self) -> int | None:
+        """Tokens of the longest sequence the model was trained on, when known (``superpose train``)."""
+        value = self.info.get("trained_length")
+        return int(value) if value is not None else None
+
+    def beyond_training(self, n_tokens: int) -> bool:
+        """Whether a sequence of ``n_tokens`` is longer than any the model was trained on; warns once
+        per backend (on the console) the first time it is."""
+        limit = self.trained_length
+        if limit is None or n_tokens <= limit:
+            return False
+        if not getattr(self, "_warned_beyond_training", False):
+            self._warned_beyond_training = True
+            from superpose.report.console import warn
+
+            warn(beyond_training_message(self.name, n_tokens, limit))
+        return True
 
     def check_fit(self, n_prompt: int, n_after: int, hint: str = "use fewer examples (n_examples)") -> None:
         """Fail when ``n_prompt`` prompt tokens plus ``n_after`` more exceed the context."""

@@ -183,11 +183,32 @@ def load_hf(model: str, dtype: str = "float32", device: str | None = None, batch
         "hub_commit": getattr(hf_model.config, "_commit_hash", None),
         "versions": {p: importlib.metadata.version(p) for p in ("torch", "transformers")},
     })
+    trained = trained_sequence_length(folder)
+    if trained is not None:
+        info["trained_length"] = trained
     if isinstance(folder, Path) and "sha256" not in info:
         info["sha256"] = weight_hashes(folder)
     if batch_size is None:
         batch_size = 1 if where_device == "cpu" else 16
     return HFBackend(name, hf_model, tokenizer, info, batch_size=batch_size)
+
+
+def trained_sequence_length(folder: Path | str) -> int | None:
+    """Tokens of the longest sequence a ``superpose train`` model saw (its ``training.json``); None
+    for other models. Older training.json files without the field get it from their config."""
+    path = Path(folder) / "training.json" if isinstance(folder, Path) else None
+    if path is None or not path.is_file():
+        return None
+    import json
+
+    data = json.loads(path.read_text())
+    if data.get("trained_sequence_length") is not None:
+        return int(data["trained_sequence_length"])
+    if "config" not in data:
+        return None
+    from superpose.scratch.train import TrainConfig, trained_length
+
+    return trained_length(TrainConfig.model_validate(data["config"]))
 
 
 def _max_context(config: Any, tokenizer: Any) -> int:

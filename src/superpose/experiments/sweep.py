@@ -20,15 +20,25 @@ how evenly each prompt splits its own probability (``split_within_prompt``: 2·m
 1 for an even split, 0 for all on one answer) and how often the favoured answer is the task of
 the last example (``follows_last_example``; ~1 means recency, not superposition).
 
+Position control separates the two. With ``fixed_last: [0, 1, 2, 4]`` the sweep also builds, for
+each m > 0, prompts whose LAST m examples all belong to ``fixed_task`` (task 2 by default) while λ
+sets the share of task 1 among the examples before them. A model that reads the task off the last
+examples gives a flat line (P(task 1) ≈ 0 whatever λ); a model that aggregates over the examples
+follows λ. :func:`position_control` (a pure function of the records) reports P(task 1) against λ
+for each m, and against how far back the nearest task-1 example is (1 = the last example).
+
+A model trained by ``superpose train`` knows the longest sequence it saw (``training.json``); the
+sweep flags every prompt longer than that (``beyond_training``), the backend warns once on the
+console, and the summary says what share of prompts extrapolate.
+
 The run folder holds config.yaml, records.jsonl (one record per prompt), summary.json and
 figures/sweep.png (stacked areas of P(task 1), P(task 2) and the rest against λ, with the diagonal;
-beside it, every prompt's P(task 1)).
+beside it, every prompt's P(task 1)) and figures/position.png (the position-controlled curves).
 """
 
 from __future__ import annotations
 
 import math
-import shutil
 import statistics
 from pathlib import Path
 from typing import Literal
@@ -71,6 +81,10 @@ class SweepConfig(BaseModel):
     counts: Literal["exact", "iid"] = "exact"
     seed: int = 0
     reference: Literal["none", "plus", "ret"] = "none"  # a study curve to draw and compare with
+    # Position control: for each m listed, a sweep whose last m examples all belong to fixed_task;
+    # 0 is the plain sweep (always run: the baseline of the others). See the module doc.
+    fixed_last: list[int] = Field(default_factory=lambda: [0])
+    fixed_task: Literal[1, 2] = 2
     out_root: str = str(DEFAULT_ROOT)
 
     @property
@@ -89,6 +103,16 @@ class SweepConfig(BaseModel):
             raise ValueError(f"lists a λ twice: {lams}")
         return sorted(lams)
 
+    @field_validator("fixed_last")
+    @classmethod
+    def _fixed_last(cls, ms: list[int]) -> list[int]:
+        if 0 not in ms:
+            raise ValueError(f"must include 0 (the plain sweep, the baseline of the position-controlled "
+                             f"curves), got {ms}")
+        if any(m < 0 for m in ms) or len(set(ms)) != len(ms):
+            raise ValueError(f"must list distinct non-negative numbers of examples, got {ms}")
+        return sorted(ms)
+
     @model_validator(mode="after")
     def _mixable(self) -> "SweepConfig":
         if self.task1 == self.task2:
@@ -102,12 +126,16 @@ class SweepConfig(BaseModel):
                 err["msg"].removeprefix("Value error, ") for err in e.errors())) from None
         if self.reference != "none" and self.lambdas != DEFAULT_LAMBDAS:
             raise ValueError("reference curves are given at λ = 0, 0.1, ..., 1; use those lambdas")
+        if max(self.fixed_last) >= self.n_examples:
+            raise ValueError(f"fixed_last: {max(self.fixed_last)} fixed examples leave none of the "
+                             f"n_examples={self.n_examples} to vary with λ")
         return self
 
-    def spec(self, lam: float) -> MixtureSpec:
-        """The mixture at share ``lam`` of task 1."""
+    def spec(self, lam: float, fixed_last: int = 0) -> MixtureSpec:
+        """The mixture at share ``lam`` of task 1 (among all but the ``fixed_last`` last examples)."""
         return MixtureSpec(tasks=[self.task1, self.task2], weights=[lam, 1.0 - lam],
-                           n_examples=self.n_examples, counts=self.counts)
+                           n_examples=self.n_examples, counts=self.counts, fixed_last=fixed_last,
+                           fixed_task=self.fixed_task - 1)
 
 
 def load_sweep_config(path: str | Path, **overrides) -> SweepConfig:
@@ -118,7 +146,7 @@ def load_sweep_config(path: str | Path, **overrides) -> SweepConfig:
 
 
 def run_sweep(cfg: SweepConfig | None, resume: str | Path | None = None, progress: bool = True,
-              figure_copy: str | Path | None = None, backend: Backend | None = None) -> tuple[RunFolder, dict]:
+              backend: Backend | None = None) -> tuple[RunFolder, dict]:
     """Score every (λ, prompt) pair not yet in the run folder, then write summary and figure.
 
     ``backend`` may pass an already loaded model (tests, notebooks); it must be ``cfg.model``.
@@ -138,41 +166,50 @@ def run_sweep(cfg: SweepConfig | None, resume: str | Path | None = None, progres
         run = RunFolder.open(resume, resume=True)
     else:
         run = RunFolder.create(f"{cfg.name}", cfg.model_dump(mode="json"), cfg.out_root)
-    done = {(r["lambda"], r["index"]) for r in run.read_records()}
-    items = [(lam, i) for lam in cfg.lambdas for i in range(cfg.n_prompts)]
+    done = {(r.get("fixed_last", 0), r["lambda"], r["index"]) for r in run.read_records()}
+    items = [(m, lam, i) for m in cfg.fixed_last for lam in cfg.lambdas for i in range(cfg.n_prompts)]
     finished = [item in done for item in items]
 
     if not all(finished):
         entry = cfg.entry
         backend = backend or load_backend(entry.name, cfg.dtype, cfg.device, **entry.options)
         run.update_config("model_info", {k: v for k, v in backend.provenance.items() if k != "versions"})
-        specs = {lam: cfg.spec(lam) for lam in cfg.lambdas}
-        prompts = [build_prompt(specs[lam], cfg.seed, i) for lam, i in items]
+        specs = {(m, lam): cfg.spec(lam, m) for m in cfg.fixed_last for lam in cfg.lambdas}
+        prompts = [build_prompt(specs[m, lam], cfg.seed, i) for m, lam, i in items]
+        guard = getattr(backend, "trained_length", None) is not None  # a `superpose train` model
         stream = backend.stream([ScoreRequest(p.text, p.answers) for p in prompts], finished)
         if progress:  # a bar on a terminal, a line per tenth of the work in a pipe or a log
             stream = track(stream, f"sweep {cfg.task1}/{cfg.task2}", total=finished.count(False))
         for k, (s1, s2) in stream:
-            (lam, i), prompt = items[k], prompts[k]
-            run.append_record({
-                "lambda": lam, "index": i, "p1": s1.prob, "p2": s2.prob,
+            (m, lam, i), prompt = items[k], prompts[k]
+            record = {
+                "lambda": lam, "index": i, "fixed_last": m, "p1": s1.prob, "p2": s2.prob,
                 "other": max(0.0, 1.0 - s1.prob - s2.prob), "logp1": s1.logprob, "logp2": s2.logprob,
                 "answers": prompt.answers, "counts": prompt.counts, "query": prompt.query_input,
                 "last_example_task": prompt.example_tasks[-1] + 1,  # 1 or 2
-            })
+                "example_tasks": "".join(str(t + 1) for t in prompt.example_tasks),  # e.g. "1221"
+            }
+            if guard:  # tokens the model reads: the prompt and all but the last answer token
+                n_read = backend.count_tokens(prompt.text) + max(len(s1.token_ids), len(s2.token_ids)) - 1
+                record.update(n_read=n_read, beyond_training=backend.beyond_training(n_read))
+            run.append_record(record)
     records = run.read_records()
-    summary = summarize(records, cfg)
+    summary = summarize(records, cfg, run.config_doc().get("model_info"))
     plot_sweep(summary, records, cfg, run.figure_path("sweep"))
-    if figure_copy is not None:
-        Path(figure_copy).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(run.figure_path("sweep"), figure_copy)
+    plot_position(summary, cfg, run.figure_path("position"))
     run.finish(summary)
     return run, summary
 
 
-def summarize(records: list[dict], cfg: SweepConfig) -> dict:
-    """Mean P(task 1), P(task 2) and the rest per λ, with the checks the study's claim implies."""
+def summarize(records: list[dict], cfg: SweepConfig, model_info: dict | None = None) -> dict:
+    """Mean P(task 1), P(task 2) and the rest per λ, with the checks the study's claim implies.
+
+    The λ curve and the per-prompt split are over the plain sweep (no fixed last examples);
+    ``position`` holds the position-controlled analysis of every record.
+    """
     from scipy.stats import spearmanr
 
+    everything, records = records, [r for r in records if r.get("fixed_last", 0) == 0]
     curve = []
     for lam in cfg.lambdas:
         rows = [r for r in records if r["lambda"] == lam]
@@ -193,6 +230,9 @@ def summarize(records: list[dict], cfg: SweepConfig) -> dict:
         "mean_abs_p1_minus_lambda": statistics.fmean(abs(c["p1"] - c["lambda"]) for c in curve) if curve else None,
     }
     summary.update(per_prompt_split(records))
+    summary["position"] = position_control(everything)
+    summary["position"]["fixed_task"] = cfg.fixed_task
+    summary.update(training_length_guard(everything, cfg, model_info))
     half = [c for c in curve if abs(c["lambda"] - 0.5) < 1e-9]
     if half:
         summary["at_half"] = {"p1": half[0]["p1"], "p2": half[0]["p2"], "other": half[0]["other"]}
@@ -217,6 +257,95 @@ def per_prompt_split(records: list[dict]) -> dict:
         out["follows_last_example"] = statistics.fmean(
             (1 if r["p1"] >= r["p2"] else 2) == r["last_example_task"] for r in tagged)
     return out
+
+
+def training_length_guard(records: list[dict], cfg: SweepConfig, model_info: dict | None) -> dict:
+    """The share of prompts longer than the model's training sequences (when it knows them)."""
+    flagged = [r["beyond_training"] for r in records if "beyond_training" in r]
+    limit = (model_info or {}).get("trained_length")
+    if not flagged or limit is None:
+        return {}
+    longest = max(r.get("n_read", 0) for r in records)
+    out = {"trained_length": limit, "longest_prompt": longest,
+           "beyond_trained_length": statistics.fmean(flagged)}
+    if any(flagged):
+        from superpose.backends.base import beyond_training_message
+
+        out["warnings"] = [beyond_training_message(cfg.entry.display, longest, limit)
+                           + f"; {out['beyond_trained_length']:.0%} of the prompts are longer"]
+    return out
+
+
+def _mean_p1(rows: list[dict]) -> float:
+    return statistics.fmean(r["p1"] for r in rows)
+
+
+def position_control(records: list[dict]) -> dict:
+    """P(task 1) against λ for each number m of last examples held at one task, and against how far
+    back the nearest task-1 example is, from per-prompt records alone (``lambda``, ``p1``,
+    ``fixed_last``, ``example_tasks``: the task, 1 or 2, of every example in order).
+
+    ``slope`` is the least-squares slope of every prompt's P(task 1) on λ: about 0 for a model that
+    answers with the last examples' task, about (n - m)/n for one that answers in proportion to the
+    counts. ``by_nearest_task1`` is over prompts holding both tasks: distance 1 is the last example.
+    """
+    by_m = []
+    for m in sorted({r.get("fixed_last", 0) for r in records}):
+        rows = [r for r in records if r.get("fixed_last", 0) == m]
+        lams = sorted({r["lambda"] for r in rows})
+        curve = []
+        for lam in lams:
+            sel = [r for r in rows if r["lambda"] == lam]
+            curve.append({"lambda": lam, "n": len(sel), "p1": _mean_p1(sel),
+                          "p2": statistics.fmean(r.get("p2", 1 - r["p1"]) for r in sel)})
+        xs, ys = [r["lambda"] for r in rows], [r["p1"] for r in rows]
+        mx, my = statistics.fmean(xs), statistics.fmean(ys)
+        var = sum((x - mx) ** 2 for x in xs)
+        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / var if var > 0 else None
+        by_m.append({"fixed_last": m, "curve": curve, "slope": slope,
+                     "rise": curve[-1]["p1"] - curve[0]["p1"]})
+    by_distance: dict[int, list[dict]] = {}
+    for r in records:
+        tasks = r.get("example_tasks")
+        if tasks and "1" in tasks and "2" in tasks:
+            by_distance.setdefault(len(tasks) - tasks.rfind("1"), []).append(r)
+    nearest = [{"distance": d, "n": len(rows), "p1": _mean_p1(rows)} for d, rows in sorted(by_distance.items())]
+    return {"by_fixed_last": by_m, "by_nearest_task1": nearest}
+
+
+def plot_position(summary: dict, cfg: SweepConfig, path: Path) -> Path:
+    """Left: P(task 1) against λ for each m (last m examples fixed to one task), with the two
+    reference rules. Right: P(task 1) against the distance of the nearest task-1 example."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pos = summary["position"]
+    fixed = cfg.task1 if cfg.fixed_task == 1 else cfg.task2
+    fig, (ax, ax_d) = plt.subplots(1, 2, figsize=(9.6, 4.2), dpi=150)
+    colors = ["black", "#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B2"]
+    for j, block in enumerate(pos["by_fixed_last"]):
+        m, curve = block["fixed_last"], block["curve"]
+        label = "plain sweep" if m == 0 else f"last {m} = {fixed}"
+        ax.plot([c["lambda"] for c in curve], [c["p1"] for c in curve], marker="o", ms=3,
+                color=colors[j % len(colors)], label=f"{label} (slope {block['slope']:.2f})"
+                if block["slope"] is not None else label)
+    ax.plot([0, 1], [0, 1], color="grey", ls=":", lw=1, label="counts rule, m = 0")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel(f"λ (share of {cfg.task1} among the examples not fixed)")
+    ax.set_ylabel(f"mean P({cfg.task1})")
+    ax.set_title(f"recency gives flat lines, aggregation follows λ\n{cfg.entry.display}, "
+                 f"{cfg.n_examples} examples, {cfg.n_prompts} prompts per point", fontsize=8)
+    ax.legend(fontsize=7, frameon=False)
+    near = [b for b in pos["by_nearest_task1"] if b["n"] >= 3]
+    ax_d.plot([b["distance"] for b in near], [b["p1"] for b in near], marker="o", ms=3, color="#4C72B0")
+    ax_d.set_xlabel(f"examples back to the nearest {cfg.task1} example (1 = the last)")
+    ax_d.set_ylabel(f"mean P({cfg.task1}), mixed prompts")
+    ax_d.set_ylim(-0.02, 1.02)
+    ax_d.set_title("prompts holding both tasks, all m and λ pooled (points with n ≥ 3)", fontsize=8)
+    return save_figure(fig, path)
 
 
 def plot_sweep(summary: dict, records: list[dict], cfg: SweepConfig, path: Path) -> Path:

@@ -49,6 +49,11 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
                           f"({time.monotonic() - start:.0f} s)", highlight=False)
 
 
+def warn(message: str) -> None:
+    """One warning line on the console (stderr)."""
+    console.print(f"warning: {message}", style="yellow", highlight=False, markup=False, soft_wrap=True)
+
+
 def print_summary(summary: dict) -> None:
     """Mean P(answer) per task: a heading line per (model, mixture), then a row per task.
 

@@ -99,11 +99,21 @@ def _sweep(args: argparse.Namespace) -> int:
               f"answer); both answers >= 0.1 in {summary['prompts_splitting_10pct']:.0%}"
               + (f"; favours the last example's task in {summary['follows_last_example']:.0%}"
                  if "follows_last_example" in summary else ""))
-    figure = run.figure_path("sweep")
-    if args.figures:  # e.g. docs/figures/sweep_plus_scratch.png
-        figure = Path(args.figures) / f"{cfg.name.replace('-', '_')}.png"
-        figure.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(run.figure_path("sweep"), figure)
-    print(f"figure: {figure}")
+    for block in summary["position"]["by_fixed_last"][1:]:  # position control (fixed_last > 0)
+        fixed = cfg.task1 if cfg.fixed_task == 1 else cfg.task2
+        print(f"last {block['fixed_last']} examples {fixed}: P({cfg.task1}) "
+              + " ".join(f"{c['p1']:.3f}" for c in block["curve"])
+              + f" over λ; slope {block['slope']:.3f} (0 = recency)")
+    for line in summary.get("warnings", []):
+        print(f"warning: {line}")
+    figures = [run.figure_path("sweep")] + ([run.figure_path("position")] if len(cfg.fixed_last) > 1 else [])
+    if args.figures:  # <name>.png and, with position control, <name>_position.png
+        stem = cfg.name.replace("-", "_")
+        copies = [Path(args.figures) / f"{stem}{'' if f.stem == 'sweep' else '_' + f.stem}.png" for f in figures]
+        copies[0].parent.mkdir(parents=True, exist_ok=True)
+        for f, copy in zip(figures, copies):
+            shutil.copyfile(f, copy)
+        figures = copies
+    print("figures: " + ", ".join(map(str, figures)))
     print_run_folder(run.path)
     return 0

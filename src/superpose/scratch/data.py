@@ -30,9 +30,16 @@ class TrainingSequence:
     task: str
 
 
-def make_sequence(tasks: Sequence[Task], n_examples: int, rng: random.Random) -> TrainingSequence:
-    """Draw one task, then ``n_examples`` examples and a query of it, all with their answers."""
+def make_sequence(tasks: Sequence[Task], n_examples: int, rng: random.Random,
+                  min_examples: int | None = None) -> TrainingSequence:
+    """Draw one task, then ``n_examples`` examples and a query of it, all with their answers.
+
+    With ``min_examples``, the number of examples is drawn uniformly from ``min_examples ..
+    n_examples`` per sequence (varied lengths, so that the query's position varies in training).
+    """
     task = tasks[rng.randrange(len(tasks))]
+    if min_examples is not None:  # drawn only then: fixed-length runs keep their random streams
+        n_examples = rng.randint(min_examples, n_examples)
     inputs = task.space.draw(rng, n_examples + 1)  # the last one is the query
     parts: list[str] = []
     mask: list[bool] = []
@@ -49,12 +56,14 @@ def sequence_rng(seed: int, index: int) -> random.Random:
 
 
 def make_batch(tasks: Sequence[Task], n_examples: int, seed: int, start: int, batch_size: int,
-               vocab: dict[str, int], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+               vocab: dict[str, int], pad_id: int = 0, min_examples: int | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sequences ``start .. start+batch_size-1`` as (input_ids, loss_mask), right-padded.
 
     input_ids: [batch, seq] long; loss_mask: [batch, seq] bool (padding never carries loss).
     """
-    seqs = [make_sequence(tasks, n_examples, sequence_rng(seed, start + j)) for j in range(batch_size)]
+    seqs = [make_sequence(tasks, n_examples, sequence_rng(seed, start + j), min_examples)
+            for j in range(batch_size)]
     width = max(len(s.text) for s in seqs)
     ids = torch.full((batch_size, width), pad_id, dtype=torch.long)  # [batch, seq]
     mask = torch.zeros((batch_size, width), dtype=torch.bool)  # [batch, seq]

@@ -48,7 +48,14 @@ class TrainConfig(BaseModel):
     name: str = "scratch"
     tasks: list[str]  # task names or shell patterns: ["plus_*"] is plus_0 .. plus_9
     n_examples: int = Field(100, ge=1)  # in-context examples per sequence (plus one query)
+    # Varied lengths: each sequence draws its number of examples from min_examples .. n_examples
+    # (None: always n_examples). Positions past the longest sequence are never trained.
+    min_examples: int | None = Field(None, ge=1)
     model: ModelConfig = Field(default_factory=ModelConfig)
+    # Start from the weights of a trained model (an embedded name such as scratch-plus-cpu, or a
+    # folder, e.g. another recipe's runs/.../model) instead of a random init; its size must equal
+    # `model`'s. Checked when training starts, before out_dir is written. None: from scratch.
+    init_from: str | None = None
     steps: int = Field(5000, ge=1)
     batch_size: int = Field(400, ge=1)
     micro_batches: int = Field(1, ge=1)  # split a batch to save memory; the gradient is unchanged
@@ -95,6 +102,8 @@ class TrainConfig(BaseModel):
         if self.warmup_steps + self.decay_steps > self.steps:
             raise ValueError(f"warmup_steps + decay_steps ({self.warmup_steps} + {self.decay_steps}) "
                              f"exceeds steps={self.steps}")
+        if self.min_examples is not None and self.min_examples > self.n_examples:
+            raise ValueError(f"min_examples={self.min_examples} exceeds n_examples={self.n_examples}")
         if self.min_lr > self.lr:
             raise ValueError(f"min_lr={self.min_lr} exceeds lr={self.lr}")
         tasks = [get_task(n) for n in self.tasks]
@@ -125,6 +134,19 @@ def load_train_config(path: str | Path, **overrides) -> TrainConfig:
     data = read_yaml(path)
     data.update({k: v for k, v in overrides.items() if v is not None})
     return validate(TrainConfig, data, str(path))
+
+
+def trained_length(cfg: TrainConfig) -> int:
+    """Tokens in the longest training sequence of ``cfg`` (n_examples examples plus the query).
+
+    The model never saw a position beyond it; scoring a longer prompt is extrapolation, which the
+    backends warn about (``training.json``'s ``trained_sequence_length``).
+    """
+    longest = 0
+    for t in (get_task(n) for n in cfg.tasks):
+        for i in range(3):  # a few draws: inputs of some spaces vary in length
+            longest = max(longest, len(make_sequence([t], cfg.n_examples, sequence_rng(-1, i)).text))
+    return longest
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -196,6 +218,26 @@ class TrainResult:
         return self.tokens / self.seconds if self.seconds else 0.0
 
 
+def _load_init(model, source: str, device: torch.device) -> None:
+    """Copy the weights of a trained model (embedded name or folder) into ``model``."""
+    from safetensors.torch import load_file
+
+    from superpose.models.loading import resolve_model
+
+    try:
+        _, folder, _ = resolve_model(source)
+    except SuperposeError as e:
+        raise ConfigError(f"init_from: {e}") from None
+    path = Path(folder) / "model.safetensors"
+    if not path.is_file():
+        raise ConfigError(f"init_from: no model.safetensors in {folder}")
+    try:
+        model.load_state_dict(load_file(path, device=str(device)))
+    except RuntimeError as e:
+        raise ConfigError(f"init_from: the weights of {source} do not fit the model config "
+                          f"({str(e).splitlines()[0]})") from None
+
+
 def _device(cfg: TrainConfig) -> torch.device:
     from superpose.backends.devices import resolve_device
 
@@ -261,6 +303,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
     vocab, tokenizer = char_vocab(), build_tokenizer()
 
     model = build_model(cfg.model, torch.Generator().manual_seed(cfg.seed)).to(device)
+    if cfg.init_from is not None and not resume:
+        _load_init(model, cfg.init_from, device)
     torch.manual_seed(cfg.seed)  # dropout draws from the global generator (restored on resume)
     optimizer = make_optimizer(model, cfg, device)
     start, seconds, tokens = 0, 0.0, 0
@@ -304,7 +348,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 ids, mask = make_batch(tasks, cfg.n_examples, cfg.seed, step * cfg.batch_size,
-                                       cfg.batch_size, vocab)  # [batch, seq] x2
+                                       cfg.batch_size, vocab, min_examples=cfg.min_examples)  # [batch, seq] x2
                 in_step = True  # weights may change from here until `step` counts the update
                 loss = train_step(model, optimizer, ids.to(device), mask.to(device), cfg, autocast, loss_fn)
                 step += 1
@@ -350,5 +394,6 @@ def _export(model, tokenizer, folder: Path, cfg: TrainConfig, losses: list[float
         "tokens_per_second": round(tokens / seconds, 1) if seconds else None,
         "torch": torch.__version__, "threads": torch.get_num_threads(),
         "n_parameters": sum(p.numel() for p in model.parameters()),
+        "trained_sequence_length": trained_length(cfg),  # tokens; longer prompts extrapolate
     }, indent=2) + "\n")
     return folder
