@@ -119,9 +119,21 @@ def _sweep_blocks(s: dict) -> list[Block]:
                  f"one answer); both answers ≥ 0.1 in {s['prompts_splitting_10pct']:.0%} of mixed prompts.{rule} "
                  "A mean curve that follows λ while every prompt puts its mass on one answer is a mixture over "
                  "prompts, not superposition inside a prompt."))
+    position = [b for b in (s.get("position") or {}).get("by_fixed_last", []) if b["fixed_last"] > 0]
+    if position:
+        lams = [c["lambda"] for c in position[0]["curve"]]
+        blocks.append(Block(
+            heading="Recency or aggregation: the last m examples held at one task",
+            text="P(task 1) against λ over the other examples. A model that reads the task off the last "
+                 "example gives flat lines (slope 0); one that aggregates the examples follows λ.",
+            table={"header": ["last m fixed"] + [f"λ={x:g}" for x in lams] + ["slope"],
+                   "rows": [[str(b["fixed_last"])] + [_f(c["p1"]) for c in b["curve"]] + [_f(b["slope"], 2)]
+                            for b in position]}))
+    for warning in s.get("warnings", []):
+        blocks.append(Block(text=f"Warning: {warning}", verdict=True))
     extra = {k: v for k, v in s.items() if isinstance(v, (int, float)) and k not in {
         "n_prompts", "n_examples", "spearman_p1_vs_lambda", "mean_other", "split_within_prompt",
-        "prompts_splitting_10pct", "follows_last_example", "monotone_p1"}}
+        "prompts_splitting_10pct", "follows_last_example", "monotone_p1", "trained_length", "longest_prompt"}}
     if extra:
         blocks.append(Block(table={"header": ["measure", "value"],
                                    "rows": [[k, _f(v) if isinstance(v, float) else str(v)] for k, v in extra.items()]}))
