@@ -21,7 +21,6 @@ from __future__ import annotations
 import fnmatch
 import json
 import math
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
