@@ -92,8 +92,10 @@ def load_plan(scale: str | None, plan_file: str | None, models: str | None) -> P
 
 def _step_folder(root: Path) -> Path | None:
     """The one run folder a step made inside its root, if any."""
-    found = sorted(p for p in root.iterdir() if p.is_dir() and ((p / "config.yaml").exists() or (p / "log.jsonl").exists())) \
-        if root.is_dir() else []
+    if not root.is_dir():
+        return None
+    found = sorted(p for p in root.iterdir()
+                   if p.is_dir() and ((p / "config.yaml").exists() or (p / "log.jsonl").exists()))
     if len(found) > 1:
         raise SuperposeError(f"{root}: holds {len(found)} run folders; a reproduce step keeps one (remove the extra)")
     return found[0] if found else None
@@ -168,7 +170,10 @@ def reproduce(plan: Plan, parent: Path, resume: bool = False) -> list[Path]:
             if folder is not None and step.command[0] in NOT_RESUMABLE:
                 shutil.rmtree(folder)
                 folder = None
-            argv = [step.command[0], "--resume", str(folder)] if folder is not None else [*plan.argv(step, parent), "--out", str(root)]
+            if folder is not None:
+                argv = [step.command[0], "--resume", str(folder)]
+            else:
+                argv = [*plan.argv(step, parent), "--out", str(root)]
             console.print(f"{head}: {'resuming' if folder else 'running'} superpose {shlex.join(argv)}", highlight=False)
             start = time.monotonic()
             set_progress(show, prefix=f"[{i}/{len(plan.steps)}] ")  # the step's own bars, labelled
