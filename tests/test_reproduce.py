@@ -126,4 +126,10 @@ def test_a_bad_plan_fails_before_any_folder(tmp_path, capsys):
         {"name": "a", "study": "x", "command": ["rm", "-rf"]}]}))
     assert main(["reproduce", "--plan", str(plan), "--out", str(tmp_path / "runs")]) == 2
     assert "expected one of run, sweep" in capsys.readouterr().err
+    plan.write_text(yaml.safe_dump({"name": "p", "models": ["m"], "steps": [
+        {"name": "a", "study": "x", "command": ["run", "--bogus", "3"]}]}))
+    assert main(["reproduce", "--plan", str(plan), "--out", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a valid command line" in err, err
+    assert "unrecognized arguments: --bogus" in err
     assert not (tmp_path / "runs").exists()

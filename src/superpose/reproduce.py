@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import shlex
 import shutil
@@ -140,10 +141,12 @@ def check_steps(plan: Plan) -> None:
     for step in plan.steps:
         argv = plan.argv(step)
         try:
-            build_parser(argv).parse_args(argv)
+            with contextlib.redirect_stderr(io.StringIO()) as message:  # argparse's usage + error lines
+                build_parser(argv).parse_args(argv)
         except SystemExit:
+            why = message.getvalue().strip().splitlines()[-1]
             raise SuperposeError(f"plan step '{step.name}': `superpose {shlex.join(argv)}` is not a valid "
-                                 "command line (see the message above)") from None
+                                 f"command line ({why})") from None
         for config in (a for a in step.command[1:] if a.endswith((".yaml", ".yml"))):
             if not find_config(config).is_file():
                 raise SuperposeError(f"plan step '{step.name}': config {config}: no such file")
@@ -155,6 +158,7 @@ def reproduce(plan: Plan, parent: Path, resume: bool = False) -> list[Path]:
     parent.mkdir(parents=True, exist_ok=True)
     if not resume:
         (parent / PLAN_FILE).write_text(json.dumps({"plan": plan.model_dump(mode="json")}, indent=1) + "\n")
+        console.print(f"reproduce folder: [bold]{parent}[/bold] (resume with --resume {parent})")
     show = progress_enabled()
     folders = []
     try:
@@ -217,8 +221,6 @@ def _main(args: argparse.Namespace) -> int:
         for step in plan.steps:
             print(f"{step.name:<16} {step.study:<28} superpose {shlex.join(plan.argv(step))}")
         return 0
-    if not args.resume:
-        console.print(f"reproduce folder: [bold]{parent}[/bold] (resume with --resume {parent})")
     folders = reproduce(plan, parent, resume=bool(args.resume))
     report = write_report(folders, parent / "report.html", title=f"superpose reproduce: {plan.name}")
     print(f"report: {report}")
