@@ -84,21 +84,19 @@ def _scale(args: argparse.Namespace) -> int:
     from superpose.errors import SuperposeError
     from superpose.experiments.scale import load_scale_config, run_scale
 
-    if args.resume:
-        flags = {"models": model_overrides(args), "n_prompts": args.n_prompts, "dtype": args.dtype,
+    overrides = {"models": model_overrides(args), "n_prompts": args.n_prompts, "dtype": args.dtype,
                  "device": args.device, "seed": args.seed}
+    if args.resume:
         from superpose.config import check_resume_args
         from superpose.experiments.scale import ScaleConfig
 
-        check_resume_args(ScaleConfig, args.resume, load_scale_config(args.config, flags) if args.config else None,
-                          flags)
+        given = load_scale_config(args.config, overrides) if args.config else None
+        check_resume_args(ScaleConfig, args.resume, given, overrides)
         run, summary = run_scale(None, args.out, resume=args.resume, progress=not args.no_progress,
                                  figures_dir=args.figures)
     else:
         if not args.config:
             raise SuperposeError("give a scale config (e.g. configs/scale/embedded.yaml) or --resume RUN_FOLDER")
-        overrides = {"models": model_overrides(args), "n_prompts": args.n_prompts, "dtype": args.dtype,
-                     "device": args.device, "seed": args.seed}
         cfg = load_scale_config(args.config, overrides)
         run, summary = run_scale(cfg, args.out, source=args.config, progress=not args.no_progress,
                                  figures_dir=args.figures)
