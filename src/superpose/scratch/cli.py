@@ -22,6 +22,8 @@ def configure_train(p) -> None:
     p.add_argument("--steps", type=int, help="override the number of steps")
     p.add_argument("--device", help="override the device (cpu, cuda, ...)")
     p.add_argument("--export", metavar="DIR", help="also copy the final model to DIR")
+    p.add_argument("--time-limit", type=float, metavar="MINUTES", help="checkpoint and stop after "
+                   "MINUTES of training (--resume continues)")
     p.set_defaults(func=_train)
 
 
@@ -58,12 +60,19 @@ def _train(args: argparse.Namespace) -> int:
             cfg = cfg.model_copy(update={"out_dir": str(Path(args.out) / cfg.name)})
     else:
         raise SuperposeError("give a training recipe (e.g. configs/scratch/plus_cpu.yaml) or --resume RUN_FOLDER")
-    result = train(cfg, resume=bool(args.resume), progress=not args.no_progress, export_dir=args.export)
+    if args.time_limit is not None and args.time_limit <= 0:
+        raise SuperposeError(f"--time-limit: expected a positive number of minutes, got {args.time_limit:g}")
+    result = train(cfg, resume=bool(args.resume), progress=not args.no_progress, export_dir=args.export,
+                   time_limit_s=None if args.time_limit is None else 60 * args.time_limit)
     tail = result.losses[-50:]
     print(f"trained {result.steps_done} steps in {result.seconds:.0f} s "
           f"({result.tokens_per_second:,.0f} tokens/s); mean loss of the last {len(tail)} steps "
           f"{sum(tail) / len(tail):.4f}")
-    print(f"model: {result.model_dir}" + (f" (and {args.export})" if args.export else ""))
+    if result.model_dir is None:
+        print(f"stopped at step {result.steps_done} of {cfg.steps}: continue with "
+              f"superpose train --resume {cfg.out_dir}")
+    else:
+        print(f"model: {result.model_dir}" + (f" (and {args.export})" if args.export else ""))
     print_run_folder(cfg.out_dir)
     return 0
 

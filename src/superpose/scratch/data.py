@@ -71,3 +71,64 @@ def make_batch(tasks: Sequence[Task], n_examples: int, seed: int, start: int, ba
         ids[j, : len(s.text)] = torch.tensor([vocab[c] for c in s.text], dtype=torch.long)
         mask[j, : len(s.text)] = torch.tensor(s.loss_mask, dtype=torch.bool)
     return ids, mask
+
+
+def _build_batch(job: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+    """make_batch in a worker process, from task names (tasks are looked up there)."""
+    from superpose.scratch.tokenizer import char_vocab
+    from superpose.tasks import get_task
+
+    names, n_examples, seed, start, batch_size, min_examples = job
+    ids, mask = make_batch([get_task(n) for n in names], n_examples, seed, start, batch_size,
+                           char_vocab(), min_examples=min_examples)
+    return ids.to(torch.int16), mask  # int16: a quarter of the bytes to send back
+
+
+class BatchStream:
+    """The batch of each training step, built ``workers`` processes ahead of the loop.
+
+    ``batch(step)`` returns exactly ``make_batch(..., start=step * batch_size, ...)``, so the stream
+    changes speed, never the run. With ``workers=0`` every batch is built in the calling process.
+    Use as a context manager: leaving it stops the workers.
+    """
+
+    def __init__(self, task_names: Sequence[str], n_examples: int, seed: int, batch_size: int,
+                 vocab: dict[str, int], workers: int = 0, min_examples: int | None = None):
+        self.job = (list(task_names), n_examples, seed, batch_size, min_examples)
+        self.vocab, self.workers = vocab, workers
+        self.pending: dict[int, object] = {}  # step -> Future
+        self.pool = None
+        if workers:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # spawn, not fork: the parent may already hold a CUDA context, which a fork must not copy
+            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
+    def _submit(self, step: int) -> None:
+        names, n_examples, seed, batch_size, min_examples = self.job
+        self.pending[step] = self.pool.submit(
+            _build_batch, (names, n_examples, seed, step * batch_size, batch_size, min_examples))
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input_ids [batch, seq] long, loss_mask [batch, seq] bool) of ``step``."""
+        names, n_examples, seed, batch_size, min_examples = self.job
+        if self.pool is None:
+            from superpose.tasks import get_task
+
+            return make_batch([get_task(n) for n in names], n_examples, seed, step * batch_size,
+                              batch_size, self.vocab, min_examples=min_examples)
+        for ahead in range(step, step + 2 * self.workers):  # keep every worker busy
+            if ahead not in self.pending:
+                self._submit(ahead)
+        for stale in [s for s in self.pending if s < step]:  # a resumed or skipped stream
+            self.pending.pop(stale).cancel()
+        ids, mask = self.pending.pop(step).result()
+        return ids.long(), mask
+
+    def __enter__(self) -> "BatchStream":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)

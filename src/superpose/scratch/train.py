@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from superpose.config import read_yaml, validate
 from superpose.errors import ConfigError, SuperposeError
-from superpose.scratch.data import make_batch, make_sequence, sequence_rng
+from superpose.scratch.data import BatchStream, make_sequence, sequence_rng
 from superpose.scratch.model import ModelConfig, build_model
 from superpose.scratch.tokenizer import build_tokenizer, char_vocab
 from superpose.tasks import get_task, list_tasks
@@ -73,6 +73,10 @@ class TrainConfig(BaseModel):
     threads: int | None = Field(None, ge=1)  # CPU threads for torch; None: torch's default
     fused_adamw: bool = True  # torch's fused AdamW kernel (CPU and CUDA)
     compile: bool = False  # torch.compile the loss (about 1.5x on CPU after a 1-2 minute compile)
+    # Processes that build batches ahead of the loop (0: build each batch in the loop). A GPU step
+    # of the study's recipe is faster than building its batch in Python, so a GPU run wants several.
+    # Batches are a pure function of the step, so this changes speed, never the run.
+    data_workers: int = Field(0, ge=0)
 
     @field_validator("tasks")
     @classmethod
@@ -290,15 +294,19 @@ def _read_log(path: Path, before: int) -> list[dict]:
 
 
 def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
-          progress: bool = True, export_dir: str | Path | None = None) -> TrainResult:
-    """Train (or resume) per ``cfg``; ``stop_at`` checkpoints and returns after that many steps."""
+          progress: bool = True, export_dir: str | Path | None = None,
+          time_limit_s: float | None = None) -> TrainResult:
+    """Train (or resume) per ``cfg``; ``stop_at`` checkpoints and returns after that many steps.
+
+    ``time_limit_s`` does the same once this call has trained that many seconds (a lease on a shared
+    GPU, say); ``resume`` continues either, exactly.
+    """
     from tqdm.auto import tqdm
 
     out_dir = Path(cfg.out_dir)
     device = _device(cfg)
     if cfg.threads and device.type == "cpu":
         torch.set_num_threads(cfg.threads)
-    tasks = [get_task(n) for n in cfg.tasks]
     vocab, tokenizer = char_vocab(), build_tokenizer()
 
     model = build_model(cfg.model, torch.Generator().manual_seed(cfg.seed)).to(device)
@@ -313,7 +321,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
             raise SuperposeError(f"nothing to resume in {out_dir} (no checkpoint/state.pt)")
         state = torch.load(ckpt / "state.pt", map_location=device, weights_only=False)
         saved = TrainConfig.model_validate(state["config"])
-        ignore = {"out_dir", "threads", "compile"}  # these change speed, not the run
+        ignore = {"out_dir", "threads", "compile", "data_workers"}  # these change speed, not the run
         if saved.model_dump(exclude=ignore) != cfg.model_dump(exclude=ignore):
             raise ConfigError(f"{out_dir}: the config differs from the one this run started with; "
                               "resume with the same config (or start a new out_dir)")
@@ -339,20 +347,23 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
     bar = tqdm(total=cfg.steps, initial=start, disable=not progress, desc=cfg.name, unit="step",
                dynamic_ncols=True)
     step, in_step = start, False
+    session_seconds = 0.0  # trained in this call (time_limit_s)
+    batches = BatchStream(cfg.tasks, cfg.n_examples, cfg.seed, cfg.batch_size, vocab,
+                          workers=cfg.data_workers, min_examples=cfg.min_examples)
     try:
-        with open(log_path, "a") as log_file:
+        with open(log_path, "a") as log_file, batches:
             while step < end:
                 t0 = time.perf_counter()
                 lr = lr_at(step, cfg)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                ids, mask = make_batch(tasks, cfg.n_examples, cfg.seed, step * cfg.batch_size,
-                                       cfg.batch_size, vocab, min_examples=cfg.min_examples)  # [batch, seq] x2
+                ids, mask = batches.batch(step)  # [batch, seq] x2
                 in_step = True  # weights may change from here until `step` counts the update
                 loss = train_step(model, optimizer, ids.to(device), mask.to(device), cfg, autocast, loss_fn)
                 step += 1
                 in_step = False
                 seconds += time.perf_counter() - t0
+                session_seconds += time.perf_counter() - t0
                 tokens += int((ids != 0).sum())
                 row = {"step": step - 1, "loss": loss, "lr": lr, "tokens": tokens, "seconds": round(seconds, 3)}
                 log.append(row)
@@ -362,8 +373,11 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
                 bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
                 if not math.isfinite(loss):
                     raise SuperposeError(f"loss became {loss} at step {step - 1}; lower lr or raise warmup")
-                if step % cfg.checkpoint_every == 0 or step == end:
+                out_of_time = time_limit_s is not None and session_seconds >= time_limit_s
+                if step % cfg.checkpoint_every == 0 or step == end or out_of_time:
                     _save_checkpoint(out_dir, model, tokenizer, optimizer, step, seconds, tokens, cfg)
+                if out_of_time:
+                    break
     except KeyboardInterrupt:
         if step > start and not in_step:  # keep the work done: the next --resume starts here
             _save_checkpoint(out_dir, model, tokenizer, optimizer, step, seconds, tokens, cfg)
