@@ -89,6 +89,12 @@ def test_the_same_model_twice_is_refused(tmp_path, capsys):
                         "--out", tmp_path / "runs"), "model labels must be unique")
 
 
+def test_a_time_limit_that_is_not_positive_is_refused(tmp_path, capsys):
+    one_line_error(*cli(capsys, "train", "configs/scratch/plus_cpu.yaml", "--out", tmp_path / "runs",
+                        "--time-limit", "0"), "--time-limit", "positive number of minutes")
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 @pytest.mark.parametrize("command", [
     ["run", "CONFIG"], ["decode", "--prompt", "1@2="], ["scale", "configs/scale/embedded.yaml"],

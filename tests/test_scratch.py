@@ -151,6 +151,30 @@ def test_resume_continues_the_same_run(tmp_path, dropout):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+def test_time_limit_checkpoints_and_resume_continues(tmp_path):
+    full = train(tiny_config(tmp_path / "full"), progress=False)
+    cut = train(tiny_config(tmp_path / "cut"), progress=False, time_limit_s=1e-9)  # out of time after a step
+    assert cut.steps_done == 1 and cut.model_dir is None
+    assert (tmp_path / "cut" / "checkpoint" / "state.pt").is_file()
+    resumed = train(tiny_config(tmp_path / "cut"), resume=True, progress=False)
+    assert resumed.steps_done == 6 and resumed.losses == full.losses
+
+
+def test_data_workers_build_the_same_batches_and_run(tmp_path):
+    from superpose.scratch.data import BatchStream
+
+    cfg = tiny_config(tmp_path / "w", data_workers=2)
+    tasks = [get_task(n) for n in cfg.tasks]
+    with BatchStream(cfg.tasks, cfg.n_examples, cfg.seed, cfg.batch_size, char_vocab(), workers=2) as stream:
+        for step in (0, 1, 5, 2):  # out of order too: a resumed stream starts anywhere
+            ids, mask = stream.batch(step)
+            want = make_batch(tasks, cfg.n_examples, cfg.seed, step * cfg.batch_size, cfg.batch_size, char_vocab())
+            assert ids.dtype == torch.long and torch.equal(ids, want[0]) and torch.equal(mask, want[1])
+    in_line = train(tiny_config(tmp_path / "a"), progress=False)
+    workers = train(cfg, progress=False)
+    assert workers.losses == in_line.losses
+
+
 def test_resume_refuses_a_changed_config(tmp_path):
     train(tiny_config(tmp_path / "r"), progress=False, stop_at=3)
     with pytest.raises(ConfigError, match="differs"):

@@ -167,6 +167,27 @@ def test_listing_tasks_imports_no_heavy_library():
     assert out.stdout.strip() == "[]"
 
 
+def test_a_missing_data_package_removes_only_its_family():
+    # A real interpreter where importing wordfreq fails as it does when the package is absent (as on
+    # a GPU image): the plus_k tasks still work, and asking for a word task says what is missing.
+    code = """
+import sys
+class Absent:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "wordfreq":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, Absent())
+from superpose.tasks import get_task, list_tasks
+assert get_task("plus_2").answer(9) == "1"
+assert not any(t.family == "word->" for t in list_tasks())
+get_task("first_letter")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "unknown task 'first_letter'" in out.stderr
+    assert "Not loaded: the words tasks (wordfreq is not installed)" in out.stderr
+
+
 def test_word_inputs_have_distinct_first_and_last_letters():
     words = get_task("first_letter").space.items
     assert len(words) > 1000
