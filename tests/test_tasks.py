@@ -180,6 +180,8 @@ sys.meta_path.insert(0, Absent())
 from superpose.tasks import get_task, list_tasks
 assert get_task("plus_2").answer(9) == "1"
 assert not any(t.family == "word->" for t in list_tasks())
+from superpose.tasks import render_catalogue
+assert "not loaded: the words tasks (wordfreq is not installed)" in render_catalogue()
 get_task("first_letter")
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

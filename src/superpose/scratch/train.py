@@ -362,8 +362,9 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
                 loss = train_step(model, optimizer, ids.to(device), mask.to(device), cfg, autocast, loss_fn)
                 step += 1
                 in_step = False
-                seconds += time.perf_counter() - t0
-                session_seconds += time.perf_counter() - t0
+                dt = time.perf_counter() - t0
+                seconds += dt
+                session_seconds += dt
                 tokens += int((ids != 0).sum())
                 row = {"step": step - 1, "loss": loss, "lr": lr, "tokens": tokens, "seconds": round(seconds, 3)}
                 log.append(row)

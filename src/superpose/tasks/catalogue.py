@@ -10,7 +10,7 @@ import random
 import unicodedata
 from dataclasses import dataclass
 
-from superpose.tasks.base import Task, list_tasks
+from superpose.tasks.base import UNAVAILABLE, Task, list_tasks
 
 WIDTH = 80
 
@@ -71,4 +71,5 @@ def render_catalogue(families: dict[str, list[Entry]] | None = None, width: int 
         else:
             for head, tail in rows:
                 lines += [head.rstrip(), f"      {tail}"]
+    lines += [f"\nnot loaded: the {module} tasks ({why})" for module, why in UNAVAILABLE.items()]
     return "\n".join(lines)
