@@ -92,8 +92,8 @@ class RunFolder:
         path.mkdir(parents=True)
         run = cls(path)
         run.lock()
+        run._set_status("running")  # first: a folder that has its config.yaml always has a status
         run.write_yaml("config.yaml", {"config": config, "environment": environment()})
-        run._set_status("running")
         return run
 
     @classmethod
