@@ -38,7 +38,7 @@ def seconds_per_step(cfg, timed: int = 6, warmup: int = 2) -> float:
     from superpose.scratch.data import make_batch
     from superpose.scratch.model import build_model
     from superpose.scratch.tokenizer import char_vocab
-    from superpose.scratch.train import answer_loss, make_optimizer, train_step
+    from superpose.scratch.train import answer_loss, autocast_for, make_optimizer, train_step
     from superpose.tasks import get_task
 
     device = torch.device(cfg.device)
@@ -47,7 +47,7 @@ def seconds_per_step(cfg, timed: int = 6, warmup: int = 2) -> float:
     ids, mask = make_batch([get_task(n) for n in cfg.tasks], cfg.n_examples, cfg.seed, 0,
                            cfg.batch_size, char_vocab())
     ids, mask = ids.to(device), mask.to(device)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.autocast == "bfloat16")
+    autocast = autocast_for(cfg, device)
     times = []
     for i in range(warmup + timed):
         if device.type == "cuda":

@@ -73,12 +73,12 @@ def make_batch(tasks: Sequence[Task], n_examples: int, seed: int, start: int, ba
     return ids, mask
 
 
-def _build_batch(job: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+def _build_batch(names: list[str], n_examples: int, seed: int, start: int, batch_size: int,
+                 min_examples: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """make_batch in a worker process, from task names (tasks are looked up there)."""
     from superpose.scratch.tokenizer import char_vocab
     from superpose.tasks import get_task
 
-    names, n_examples, seed, start, batch_size, min_examples = job
     ids, mask = make_batch([get_task(n) for n in names], n_examples, seed, start, batch_size,
                            char_vocab(), min_examples=min_examples)
     return ids.to(torch.int16), mask  # int16: a quarter of the bytes to send back
@@ -94,8 +94,11 @@ class BatchStream:
 
     def __init__(self, task_names: Sequence[str], n_examples: int, seed: int, batch_size: int,
                  vocab: dict[str, int], workers: int = 0, min_examples: int | None = None):
-        self.job = (list(task_names), n_examples, seed, batch_size, min_examples)
-        self.vocab, self.workers = vocab, workers
+        from superpose.tasks import get_task
+
+        self.names, self.tasks = list(task_names), [get_task(n) for n in task_names]
+        self.n_examples, self.seed, self.batch_size = n_examples, seed, batch_size
+        self.vocab, self.workers, self.min_examples = vocab, workers, min_examples
         self.pending: dict[int, object] = {}  # step -> Future
         self.pool = None
         if workers:
@@ -105,22 +108,16 @@ class BatchStream:
             # spawn, not fork: the parent may already hold a CUDA context, which a fork must not copy
             self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
 
-    def _submit(self, step: int) -> None:
-        names, n_examples, seed, batch_size, min_examples = self.job
-        self.pending[step] = self.pool.submit(
-            _build_batch, (names, n_examples, seed, step * batch_size, batch_size, min_examples))
-
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(input_ids [batch, seq] long, loss_mask [batch, seq] bool) of ``step``."""
-        names, n_examples, seed, batch_size, min_examples = self.job
         if self.pool is None:
-            from superpose.tasks import get_task
-
-            return make_batch([get_task(n) for n in names], n_examples, seed, step * batch_size,
-                              batch_size, self.vocab, min_examples=min_examples)
+            return make_batch(self.tasks, self.n_examples, self.seed, step * self.batch_size,
+                              self.batch_size, self.vocab, min_examples=self.min_examples)
         for ahead in range(step, step + 2 * self.workers):  # keep every worker busy
             if ahead not in self.pending:
-                self._submit(ahead)
+                self.pending[ahead] = self.pool.submit(
+                    _build_batch, self.names, self.n_examples, self.seed, ahead * self.batch_size,
+                    self.batch_size, self.min_examples)
         for stale in [s for s in self.pending if s < step]:  # a resumed or skipped stream
             self.pending.pop(stale).cancel()
         ids, mask = self.pending.pop(step).result()

@@ -186,6 +186,11 @@ def make_optimizer(model, cfg: TrainConfig, device: torch.device) -> torch.optim
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, fused=cfg.fused_adamw or None)
 
 
+def autocast_for(cfg: TrainConfig, device: torch.device):
+    """The autocast context of ``cfg`` on ``device`` (a no-op unless ``autocast: bfloat16``)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.autocast == "bfloat16")
+
+
 def train_step(model, optimizer, ids: torch.Tensor, mask: torch.Tensor, cfg: TrainConfig,
                autocast, loss_fn=answer_loss) -> float:
     """One optimizer step on a batch (ids, mask: [batch, seq]); returns the mean answer loss."""
@@ -341,7 +346,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
     log_path.write_text("".join(json.dumps(r) + "\n" for r in log))
 
     end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.autocast == "bfloat16")
+    autocast = autocast_for(cfg, device)
     loss_fn = torch.compile(answer_loss) if cfg.compile else answer_loss
     model.train()
     bar = tqdm(total=cfg.steps, initial=start, disable=not progress, desc=cfg.name, unit="step",

@@ -181,7 +181,7 @@ def common_space(tasks: Sequence[Task]) -> InputSpace:
 
 _BUILTINS_LOADED = False
 _BUILTIN_MODULES = ("arithmetic", "characters", "countries", "lists", "numerals", "words")
-# Built-in modules whose data package is not installed: module -> the import error. Their tasks are
+# Built-in modules whose data package is not installed: module -> why. Their tasks are
 # missing, and asking for an unknown task says why, while every other family still works (a GPU
 # image without wordfreq can still train on plus_k).
 UNAVAILABLE: dict[str, str] = {}
