@@ -19,11 +19,11 @@ from superpose.tasks import get_task
 CHECKPOINT = Path(__file__).resolve().parents[1] / "src/superpose/checkpoints/scratch-plus-cpu"
 
 
-def tiny_config(out_dir: Path, attention_dropout: float = 0.0, **kw) -> TrainConfig:
+def tiny_config(out_dir: Path, attention_dropout: float = 0.0, architecture: str = "llama", **kw) -> TrainConfig:
     """A model and batch small enough that a few steps take a second."""
     base = dict(name="tiny", tasks=["plus_[0-9]", "ret_1", "ret_8"], n_examples=5,
-                model=ModelConfig(n_layers=1, d_model=16, n_heads=2, d_mlp=32, max_position_embeddings=96,
-                                  attention_dropout=attention_dropout),
+                model=ModelConfig(architecture=architecture, n_layers=1, d_model=16, n_heads=2, d_mlp=32,
+                                  max_position_embeddings=96, attention_dropout=attention_dropout),
                 steps=6, batch_size=4, lr=1e-2, warmup_steps=2, decay_steps=2,
                 checkpoint_every=3, out_dir=str(out_dir), seed=7, threads=1)
     base.update(kw)
@@ -89,8 +89,9 @@ def test_batches_are_a_function_of_seed_and_index():
     assert not mask[ids == 0].any()
 
 
-def test_answer_loss_equals_masked_full_cross_entropy():
-    model = build_model(ModelConfig(n_layers=1, d_model=16, n_heads=2, d_mlp=32,
+@pytest.mark.parametrize("architecture", ["llama", "gpt2"])
+def test_answer_loss_equals_masked_full_cross_entropy(architecture):
+    model = build_model(ModelConfig(architecture=architecture, n_layers=1, d_model=16, n_heads=2, d_mlp=32,
                                     max_position_embeddings=64), torch.Generator().manual_seed(0))
     tasks = [get_task("ret_2"), get_task("plus_5")]
     ids, mask = make_batch(tasks, 3, seed=0, start=0, batch_size=4, vocab=char_vocab())
@@ -103,8 +104,10 @@ def test_answer_loss_equals_masked_full_cross_entropy():
     torch.testing.assert_close(total, ref, rtol=1e-5, atol=1e-4)
 
 
-def test_init_depends_only_on_generator():
-    cfg = ModelConfig(n_layers=1, d_model=16, n_heads=2, d_mlp=32, max_position_embeddings=32)
+@pytest.mark.parametrize("architecture", ["llama", "gpt2"])
+def test_init_depends_only_on_generator(architecture):
+    cfg = ModelConfig(architecture=architecture, n_layers=1, d_model=16, n_heads=2, d_mlp=32,
+                      max_position_embeddings=32)
     torch.manual_seed(123)
     a = build_model(cfg, torch.Generator().manual_seed(5)).state_dict()
     torch.manual_seed(456)  # the global RNG must not matter
@@ -181,13 +184,15 @@ def test_resume_refuses_a_changed_config(tmp_path):
         train(tiny_config(tmp_path / "r", lr=5e-3), resume=True, progress=False)
 
 
-def test_trained_folder_loads_with_load_model(tmp_path):
+@pytest.mark.parametrize("architecture, hf_class", [("llama", "LlamaForCausalLM"), ("gpt2", "GPT2LMHeadModel")])
+def test_trained_folder_loads_with_load_model(tmp_path, architecture, hf_class):
     from superpose.backends import load_backend
     from superpose.scoring import NaiveScorer
 
-    result = train(tiny_config(tmp_path / "m"), progress=False)
+    result = train(tiny_config(tmp_path / "m", architecture=architecture), progress=False)
     lm = load_backend(str(result.model_dir))
-    assert lm.info["architecture"] == "LlamaForCausalLM" and lm.max_context == 96
+    assert lm.info["architecture"] == hf_class and lm.max_context == 96
+    assert result.losses[-1] < result.losses[0]
     fast = lm.score_one("3>5\n4>", ["6", "7x"])
     slow = NaiveScorer(lm).score("3>5\n4>", ["6", "7x"])
     for f, s in zip(fast, slow):

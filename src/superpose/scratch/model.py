@@ -1,6 +1,17 @@
-"""A small Hugging Face ``LlamaForCausalLM`` for the character tokenizer, initialised from a seed."""
+"""A small Hugging Face causal LM for the character tokenizer, initialised from a seed.
+
+Two architectures, both plain ``transformers`` classes so that every scorer, hook and backend
+serves them unchanged:
+
+* ``llama`` (the default): RMSNorm, SwiGLU MLP, rotary positions -- relative offsets only, so
+  nothing in the residual stream says where a token sits within its line.
+* ``gpt2``: LayerNorm, GELU MLP, learned absolute position embeddings (GPT-2, as in nanoGPT) --
+  every token carries its position, hence its column in the fixed-width lines of ret_k.
+"""
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -13,12 +24,13 @@ class ModelConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    architecture: Literal["llama", "gpt2"] = "llama"  # see the module docstring
     n_layers: int = Field(6, ge=1)
     d_model: int = Field(384, ge=8)
     n_heads: int = Field(6, ge=1)
     d_mlp: int = Field(1536, ge=8)
     max_position_embeddings: int = Field(2048, ge=16)  # must cover the longest training sequence
-    rope_theta: float = Field(10000.0, gt=0)
+    rope_theta: float = Field(10000.0, gt=0)  # llama only
     init_std: float = Field(0.02, gt=0)
     # Dropout on attention weights while training. A model trained on one task per sequence can
     # read the task off the LAST example alone; dropping attention weights makes leaning on one
@@ -30,15 +42,23 @@ class ModelConfig(BaseModel):
     def _heads_divide_width(self) -> "ModelConfig":
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} must be a multiple of n_heads={self.n_heads}")
-        if (self.d_model // self.n_heads) % 2:
+        if self.architecture == "llama" and (self.d_model // self.n_heads) % 2:
             raise ValueError(f"head width d_model/n_heads={self.d_model // self.n_heads} must be even (rotary)")
         return self
 
 
-def llama_config(cfg: ModelConfig):
-    """The ``transformers.LlamaConfig`` for a character-level model of this size."""
-    from transformers import LlamaConfig
+def hf_config(cfg: ModelConfig):
+    """The ``transformers`` config (``LlamaConfig`` or ``GPT2Config``) of a character-level model."""
+    from transformers import GPT2Config, LlamaConfig
 
+    if cfg.architecture == "gpt2":
+        return GPT2Config(
+            vocab_size=len(char_vocab()), n_embd=cfg.d_model, n_inner=cfg.d_mlp, n_layer=cfg.n_layers,
+            n_head=cfg.n_heads, n_positions=cfg.max_position_embeddings,
+            initializer_range=cfg.init_std, tie_word_embeddings=False,
+            pad_token_id=SPECIAL_TOKENS.index("<pad>"), bos_token_id=None, eos_token_id=None,
+            attn_pdrop=cfg.attention_dropout, resid_pdrop=0.0, embd_pdrop=0.0,
+        )
     return LlamaConfig(
         vocab_size=len(char_vocab()), hidden_size=cfg.d_model, intermediate_size=cfg.d_mlp,
         num_hidden_layers=cfg.n_layers, num_attention_heads=cfg.n_heads,
@@ -50,15 +70,17 @@ def llama_config(cfg: ModelConfig):
 
 
 def build_model(cfg: ModelConfig, generator: torch.Generator):
-    """A freshly initialised ``LlamaForCausalLM``; weights come only from ``generator``."""
-    from transformers import LlamaForCausalLM
+    """A freshly initialised causal LM; weights come only from ``generator``."""
+    from transformers import AutoModelForCausalLM
 
-    model = LlamaForCausalLM(llama_config(cfg))
+    model = AutoModelForCausalLM.from_config(hf_config(cfg))
     # Re-draw every weight from the passed generator, so the init never touches torch's global RNG
     # and one seed always gives one model (in named_parameters order, which is fixed by the config).
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if p.ndim == 1:  # RMSNorm gains
+            if name.endswith(".bias"):  # gpt2's linear and LayerNorm biases
+                p.zero_()
+            elif p.ndim == 1:  # norm gains
                 p.fill_(1.0)
             else:
                 p.normal_(0.0, cfg.init_std, generator=generator)

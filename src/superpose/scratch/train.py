@@ -169,7 +169,7 @@ def answer_loss(model, input_ids: torch.Tensor, loss_mask: torch.Tensor) -> tupl
     input_ids, loss_mask: [batch, seq]. Only answer positions reach the output layer, which skips
     most of the logits of a plain causal-LM loss.
     """
-    hidden = model.model(input_ids=input_ids).last_hidden_state  # [batch, seq, d_model]
+    hidden = model.base_model(input_ids=input_ids).last_hidden_state  # [batch, seq, d_model]
     targets_mask = loss_mask[:, 1:]  # [batch, seq-1]: token t+1 is predicted at position t
     h = hidden[:, :-1][targets_mask]  # [n_targets, d_model]
     logits = model.lm_head(h).float()  # [n_targets, vocab]
