@@ -273,3 +273,19 @@ def test_init_from_copies_weights_and_checks_the_shape(tmp_path):
     assert not (tmp_path / "j").exists()
     with pytest.raises(ConfigError, match=r"min_examples=9 exceeds n_examples=5"):
         load_train_config(_write(tmp_path, "tasks: [plus_1]\nn_examples: 5\nmin_examples: 9\n"))
+
+
+def test_loss_by_example_falls_only_for_a_model_that_learns_in_context():
+    from transformers import AutoModelForCausalLM
+
+    from superpose.scratch.diagnose import loss_by_example
+
+    plus = [f"plus_{k}" for k in range(10)]
+    trained = loss_by_example(AutoModelForCausalLM.from_pretrained(CHECKPOINT), plus, 20, n_sequences=8)
+    assert len(trained) == 21
+    assert trained[0] > 2.0  # the first answer: k unknown, a guess among 10 digits (ln 10 = 2.30)
+    assert max(trained[2:]) < 0.05  # k read off the examples before
+    untrained = build_model(ModelConfig(n_layers=1, d_model=16, n_heads=2, d_mlp=32, max_position_embeddings=96),
+                            torch.Generator().manual_seed(0))
+    flat = loss_by_example(untrained, plus, 20, n_sequences=8)
+    assert min(flat) > 4.0 and max(flat) - min(flat) < 0.2  # ≈ ln(vocabulary) everywhere

@@ -2,9 +2,10 @@
 
 * :mod:`~superpose.scratch.tokenizer` -- a character tokenizer (printable ASCII, space, newline).
 * :mod:`~superpose.scratch.data` -- single-task training sequences with answer-only loss masks.
-* :mod:`~superpose.scratch.model` -- a Hugging Face ``LlamaForCausalLM`` built from a small config.
+* :mod:`~superpose.scratch.model` -- a Hugging Face Llama or GPT-2 built from a small config.
 * :mod:`~superpose.scratch.train` -- the training loop (AdamW, warmup-stable-decay, checkpoints,
   exact resume), configured by YAML.
+* :mod:`~superpose.scratch.diagnose` -- answer loss by example index: is a model learning in context?
 
 The trained model is an ordinary Hugging Face folder, so the probe, the scorer and the λ sweep
 (:mod:`superpose.experiments.sweep`) use it unchanged.
