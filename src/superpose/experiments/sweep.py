@@ -225,6 +225,7 @@ def summarize(records: list[dict], cfg: SweepConfig, model_info: dict | None = N
         "model": cfg.entry.display, "task1": cfg.task1, "task2": cfg.task2, "counts": cfg.counts,
         "n_examples": cfg.n_examples, "n_prompts": cfg.n_prompts, "curve": curve,
         "spearman_p1_vs_lambda": float(spearmanr(lams, p1s).statistic) if len(curve) > 2 else None,
+        "p1_range": max(p1s) - min(p1s) if p1s else None,  # below FLAT_CURVE Spearman ranks noise
         "monotone_p1": all(b >= a for a, b in zip(p1s, p1s[1:])),
         "mean_other": statistics.fmean(c["other"] for c in curve) if curve else None,
         "mean_abs_p1_minus_lambda": statistics.fmean(abs(c["p1"] - c["lambda"]) for c in curve) if curve else None,
@@ -242,6 +243,22 @@ def summarize(records: list[dict], cfg: SweepConfig, model_info: dict | None = N
                                 "mean_abs_diff": statistics.fmean(abs(a - b) for a, b in zip(p1s, ref)),
                                 "max_abs_diff": max(abs(a - b) for a, b in zip(p1s, ref))}
     return summary
+
+
+FLAT_CURVE = 0.05  # a mean P1 curve that spans less than this over λ is flat
+
+
+def spearman_caveat(summary: dict) -> str:
+    """A warning to print after Spearman(P1, λ) when the curve is flat; empty otherwise.
+
+    A model that ignores the mix (e.g. one stuck on a plateau) gives the same P1 at every λ up to
+    sampling noise, and ranking that noise can give any Spearman, 0.9 included.
+    """
+    spread = summary.get("p1_range")
+    if spread is None or spread >= FLAT_CURVE:
+        return ""
+    shown = f"{spread:.3f}" if spread >= 0.001 else "< 0.001"
+    return f" (P1 spans only {shown} over λ: the curve is flat, so Spearman ranks noise)"
 
 
 def per_prompt_split(records: list[dict]) -> dict:

@@ -98,13 +98,15 @@ def _f(x, digits: int = 3) -> str:
 
 
 def _sweep_blocks(s: dict) -> list[Block]:
+    from superpose.experiments.sweep import spearman_caveat
+
     ref = s.get("reference")
     header = ["λ"] + ([f"study ({ref['name']}_k)"] if ref else []) + [f"P({s['task1']})", f"P({s['task2']})", "other"]
     rows = [[_f(c["lambda"], 1)] + ([_f(ref["p1"][i])] if ref else []) + [_f(c["p1"]), _f(c["p2"]), _f(c["other"])]
             for i, c in enumerate(s["curve"])]
     blocks = [Block(heading=f"λ sweep: {s['task1']} vs {s['task2']} on {s['model']}",
                     text=f"{s['n_prompts']} prompts per λ, {s['n_examples']} examples each ({s['counts']} counts). "
-                         f"Spearman(P1, λ) = {_f(s.get('spearman_p1_vs_lambda'), 2)}; mean leftover mass "
+                         f"Spearman(P1, λ) = {_f(s.get('spearman_p1_vs_lambda'), 2)}{spearman_caveat(s)}; mean leftover mass "
                          f"{_f(s.get('mean_other'))}" + (
                              f"; mean |P1 − study| = {_f(ref['mean_abs_diff'])} (largest {_f(ref['max_abs_diff'])})"
                              if ref else "") + ".",

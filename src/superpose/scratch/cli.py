@@ -78,7 +78,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from superpose.experiments.sweep import SweepConfig, load_sweep_config, run_sweep
+    from superpose.experiments.sweep import SweepConfig, load_sweep_config, run_sweep, spearman_caveat
 
     from superpose.errors import SuperposeError
 
@@ -99,7 +99,7 @@ def _sweep(args: argparse.Namespace) -> int:
     for c in summary["curve"]:
         print(f"{c['lambda']:>5.2f} {c['p1']:>14.3f} {c['p2']:>14.3f} {c['other']:>8.3f}")
     rho = summary["spearman_p1_vs_lambda"]  # None with fewer than three λ
-    print(f"Spearman(P1, λ) = {'–' if rho is None else format(rho, '.3f')}; mean other = "
+    print(f"Spearman(P1, λ) = {'–' if rho is None else format(rho, '.3f')}{spearman_caveat(summary)}; mean other = "
           f"{summary['mean_other']:.3f}" + (
               f"; mean |P1 - study| = {summary['reference']['mean_abs_diff']:.3f}"
               if "reference" in summary else ""))
