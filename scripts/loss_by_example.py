@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
 import torch
@@ -43,7 +44,12 @@ def main() -> None:
     curves = {}
     for name in args.models:
         folder = model_folder(name)
-        trained = json.loads((folder / "training.json").read_text())["config"]
+        recipe = folder / "training.json"  # written by `superpose train` next to the final model
+        if not (args.tasks and args.n_examples) and not recipe.is_file():
+            print(f"{folder}: no training.json to take the tasks from; give --tasks and --n-examples",
+                  file=sys.stderr)
+            raise SystemExit(2)
+        trained = json.loads(recipe.read_text())["config"] if recipe.is_file() else {}
         tasks = args.tasks.split(",") if args.tasks else trained["tasks"]
         n = args.n_examples or trained["n_examples"]
         model = AutoModelForCausalLM.from_pretrained(folder).eval()
@@ -55,10 +61,12 @@ def main() -> None:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
 
         fig, ax = plt.subplots(figsize=(7, 4))
         for name, ys in curves.items():
             ax.plot(range(1, len(ys) + 1), ys, marker="o", ms=3, label=name)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("example index (last: the query)")
         ax.set_ylabel("answer loss (nats per character)")
         ax.set_title("Learning in context: answer loss by example index")
