@@ -19,13 +19,6 @@ from pathlib import Path
 import torch
 
 
-def model_folder(name: str) -> Path:
-    """A folder, or the folder of an embedded scratch model such as scratch-plus-cpu."""
-    from superpose.models.registry import EMBEDDED_MODELS
-
-    return EMBEDDED_MODELS[name].locate() if name in EMBEDDED_MODELS else Path(name)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("models", nargs="+", help="model folders or embedded scratch model names")
@@ -38,12 +31,18 @@ def main() -> None:
 
     from transformers import AutoModelForCausalLM
 
+    from superpose.errors import SuperposeError
+    from superpose.models.loading import resolve_model
     from superpose.scratch.diagnose import loss_by_example
 
     torch.set_num_threads(1)
     curves = {}
     for name in args.models:
-        folder = model_folder(name)
+        try:
+            folder = Path(resolve_model(name)[1])  # a folder, or an embedded one (scratch-plus-cpu)
+        except SuperposeError as e:
+            print(e, file=sys.stderr)
+            raise SystemExit(2)
         recipe = folder / "training.json"  # written by `superpose train` next to the final model
         if not (args.tasks and args.n_examples) and not recipe.is_file():
             print(f"{folder}: no training.json to take the tasks from; give --tasks and --n-examples",

@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from superpose.scratch.data import make_sequence, sequence_rng
+from superpose.scratch.data import make_batch
 from superpose.scratch.tokenizer import char_vocab
 from superpose.tasks import get_task
 
@@ -24,30 +24,22 @@ def loss_by_example(model, task_names: Sequence[str], n_examples: int, n_sequenc
                     seed: int = 0) -> list[float]:
     """Mean cross-entropy (nats per answer character, newline excluded) of each example's answer.
 
-    Returns ``n_examples + 1`` values: examples 1..n, then the query. Sequences are drawn as in
-    training (one task per sequence, chosen uniformly from ``task_names``), from ``seed``.
+    Returns ``n_examples + 1`` values: examples 1..n, then the query. The sequences are training
+    batch 0 of ``seed`` (one task per sequence, chosen uniformly from ``task_names``).
     """
-    tasks, vocab = [get_task(n) for n in task_names], char_vocab()
+    vocab = char_vocab()
+    ids, mask = make_batch([get_task(n) for n in task_names], n_examples, seed, 0, n_sequences, vocab)
     device = next(model.parameters()).device
-    totals = torch.zeros(n_examples + 1, dtype=torch.float64)
-    for i in range(n_sequences):
-        seq = make_sequence(tasks, n_examples, sequence_rng(seed, i))
-        ids = torch.tensor([[vocab[c] for c in seq.text]], device=device)  # [1, seq]
-        logprobs = F.log_softmax(model(input_ids=ids).logits[0].float(), dim=-1)  # [seq, vocab]
-        answers = _answer_spans(seq.loss_mask)
-        for j, (start, end) in enumerate(answers):
-            targets = ids[0, start:end - 1]  # the answer's characters, not its newline
-            totals[j] -= logprobs[start - 1:end - 2].gather(1, targets[:, None]).mean().item()
-    return (totals / n_sequences).tolist()
-
-
-def _answer_spans(mask: Sequence[bool]) -> list[tuple[int, int]]:
-    """(start, end) of each run of loss-carrying characters: one answer and its newline."""
-    spans, start = [], None
-    for t, on in enumerate(list(mask) + [False]):
-        if on and start is None:
-            start = t
-        elif not on and start is not None:
-            spans.append((start, t))
-            start = None
-    return spans
+    logits = model(input_ids=ids.to(device)).logits.float().cpu()  # [n_seq, seq, vocab]
+    # log P(token t+1) at position t; right padding never reaches a scored token (causal attention)
+    target_logprob = F.log_softmax(logits[:, :-1], dim=-1).gather(2, ids[:, 1:, None])[..., 0]  # [n_seq, seq-1]
+    newline = ids == vocab["\n"]  # [n_seq, seq]
+    is_answer = mask[:, 1:] & ~newline[:, 1:]  # answer characters, not the newline after them
+    example = newline.cumsum(1)[:, :-1]  # [n_seq, seq-1]: example of token t+1 = newlines up to t
+    rows = torch.arange(n_sequences)[:, None].expand_as(example)
+    where = (rows[is_answer], example[is_answer])
+    sums = torch.zeros(n_sequences, n_examples + 1, dtype=torch.float64)
+    counts = torch.zeros_like(sums)
+    sums.index_put_(where, -target_logprob[is_answer].double(), accumulate=True)
+    counts.index_put_(where, torch.ones_like(sums[where]), accumulate=True)
+    return (sums / counts).mean(0).tolist()  # mean over each answer's characters, then sequences
