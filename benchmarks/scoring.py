@@ -26,7 +26,7 @@ import torch
 from superpose import MixtureSpec, load_backend
 from superpose.backends import encode_prompt
 from superpose.prompts import build_prompt
-from superpose.scoring import NaiveScorer
+from superpose.naive import NaiveScorer
 
 SETTINGS = {
     "copy (K=3)": ["copy_op1", "copy_op2", "op1_plus_op2"],

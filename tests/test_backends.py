@@ -134,7 +134,7 @@ def test_vllm_probe_equals_transformers(smollm, tmp_path):
 def test_model_options_from_the_command_line():
     from argparse import Namespace
 
-    from superpose.cli_args import model_overrides, parse_model_options
+    from superpose.cli.flags import model_overrides, parse_model_options
 
     assert parse_model_options(["tensor_parallel_size=4", "distributed_executor_backend=ray", "enforce_eager=true"]) == {
         "tensor_parallel_size": 4, "distributed_executor_backend": "ray", "enforce_eager": True}

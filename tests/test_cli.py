@@ -17,7 +17,7 @@ def _superpose(*args, **kw):
 def test_help_lists_every_command_with_one_line():
     done = _superpose("--help")
     assert done.returncode == 0
-    for name, (_, help_line) in COMMANDS.items():
+    for name, help_line in COMMANDS.items():
         assert f"    {name}" in done.stdout
         assert help_line.split()[0] in done.stdout
 

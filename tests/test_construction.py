@@ -196,3 +196,15 @@ def test_config_file_validates(tmp_path: Path) -> None:
     args = build_parser(argv).parse_args(argv)
     with pytest.raises(ConfigError, match="examples"):
         args.func(args)
+
+
+def test_packaged_config_runs_from_any_folder(tmp_path: Path, monkeypatch) -> None:
+    """`superpose construct configs/construct/demo.yaml` finds the packaged config outside the checkout."""
+    from superpose.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert not Path("configs").exists()
+    assert main(["construct", "configs/construct/demo.yaml", "--prompts", "6", "--dims", "1,4", "--no-progress"]) == 0
+    (folder,) = list((tmp_path / "runs").iterdir())
+    assert json.loads((folder / "status.json").read_text())["status"] == "complete"
+    assert main(["construct", "configs/construct/nothing.yaml"]) == 2  # one line, exit 2, as before

@@ -107,6 +107,6 @@ def test_decode_and_scale_commands_parse(monkeypatch):
 
     parser = cli.build_parser()
     args = parser.parse_args(["decode", "--model", "smollm2-135m", "--prompt-file", "p.txt", "--min-prob", "1e-3"])
-    assert args.func.__name__ == "_decode" and args.min_prob == 1e-3 and args.terminator == "\n"
+    assert args.func.__module__ == "superpose.cli.decode" and args.min_prob == 1e-3 and args.terminator == "\n"
     args = parser.parse_args(["scale", "configs/scale/demo.yaml", "--n-prompts", "2"])
-    assert args.func.__name__ == "_scale" and args.n_prompts == 2
+    assert args.func.__module__ == "superpose.cli.scale" and args.n_prompts == 2

@@ -8,7 +8,7 @@ import torch
 from superpose.errors import PromptTooLong, SuperposeError
 from superpose.prompts import MixtureSpec, build_prompt
 from superpose.backends import ScoreRequest, encode_continuation, encode_prompt
-from superpose.scoring import NaiveScorer
+from superpose.naive import NaiveScorer
 
 FAMILIES = {
     "copy": ["copy_op1", "copy_op2", "op1_plus_op2"],

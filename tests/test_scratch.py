@@ -187,7 +187,7 @@ def test_resume_refuses_a_changed_config(tmp_path):
 @pytest.mark.parametrize("architecture, hf_class", [("llama", "LlamaForCausalLM"), ("gpt2", "GPT2LMHeadModel")])
 def test_trained_folder_loads_with_load_model(tmp_path, architecture, hf_class):
     from superpose.backends import load_backend
-    from superpose.scoring import NaiveScorer
+    from superpose.naive import NaiveScorer
 
     result = train(tiny_config(tmp_path / "m", architecture=architecture), progress=False)
     lm = load_backend(str(result.model_dir))
@@ -250,7 +250,7 @@ def test_varied_lengths_and_the_recorded_training_length(tmp_path):
 
     info = json.loads((result.model_dir / "training.json").read_text())
     assert info["trained_sequence_length"] == 24 and info["config"]["min_examples"] == 2
-    from superpose.backends.hf import trained_sequence_length
+    from superpose.models.metadata import trained_sequence_length
 
     assert trained_sequence_length(CHECKPOINT) == 84  # the shipped checkpoint: 21 lines x 4
 

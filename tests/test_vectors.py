@@ -15,7 +15,7 @@ from superpose.backends import encode_continuation, encode_prompt
 from superpose.vectors import (Patch, VectorStore, capture_residuals, extract_prompts, find_decoder_layers,
                                interpolation_vectors, make_group, patched_logprobs, patching, zero_shot_queries)
 from superpose.vectors.config import vectors_config_from_dict
-from superpose.vectors.hooks import _hidden, _replace_hidden
+from superpose.backends.residual import _hidden, _replace_hidden
 from superpose.vectors.interpolate import interpolate_query, monotonicity
 from superpose.vectors.project import affine_coordinates, fit_projection
 from superpose.vectors.steer import steering_vectors

@@ -121,20 +121,6 @@ class _Node:
     path: tuple[int, ...] = field(compare=False)
 
 
-def end_token_ids(lm: HFBackend) -> set[int]:
-    """Token ids that end a sequence for this model (tokenizer and generation config)."""
-    ids: set[int] = set()
-    candidates = [getattr(lm.tokenizer, "eos_token_id", None)]
-    gen = getattr(lm.model, "generation_config", None)
-    candidates.append(getattr(gen, "eos_token_id", None) if gen is not None else None)
-    for c in candidates:
-        if isinstance(c, int):
-            ids.add(c)
-        elif isinstance(c, (list, tuple)):
-            ids.update(int(x) for x in c)
-    return ids
-
-
 class OutputEnumerator:
     """Best-first enumeration of complete outputs, on the prompt's KV cache (``reuse_cache=True``).
 
@@ -145,10 +131,10 @@ class OutputEnumerator:
     def __init__(self, lm: HFBackend, settings: EnumerateSettings | None = None, reuse_cache: bool = True):
         type(lm).require("enumerate", "output enumeration")
         self.lm = lm
-        self.model, self.tokenizer = lm.model, lm.tokenizer
+        self.tokenizer = lm.tokenizer
         self.settings = settings or EnumerateSettings()
         self.reuse_cache = reuse_cache
-        self.end_ids = end_token_ids(lm)
+        self.end_ids = lm.end_token_ids()
 
     # --- decoding text ------------------------------------------------------------------------
 
@@ -176,8 +162,8 @@ class OutputEnumerator:
         out = []
         for p in paths:
             ids = prompt_ids + list(p)
-            logits = self.model(input_ids=self.lm._tensor([ids]), logits_to_keep=1).logits  # [1, 1, vocab]
-            out.append(torch.log_softmax(logits[0, -1].float(), dim=-1))
+            logits = self.lm.next_token_logits(ids, last_only=True)  # [1, vocab]
+            out.append(torch.log_softmax(logits[-1].float(), dim=-1))
         return torch.stack(out)
 
     # --- the search ---------------------------------------------------------------------------

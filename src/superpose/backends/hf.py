@@ -9,7 +9,14 @@ sits in the last column and real tokens keep their relative distances -- which s
 never attends to a later pad, so those pads need no mask. The cache fork in :meth:`extend` is the one
 place that copies a KV cache; scoring, output enumeration and activation patching all use it.
 
-:class:`~superpose.scoring.NaiveScorer` (one full pass per continuation) is the test oracle.
+:class:`~superpose.naive.NaiveScorer` (one full pass per continuation) is the test oracle.
+
+Besides scoring, this backend offers the two optional capabilities (:mod:`superpose.backends.base`)
+as public methods, so no module outside ``backends/`` touches the model itself: ``enumerate`` --
+:meth:`HFBackend.prefill`, :meth:`HFBackend.extend`, :meth:`HFBackend.next_token_logits`,
+:meth:`HFBackend.end_token_ids`; ``residual`` -- :attr:`HFBackend.n_layers`,
+:meth:`HFBackend.capture_residuals`, :meth:`HFBackend.patching` (forward hooks,
+:mod:`superpose.backends.residual`).
 """
 
 from __future__ import annotations
@@ -17,17 +24,19 @@ from __future__ import annotations
 import copy
 import importlib.metadata
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Iterator, Sequence
 
 import torch
 
 from superpose.backends.base import ContinuationScore, Encoded, ScoreRequest, TokenizedBackend
 from superpose.backends.devices import resolve_device
+from superpose.backends.residual import Patch, capture_residuals, n_layers, patching
 from superpose.errors import ModelNotAvailable
 from superpose.models.convert import quiet_transformers_in_logs
-from superpose.models.loading import model_source, weight_hashes
+from superpose.models.loading import model_source
+from superpose.models.metadata import folder_metadata
 
 
 @dataclass
@@ -117,6 +126,51 @@ class HFBackend(TokenizedBackend):
         picked = logits[torch.arange(len(rows), device=self.device), torch.searchsorted(kept, at)]  # [C, vocab]
         return torch.log_softmax(picked.float(), dim=-1)
 
+    @torch.inference_mode()
+    def next_token_logits(self, ids: Sequence[int], last_only: bool = False) -> torch.Tensor:
+        """Logits of the next token after every prefix of one token sequence, with no cache:
+        ``[len(ids), vocab]``, or ``[1, vocab]`` for the last position alone (``last_only``).
+
+        The slow, obvious pass that the naive scorer and the naive enumeration check the cache against.
+        """
+        kwargs = {"logits_to_keep": 1} if last_only else {}
+        return self.model(input_ids=self._tensor([list(ids)]), **kwargs).logits[0]
+
+    def end_token_ids(self) -> set[int]:
+        """Token ids that end a sequence for this model (tokenizer and generation config)."""
+        ids: set[int] = set()
+        gen = getattr(self.model, "generation_config", None)
+        for c in (getattr(self.tokenizer, "eos_token_id", None), getattr(gen, "eos_token_id", None)):
+            if isinstance(c, int):
+                ids.add(c)
+            elif isinstance(c, (list, tuple)):
+                ids.update(int(x) for x in c)
+        return ids
+
+    # --- the residual stream ------------------------------------------------------------------------
+
+    @property
+    def n_layers(self) -> int:
+        """Decoder layers of the model (``resid_post.0`` .. ``resid_post.{n_layers - 1}``)."""
+        return n_layers(self.model)
+
+    def capture_residuals(self, ids: Sequence[Sequence[int]], positions: Sequence[int], layers: Sequence[int],
+                          pad: int | None = None) -> dict[int, torch.Tensor]:
+        """``resid_post`` at ``positions[row]`` of every row of token ids (right-padded with ``pad``,
+        default the tokenizer's), for each layer: ``{layer: [rows, d_model]}`` float32."""
+        if pad is None:
+            pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        width = max(len(r) for r in ids)
+        batch = self._tensor([list(r) + [pad] * (width - len(r)) for r in ids])  # [rows, width]
+        return capture_residuals(self.model, batch, positions, layers)
+
+    @contextmanager
+    def patching(self, patches: Sequence[Patch]) -> Iterator[list[int]]:
+        """While active, every forward pass writes the patches into the residual stream; yields the
+        count of hook calls per patch (see :func:`superpose.backends.residual.patching`)."""
+        with patching(self.model, patches) as fired:
+            yield fired
+
     # --- scoring ------------------------------------------------------------------------------------
 
     def score(self, requests: Sequence[ScoreRequest]) -> list[list[ContinuationScore]]:
@@ -178,37 +232,16 @@ def load_hf(model: str, dtype: str = "float32", device: str | None = None, batch
     info.update({
         "name": name, "backend": "hf", "dtype": dtype, "device": str(next(hf_model.parameters()).device),
         "n_parameters": sum(p.numel() for p in hf_model.parameters()),
-        "architecture": type(hf_model).__name__,
         "max_context": _max_context(hf_model.config, tokenizer),
         "hub_commit": getattr(hf_model.config, "_commit_hash", None),
         "versions": {p: importlib.metadata.version(p) for p in ("torch", "transformers")},
     })
-    trained = trained_sequence_length(folder)
-    if trained is not None:
-        info["trained_length"] = trained
-    if isinstance(folder, Path) and "sha256" not in info:
-        info["sha256"] = weight_hashes(folder)
+    for key, value in folder_metadata(folder).items():  # training length, weight hashes (when local)
+        info.setdefault(key, value)
+    info.setdefault("architecture", type(hf_model).__name__)  # a hub id: no local config.json read
     if batch_size is None:
         batch_size = 1 if where_device == "cpu" else 16
     return HFBackend(name, hf_model, tokenizer, info, batch_size=batch_size)
-
-
-def trained_sequence_length(folder: Path | str) -> int | None:
-    """Tokens of the longest sequence a ``superpose train`` model saw (its ``training.json``); None
-    for other models. Older training.json files without the field get it from their config."""
-    path = Path(folder) / "training.json" if isinstance(folder, Path) else None
-    if path is None or not path.is_file():
-        return None
-    import json
-
-    data = json.loads(path.read_text())
-    if data.get("trained_sequence_length") is not None:
-        return int(data["trained_sequence_length"])
-    if "config" not in data:
-        return None
-    from superpose.scratch.train import TrainConfig, trained_length
-
-    return trained_length(TrainConfig.model_validate(data["config"]))
 
 
 def _max_context(config: Any, tokenizer: Any) -> int:

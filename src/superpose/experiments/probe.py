@@ -9,7 +9,6 @@ same as an uninterrupted run's.
 
 from __future__ import annotations
 
-import argparse
 import gc
 from pathlib import Path
 from typing import Callable
@@ -20,8 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from superpose.backends import Backend, ScoreRequest, backend_class, check_model, load_backend
 from superpose.backends.devices import resolve_device
 from superpose.backends.entry import Device, Dtype, ModelEntry, Models
-from superpose.cli_args import add_model_flags, add_run_flags, model_overrides, print_run_folder
-from superpose.config import check_resume_args, config_from_dict, load_config
+from superpose.config import config_from_dict, load_config
 from superpose.errors import PromptTooLong, SuperposeError
 from superpose.metrics import summarize
 from superpose.prompts import MixtureSpec, Prompt, build_prompts
@@ -242,25 +240,3 @@ def summary_markdown(summary: dict) -> str:
                    f"{u['prompt_tokens']} prompt and {u['completion_tokens']} completion tokens{cost}.\n")
     return "\n".join(out)
 
-
-def configure(p) -> None:
-    """Arguments of `superpose run`."""
-    p.add_argument("config", nargs="?", help=f"probe config YAML (default: {DEFAULT_CONFIG_NAME})")
-    add_model_flags(p, several=True)
-    p.add_argument("--n-prompts", type=int, dest="n_prompts", help="prompts per mixture (default: the config's)")
-    add_run_flags(p)
-    p.set_defaults(func=_main)
-
-
-def _main(args: argparse.Namespace) -> int:
-    overrides = {"models": model_overrides(args), "dtype": args.dtype, "device": args.device, "n_prompts": args.n_prompts,
-                 "seed": args.seed}
-    if args.resume:
-        check_resume_args(ProbeConfig, args.resume, load_probe_config(args.config, overrides) if args.config else None,
-                          overrides)
-        run = run_probe(None, args.out, resume=args.resume)  # type: ignore[arg-type]
-    else:
-        path = Path(args.config or DEFAULT_CONFIG_NAME)
-        run = run_probe(load_probe_config(path, overrides), args.out)
-    print_run_folder(run.path)
-    return 0

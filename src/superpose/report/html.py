@@ -1,4 +1,4 @@
-"""`superpose report RUN_FOLDER... -o report.html`: one self-contained HTML page from run folders.
+"""The HTML report (`superpose report RUN_FOLDER... -o report.html`): one self-contained page from run folders.
 
 The page opens from disk with no server and no network: figures are embedded as base64 PNG, the
 style sheet is inline, and there is no script. Everything that comes from a run folder (task
@@ -13,7 +13,6 @@ curves of its from-scratch models; Figure 2's pattern), they are shown beside ou
 
 from __future__ import annotations
 
-import argparse
 import base64
 import datetime
 import json
@@ -294,19 +293,3 @@ def write_report(folders: list[str | Path], out: str | Path, title: str = "super
     os.replace(tmp, out)
     return out
 
-
-def configure(p) -> None:
-    """Arguments of `superpose report`."""
-    p.add_argument("folders", nargs="+", metavar="RUN_FOLDER",
-                   help="run folders (a reproduce folder stands for every step in it)")
-    p.add_argument("-o", "--output", default="report.html", metavar="FILE", help="the HTML file (default: report.html)")
-    p.add_argument("--title", default="superpose report", help="the page's title")
-    p.set_defaults(func=_main)
-
-
-def _main(args: argparse.Namespace) -> int:
-    from superpose.reproduce import expand_run_folders
-
-    out = write_report(expand_run_folders(args.folders), args.output, args.title)
-    print(f"report: {out}")
-    return 0

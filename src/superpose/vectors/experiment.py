@@ -33,7 +33,6 @@ from superpose.runs import DEFAULT_ROOT, RunFolder
 from superpose.vectors import figures
 from superpose.vectors.config import VectorsConfig, vectors_config_from_dict
 from superpose.vectors.extract import VECTORS_FILE, VectorStore, extract_prompts, group_prompts
-from superpose.vectors.hooks import n_layers
 from superpose.vectors.interpolate import (interpolate, interpolation_vectors, lambda_grid, monotonicity,
                                            real_mixture_curve)
 from superpose.vectors.layers import best_layer, layer_sweep
@@ -133,7 +132,7 @@ class VectorsExperiment:
 
     def layers_to_extract(self) -> list[int]:
         """The configured layers (checked against the model), or all of them."""
-        total = n_layers(self.lm.model)
+        total = self.lm.n_layers
         wanted = self.config.extract.layers
         if wanted is None:
             return list(range(total))

@@ -27,7 +27,6 @@ from superpose.backends.hf import HFBackend
 from superpose.prompts import MixtureSpec, Prompt, build_prompt
 from superpose.report.console import track
 from superpose.backends.base import encode_prompt
-from superpose.vectors.hooks import capture_residuals
 
 VECTORS_FILE = "vectors.safetensors"
 
@@ -94,11 +93,8 @@ def extract_prompts(lm: HFBackend, texts: Sequence[str], layers: Sequence[int], 
     starts = range(0, len(encoded), batch_size)
     for s in track(starts, description, total=len(starts)):
         chunk = encoded[s: s + batch_size]
-        width = max(len(e) for e in chunk)
-        pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
-        ids = torch.tensor([e + [pad] * (width - len(e)) for e in chunk], device=lm.device)  # [b, width]
         last = [len(e) - 1 for e in chunk]  # the separator of each row (right padding)
-        states = capture_residuals(lm.model, ids, last, layers)  # {layer: [b, d_model]}
+        states = lm.capture_residuals(chunk, last, layers)  # {layer: [b, d_model]}
         out.append(torch.stack([states[x] for x in layers], dim=1).cpu())  # [b, L, d_model]
     return torch.cat(out, dim=0)
 

@@ -16,7 +16,7 @@ from superpose.backends.base import ScoreRequest
 from superpose.backends.hf import HFBackend
 from superpose.prompts import MixtureSpec, build_prompt
 from superpose.report.console import track
-from superpose.vectors.hooks import Patch
+from superpose.backends.residual import Patch
 from superpose.vectors.patched import patched_logprobs
 from superpose.vectors.queries import Query
 

@@ -14,7 +14,7 @@ import torch
 
 from superpose.backends.hf import HFBackend
 from superpose.report.console import track
-from superpose.vectors.hooks import Patch
+from superpose.backends.residual import Patch
 from superpose.vectors.patched import patched_logprobs
 from superpose.vectors.queries import Query
 

@@ -17,7 +17,7 @@ import torch
 
 from superpose.backends.base import ScoreRequest
 from superpose.backends.hf import HFBackend
-from superpose.vectors.hooks import Patch, patching
+from superpose.backends.residual import Patch
 
 
 @torch.inference_mode()
@@ -27,7 +27,7 @@ def patched_logprobs(lm: HFBackend, prompt: str, answers: Sequence[str], batch: 
     encoded = lm.encode(ScoreRequest(prompt, answers))
     conts = [ids for ids, _ in encoded.continuations]
     k = len(conts)
-    with patching(lm.model, patches) as fired:
+    with lm.patching(patches) as fired:
         pre = lm.prefill([encoded.prompt_ids] * batch)
     if patches and not all(fired):
         raise RuntimeError(f"a patch hook did not fire (calls per patch: {fired})")

@@ -16,7 +16,7 @@ import torch
 from superpose.backends.hf import HFBackend
 from superpose.prompts import Prompt
 from superpose.report.console import track
-from superpose.vectors.hooks import Patch
+from superpose.backends.residual import Patch
 from superpose.vectors.patched import patched_logprobs
 
 STEER_PROMPT_OFFSET = 20_000  # held-out prompt indices: steering is evaluated on prompts not averaged into v

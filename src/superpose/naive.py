@@ -31,7 +31,7 @@ class NaiveScorer:
         n = len(encoded.prompt_ids)
         results = []
         for text, (ids, straddles) in zip(continuations, encoded.continuations):
-            logits = b.model(input_ids=b._tensor([encoded.prompt_ids + ids])).logits[0]  # [seq, vocab]
+            logits = b.next_token_logits(encoded.prompt_ids + ids)  # [seq, vocab]
             lp = torch.log_softmax(logits[n - 1: n - 1 + len(ids)].float(), dim=-1)  # [len, vocab]
             targets = torch.tensor(ids, device=lp.device)
             results.append(ContinuationScore(text, ids, lp.gather(1, targets[:, None])[:, 0].tolist(), straddles))

@@ -1,4 +1,4 @@
-"""Small listing commands: `superpose tasks` and `superpose models` (neither imports torch)."""
+"""`superpose models`: the embedded models and whether they are installed (imports no torch)."""
 
 from __future__ import annotations
 
@@ -7,28 +7,13 @@ import argparse
 from rich.console import Console
 
 
-def configure_tasks(p) -> None:
-    """Arguments of `superpose tasks`."""
-    p.add_argument("--task-file", action="append", dest="task_files", metavar="FILE",
-                   help="also load user tasks from a CSV/JSONL/YAML file")
-    p.set_defaults(func=_tasks)
-
-
-def configure_models(p) -> None:
+def configure(p: argparse.ArgumentParser) -> None:
     """Arguments of `superpose models`."""
-    p.set_defaults(func=_models)
+    p.set_defaults(func=main)
 
 
-def _tasks(args: argparse.Namespace) -> int:
-    from superpose.tasks import load_task_file, render_catalogue
-
-    for f in args.task_files or []:
-        load_task_file(f)
-    print(render_catalogue())
-    return 0
-
-
-def _models(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
+    """Print every embedded model, installed or not, with its install command."""
     from superpose.models import EMBEDDED_MODELS
 
     out = Console(soft_wrap=True, highlight=False)

@@ -1,5 +1,8 @@
 """Forward hooks on the decoder layers of any Hugging Face causal LM: read and write the residual stream.
 
+The mechanism behind the transformers backend's ``residual`` capability: experiments call
+:meth:`~superpose.backends.hf.HFBackend.capture_residuals` and :meth:`~superpose.backends.hf.HFBackend.patching`.
+
 The activation we call ``resid_post.{layer}`` is the output of decoder layer ``layer`` (0-based): the
 residual stream after that block's attention and MLP have been added, shape ``[batch, seq, d_model]``.
 It is what ``output_hidden_states`` reports as ``hidden_states[layer + 1]``, except for the last layer,

@@ -1,4 +1,4 @@
-"""Sub-commands ``superpose decode`` (output enumeration) and ``superpose scale`` (scaling runs)."""
+"""`superpose decode`: output enumeration (enumerate.py) from the command line."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import json
 import sys
 from pathlib import Path
 
-from superpose.cli_args import add_model_flags, add_run_flags, model_overrides, parse_model_options, print_run_folder
+from superpose.cli.flags import add_model_flags, parse_model_options
 
 
-def configure_decode(d) -> None:
+def configure(d: argparse.ArgumentParser) -> None:
     """Arguments of ``superpose decode``."""
     from superpose.enumerate import EnumerateSettings
 
@@ -33,23 +33,11 @@ def configure_decode(d) -> None:
     d.add_argument("--batch-size", type=int, default=defaults.batch_size)
     d.add_argument("--no-cache", action="store_true", help="re-run the prompt for every expansion (slow; a check)")
     d.add_argument("--json", action="store_true", help="print the result as JSON")
-    d.set_defaults(func=_decode)
+    d.set_defaults(func=main)
 
 
-def configure_scale(s) -> None:
-    """Arguments of ``superpose scale``."""
-    s.description += (" For every model of the config (and a scratch family it trains itself), it "
-                      "enumerates outputs after mixed prompts, counts the tasks whose answer is in the "
-                      "top K, measures KL(in-context shares ‖ P), and plots both against parameter count.")
-    s.add_argument("config", nargs="?", help="scale config YAML, e.g. configs/scale/embedded.yaml "
-                   "(not needed with --resume)")
-    add_model_flags(s, several=True)
-    s.add_argument("--n-prompts", type=int, dest="n_prompts", help="prompts per mixture")
-    add_run_flags(s, figures=True)
-    s.set_defaults(func=_scale)
-
-
-def _decode(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
+    """Enumerate a model's most probable outputs after one prompt and print them."""
     from superpose.config import validate
     from superpose.enumerate import EnumerateSettings, OutputEnumerator, format_enumeration
     from superpose.errors import SuperposeError
@@ -77,29 +65,4 @@ def _decode(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_dict(), ensure_ascii=False, indent=1))
     else:
         print(format_enumeration(result, lm.tokenizer))
-    return 0
-
-
-def _scale(args: argparse.Namespace) -> int:
-    from superpose.errors import SuperposeError
-    from superpose.experiments.scale import load_scale_config, run_scale
-
-    overrides = {"models": model_overrides(args), "n_prompts": args.n_prompts, "dtype": args.dtype,
-                 "device": args.device, "seed": args.seed}
-    if args.resume:
-        from superpose.config import check_resume_args
-        from superpose.experiments.scale import ScaleConfig
-
-        given = load_scale_config(args.config, overrides) if args.config else None
-        check_resume_args(ScaleConfig, args.resume, given, overrides)
-        run, summary = run_scale(None, args.out, resume=args.resume, progress=not args.no_progress,
-                                 figures_dir=args.figures)
-    else:
-        if not args.config:
-            raise SuperposeError("give a scale config (e.g. configs/scale/embedded.yaml) or --resume RUN_FOLDER")
-        cfg = load_scale_config(args.config, overrides)
-        run, summary = run_scale(cfg, args.out, source=args.config, progress=not args.no_progress,
-                                 figures_dir=args.figures)
-    print((run.path / "summary.md").read_text(encoding="utf-8"))
-    print_run_folder(run.path)
     return 0

@@ -1,4 +1,4 @@
-"""Sub-commands ``superpose train`` and ``superpose sweep`` (registered through ``add_parser``)."""
+"""`superpose sweep`: the λ sweep (experiments/sweep.py) from the command line."""
 
 from __future__ import annotations
 
@@ -6,28 +6,10 @@ import argparse
 import shutil
 from pathlib import Path
 
-from superpose.cli_args import add_model_flags, add_run_flags, model_overrides, print_run_folder
+from superpose.cli.flags import add_model_flags, add_run_flags, model_overrides, print_run_folder
 
 
-def configure_train(p) -> None:
-    """Arguments of ``superpose train``."""
-    p.description += (" A YAML recipe (configs/scratch/) gives the model and the loop; interrupt it any "
-                      "time, --resume continues exactly (same batches, same losses).")
-    p.add_argument("config", nargs="?", help="YAML training recipe, e.g. configs/scratch/plus_cpu.yaml "
-                   "(not needed with --resume)")
-    p.add_argument("--out", metavar="DIR", help="folder that receives the run folder DIR/<name> "
-                   "(default: the recipe's out_dir)")
-    p.add_argument("--resume", metavar="RUN_FOLDER", help="continue an interrupted training run from its folder")
-    p.add_argument("--seed", type=int, help="random seed (default: the recipe's)")
-    p.add_argument("--steps", type=int, help="override the number of steps")
-    p.add_argument("--device", help="override the device (cpu, cuda, ...)")
-    p.add_argument("--export", metavar="DIR", help="also copy the final model to DIR")
-    p.add_argument("--time-limit", type=float, metavar="MINUTES", help="checkpoint and stop after "
-                   "MINUTES of training (--resume continues)")
-    p.set_defaults(func=_train)
-
-
-def configure_sweep(s) -> None:
+def configure(s: argparse.ArgumentParser) -> None:
     """Arguments of ``superpose sweep``."""
     s.description += (" Works on any model; writes a run folder with records, summary.json and "
                       "figures/sweep.png.")
@@ -37,47 +19,11 @@ def configure_sweep(s) -> None:
     s.add_argument("--n-prompts", type=int, help="override prompts per λ")
     s.add_argument("--counts", choices=["exact", "iid"], help="override exact / i.i.d. task counts")
     add_run_flags(s, figures=True)
-    s.set_defaults(func=_sweep)
+    s.set_defaults(func=main)
 
 
-def _train(args: argparse.Namespace) -> int:
-    from superpose.errors import SuperposeError
-    from superpose.scratch.train import TrainConfig, load_train_config, train
-
-    overrides = {"steps": args.steps, "seed": args.seed, "device": args.device}
-    if args.resume:
-        saved = Path(args.resume) / "config.json"
-        if not saved.is_file():
-            raise SuperposeError(f"--resume {args.resume}: not a training run folder (no config.json)")
-        cfg = TrainConfig.model_validate_json(saved.read_text())
-        if args.config:  # train() refuses a recipe that differs from the folder's
-            cfg = load_train_config(args.config, out_dir=str(args.resume), **overrides)
-        elif any(v is not None for v in overrides.values()):
-            cfg = TrainConfig.model_validate({**cfg.model_dump(), **{k: v for k, v in overrides.items() if v is not None}})
-    elif args.config:
-        cfg = load_train_config(args.config, **overrides)
-        if args.out:
-            cfg = cfg.model_copy(update={"out_dir": str(Path(args.out) / cfg.name)})
-    else:
-        raise SuperposeError("give a training recipe (e.g. configs/scratch/plus_cpu.yaml) or --resume RUN_FOLDER")
-    if args.time_limit is not None and args.time_limit <= 0:
-        raise SuperposeError(f"--time-limit: expected a positive number of minutes, got {args.time_limit:g}")
-    result = train(cfg, resume=bool(args.resume), progress=not args.no_progress, export_dir=args.export,
-                   time_limit_s=None if args.time_limit is None else 60 * args.time_limit)
-    tail = result.losses[-50:]
-    print(f"trained {result.steps_done} steps in {result.seconds:.0f} s "
-          f"({result.tokens_per_second:,.0f} tokens/s); mean loss of the last {len(tail)} steps "
-          f"{sum(tail) / len(tail):.4f}")
-    if result.model_dir is None:
-        print(f"stopped at step {result.steps_done} of {cfg.steps}: continue with "
-              f"superpose train --resume {cfg.out_dir}")
-    else:
-        print(f"model: {result.model_dir}" + (f" (and {args.export})" if args.export else ""))
-    print_run_folder(cfg.out_dir)
-    return 0
-
-
-def _sweep(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
+    """Run (or resume) a sweep, print its curve and name its folder."""
     from superpose.experiments.sweep import SweepConfig, load_sweep_config, run_sweep, spearman_caveat
 
     from superpose.errors import SuperposeError

@@ -1,8 +1,10 @@
 """Command line: one table of commands, a thin layer over the library.
 
-Only the module of the command being run is imported, so `superpose --help` and `superpose tasks`
-start without torch. Flags mean the same on every command (cli_args.py): --model --dtype --device
---out --resume --seed --figures --no-progress. Progress and messages go to stderr; results go to
+This package is the only layer that parses arguments: one module per command (``cli/run.py``,
+``cli/sweep.py``, ...), each with ``configure(parser)`` and the function the parsed arguments go to.
+Nothing outside it imports it. Only the module of the command being run is imported, so
+`superpose --help` and `superpose tasks` start without torch. Flags mean the same on every command
+(``cli/flags.py``): --model --dtype --device --out --resume --seed --figures --no-progress. Progress and messages go to stderr; results go to
 stdout, and a command that writes a run folder ends stdout with ``run folder: PATH``.
 
 Errors the user can fix (SuperposeError, config validation) print one clear message and exit 2.
@@ -17,28 +19,19 @@ import sys
 
 from superpose.errors import SuperposeError
 
-# name -> (module:function that adds the command's arguments, one line of help). In study order.
-COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("superpose.experiments.probe:configure",
-            "probe: P(every task's answer) after mixed-task prompts (Fig. 1-2; default: the demo)"),
-    "train": ("superpose.scratch.cli:configure_train",
-              "train a small transformer from scratch, one task per sequence (Fig. 3)"),
-    "sweep": ("superpose.scratch.cli:configure_sweep",
-              "λ sweep: P(task 1) and P(task 2) as task 1's share goes from 0 to 1 (Fig. 3)"),
-    "construct": ("superpose.construction.cli:configure",
-                  "the hand-built 7-layer transformer that does K tasks at once (Theorem 1)"),
-    "vectors": ("superpose.vectors.cli:configure",
-                "task vectors: extract, choose a layer, project, interpolate, steer (Fig. 4-5)"),
-    "scale": ("superpose.experiments.scale_cli:configure_scale",
-              "tasks solved at once and calibration against model size (Fig. 6, App. E)"),
-    "decode": ("superpose.experiments.scale_cli:configure_decode",
-               "a model's most probable complete outputs after a prompt, with probabilities"),
-    "reproduce": ("superpose.reproduce:configure",
-                  "the whole study, every step as a run folder under one parent, then the report"),
-    "report": ("superpose.report.html:configure",
-               "one self-contained HTML page from run folders (opens from disk, no server)"),
-    "tasks": ("superpose.commands:configure_tasks", "list the registered tasks by family, with an example"),
-    "models": ("superpose.commands:configure_models", "list the embedded models and whether they are installed"),
+# name -> one line of help; superpose.cli.<name>.configure adds the command's arguments. In study order.
+COMMANDS: dict[str, str] = {
+    "run": "probe: P(every task's answer) after mixed-task prompts (Fig. 1-2; default: the demo)",
+    "train": "train a small transformer from scratch, one task per sequence (Fig. 3)",
+    "sweep": "λ sweep: P(task 1) and P(task 2) as task 1's share goes from 0 to 1 (Fig. 3)",
+    "construct": "the hand-built 7-layer transformer that does K tasks at once (Theorem 1)",
+    "vectors": "task vectors: extract, choose a layer, project, interpolate, steer (Fig. 4-5)",
+    "scale": "tasks solved at once and calibration against model size (Fig. 6, App. E)",
+    "decode": "a model's most probable complete outputs after a prompt, with probabilities",
+    "reproduce": "the whole study, every step as a run folder under one parent, then the report",
+    "report": "one self-contained HTML page from run folders (opens from disk, no server)",
+    "tasks": "list the registered tasks by family, with an example",
+    "models": "list the embedded models and whether they are installed",
 }
 
 
@@ -56,11 +49,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         epilog="`superpose COMMAND --help` shows a command's flags. Docs: README.md and docs/.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     chosen = None if argv is None else _chosen(argv)
-    for name, (target, help_line) in COMMANDS.items():
+    for name, help_line in COMMANDS.items():
         p = sub.add_parser(name, help=help_line, description=help_line[0].upper() + help_line[1:] + ".")
         if argv is None or name == chosen:
-            module, function = target.split(":")
-            getattr(importlib.import_module(module), function)(p)
+            importlib.import_module(f"superpose.cli.{name}").configure(p)
             p.add_argument("--no-progress", action="store_true",
                            help="no progress bars or progress lines (results and errors still print)")
     return parser
@@ -90,6 +82,3 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted; finished work is kept (resume with --resume RUN_FOLDER)", file=sys.stderr)
         return 130
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -12,10 +12,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import yaml
-
-from superpose.cli_args import add_run_flags, print_run_folder
+from superpose.cli.flags import add_run_flags, print_run_folder
 from superpose.construction.experiment import TOLERANCE, load_config, run_experiment
+from superpose.config import read_yaml
 from superpose.errors import ConfigError
 
 # Flags that override a config file's field of the same name when given.
@@ -38,18 +37,13 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dims", help="comma-separated m values for the dimension table "
                                   "(default 1,4,16,64,256,1024,4096,65536)")
     add_run_flags(p, resume=False)
-    p.set_defaults(func=run)
+    p.set_defaults(func=main)
 
 
 def _config_from_args(args: argparse.Namespace) -> dict:
     data: dict = {}
     if getattr(args, "config", None):
-        try:
-            data = yaml.safe_load(Path(args.config).read_text()) or {}
-        except OSError as e:
-            raise ConfigError(f"{args.config}: cannot read ({e.strerror})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{args.config}: expected a mapping of fields, got {type(data).__name__}")
+        data = read_yaml(args.config)  # a packaged config's name works from any folder
     for name in _FIELDS:
         value = getattr(args, name, None)
         if value is not None:
@@ -63,7 +57,7 @@ def _config_from_args(args: argparse.Namespace) -> dict:
     return data
 
 
-def run(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     """Run the construction experiment and print the report; 0 when every error is under tolerance."""
     from rich.console import Console
     from rich.table import Table

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 
-from superpose.cli_args import add_model_flags, add_run_flags, print_run_folder
+from superpose.cli.flags import add_model_flags, add_run_flags, print_run_folder
 from superpose.errors import SuperposeError
 from superpose.vectors.config import load_vectors_config
 from superpose.vectors.experiment import STEPS, VectorsExperiment
 
 
-def configure(p) -> None:
+def configure(p: argparse.ArgumentParser) -> None:
     """Arguments of `superpose vectors`."""
     p.description += (" Every step runs in order; with --step only that step runs, after any earlier "
                       "step it needs that has not run yet.")
@@ -25,10 +25,11 @@ def configure(p) -> None:
     add_model_flags(p)
     p.add_argument("--layer", type=int, help="use this layer instead of choosing one")
     add_run_flags(p)
-    p.set_defaults(func=_main)
+    p.set_defaults(func=main)
 
 
-def _main(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
+    """Run (or resume) the task-vector experiment, or one step of it, and print its summary."""
     if args.resume:
         if args.config or args.model or args.dtype or args.device or args.seed is not None:
             raise SuperposeError("--resume continues a run with its own config; drop the config, "

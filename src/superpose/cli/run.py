@@ -1,0 +1,32 @@
+"""`superpose run`: the probe (experiments/probe.py) from the command line."""
+
+from __future__ import annotations
+
+import argparse
+
+from superpose.cli.flags import add_model_flags, add_run_flags, model_overrides, print_run_folder
+from superpose.config import check_resume_args
+from superpose.experiments.probe import DEFAULT_CONFIG_NAME, ProbeConfig, load_probe_config, run_probe
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    """Arguments of `superpose run`."""
+    p.add_argument("config", nargs="?", help=f"probe config YAML (default: {DEFAULT_CONFIG_NAME})")
+    add_model_flags(p, several=True)
+    p.add_argument("--n-prompts", type=int, dest="n_prompts", help="prompts per mixture (default: the config's)")
+    add_run_flags(p)
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run (or resume) a probe and name its folder."""
+    overrides = {"models": model_overrides(args), "dtype": args.dtype, "device": args.device, "n_prompts": args.n_prompts,
+                 "seed": args.seed}
+    if args.resume:
+        check_resume_args(ProbeConfig, args.resume, load_probe_config(args.config, overrides) if args.config else None,
+                          overrides)
+        run = run_probe(None, args.out, resume=args.resume)  # type: ignore[arg-type]
+    else:
+        run = run_probe(load_probe_config(args.config or DEFAULT_CONFIG_NAME, overrides), args.out)
+    print_run_folder(run.path)
+    return 0

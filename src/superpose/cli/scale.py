@@ -1,0 +1,46 @@
+"""`superpose scale`: the scaling run (experiments/scale.py) from the command line."""
+
+from __future__ import annotations
+
+import argparse
+
+from superpose.cli.flags import add_model_flags, add_run_flags, model_overrides, print_run_folder
+
+
+def configure(s: argparse.ArgumentParser) -> None:
+    """Arguments of ``superpose scale``."""
+    s.description += (" For every model of the config (and a scratch family it trains itself), it "
+                      "enumerates outputs after mixed prompts, counts the tasks whose answer is in the "
+                      "top K, measures KL(in-context shares ‖ P), and plots both against parameter count.")
+    s.add_argument("config", nargs="?", help="scale config YAML, e.g. configs/scale/embedded.yaml "
+                   "(not needed with --resume)")
+    add_model_flags(s, several=True)
+    s.add_argument("--n-prompts", type=int, dest="n_prompts", help="prompts per mixture")
+    add_run_flags(s, figures=True)
+    s.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run (or resume) a scaling run and print its summary."""
+    from superpose.errors import SuperposeError
+    from superpose.experiments.scale import load_scale_config, run_scale
+
+    overrides = {"models": model_overrides(args), "n_prompts": args.n_prompts, "dtype": args.dtype,
+                 "device": args.device, "seed": args.seed}
+    if args.resume:
+        from superpose.config import check_resume_args
+        from superpose.experiments.scale import ScaleConfig
+
+        given = load_scale_config(args.config, overrides) if args.config else None
+        check_resume_args(ScaleConfig, args.resume, given, overrides)
+        run, summary = run_scale(None, args.out, resume=args.resume, progress=not args.no_progress,
+                                 figures_dir=args.figures)
+    else:
+        if not args.config:
+            raise SuperposeError("give a scale config (e.g. configs/scale/embedded.yaml) or --resume RUN_FOLDER")
+        cfg = load_scale_config(args.config, overrides)
+        run, summary = run_scale(cfg, args.out, source=args.config, progress=not args.no_progress,
+                                 figures_dir=args.figures)
+    print((run.path / "summary.md").read_text(encoding="utf-8"))
+    print_run_folder(run.path)
+    return 0

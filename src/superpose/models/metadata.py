@@ -1,0 +1,45 @@
+"""What a model folder says about itself, read in one place for every backend.
+
+Weight hashes, the architecture its ``config.json`` names, and -- for a model that ``superpose train``
+made -- the longest sequence it was trained on (its ``training.json``), past which scores are
+extrapolation and the backends warn.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from superpose.models.loading import weight_hashes
+
+
+def folder_metadata(folder: Path | str) -> dict:
+    """``sha256``, ``architecture`` and ``trained_length`` of a local model folder, where known;
+    nothing for a hub id (its files are not here)."""
+    if not isinstance(folder, Path) or not folder.is_dir():
+        return {}
+    info: dict = {"sha256": weight_hashes(folder)}
+    config = _read_json(folder / "config.json")
+    if config.get("architectures"):
+        info["architecture"] = str(config["architectures"][0])
+    trained = trained_sequence_length(folder)
+    if trained is not None:
+        info["trained_length"] = trained
+    return info
+
+
+def trained_sequence_length(folder: Path | str) -> int | None:
+    """Tokens of the longest sequence a ``superpose train`` model saw (its ``training.json``); None
+    for other models. Older training.json files without the field get it from their config."""
+    data = _read_json(Path(folder) / "training.json")
+    if data.get("trained_sequence_length") is not None:
+        return int(data["trained_sequence_length"])
+    if "config" not in data:
+        return None
+    from superpose.scratch.train import TrainConfig, trained_length  # only for folders of older versions
+
+    return trained_length(TrainConfig.model_validate(data["config"]))
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
