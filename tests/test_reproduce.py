@@ -109,6 +109,31 @@ def test_report_in_headless_chromium(reproduced, tmp_path):
     assert shot.shape[1] >= 1000 and shot.std() > 20  # not blank: dark header, text, figures
 
 
+def test_run_folders_say_their_kind_and_older_folders_still_report(reproduced, tmp_path):
+    """status.json names each folder's kind and format; a folder of format 1 (no kind) renders the same."""
+    import shutil
+
+    from superpose.report.html import load_run
+    from superpose.runs import FORMAT_VERSION
+
+    parent = reproduced["parent"]
+    status = json.loads((parent / "status.json").read_text())
+    assert (status["kind"], status["status"], status["format"]) == ("reproduce", "complete", FORMAT_VERSION)
+    for step, kind in (("construct", "construct"), ("probe", "probe"), ("sweep", "sweep")):
+        (folder,) = [p for p in (parent / step).iterdir() if p.is_dir()]
+        status = json.loads((folder / "status.json").read_text())
+        assert (status["kind"], status["format"]) == (kind, FORMAT_VERSION), step
+        new = load_run(folder)
+        old = tmp_path / step
+        shutil.copytree(folder, old)
+        (old / "status.json").write_text(json.dumps({"status": "complete", "time": status["time"]}))
+        older = load_run(old)
+        assert new.kind == older.kind == kind and older.status == "complete"
+        assert [b.heading for b in older.blocks] == [b.heading for b in new.blocks] and new.blocks
+    assert main(["report", str(tmp_path / "probe"), str(tmp_path / "sweep"), "-o", str(tmp_path / "old.html")]) == 0
+    assert "Beside the study (Figure 2)" in (tmp_path / "old.html").read_text(encoding="utf-8")
+
+
 def test_report_refuses_what_is_not_a_run_folder(tmp_path, capsys):
     assert main(["report", str(tmp_path), "-o", str(tmp_path / "r.html")]) == 2
     err = capsys.readouterr().err

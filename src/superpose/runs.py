@@ -3,7 +3,9 @@
     config.yaml     the resolved config plus environment (package versions, git commit) and,
                     once models are loaded, their provenance (source, sha256 of weight files)
     status.json     "running" until the summary is written, then "complete"; "failed" with the
-                    reason when an error stopped the run (resuming sets it back to "running")
+                    reason when an error stopped the run (resuming sets it back to "running"); also
+                    the folder's ``kind`` (KINDS) and ``format`` (FORMAT_VERSION), so a reader knows
+                    what it holds without guessing from its files (folders of older versions lack both)
     lock            while a process writes the folder: its pid (a second writer is refused; a lock
                     whose process is gone is taken over)
     prompts.jsonl   the exact prompts (experiments that use prompts)
@@ -35,6 +37,9 @@ import yaml
 from superpose.errors import SuperposeError
 
 DEFAULT_ROOT = Path("runs")
+# What a run folder can hold: one kind per experiment (a training run and a reproduce parent folder too).
+KINDS = ("probe", "sweep", "scale", "vectors", "construct", "train", "reproduce")
+FORMAT_VERSION = 2  # 1: the folders written before status.json said their kind
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]*$")
 
 
@@ -71,15 +76,35 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+def write_status(folder: str | Path, status: str, kind: str | None, **extra: str) -> None:
+    """Write ``folder/status.json``: the status, when, the folder's kind and format version."""
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"run folder kind {kind!r}: expected one of {', '.join(KINDS)}")
+    doc = {"status": status, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+           **({"kind": kind, "format": FORMAT_VERSION} if kind is not None else {}), **extra}
+    _write_atomic(Path(folder) / "status.json", json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_status(folder: str | Path) -> dict:
+    """``folder/status.json`` as a dict (empty when missing or unreadable); ``format`` 1 when absent."""
+    try:
+        doc = json.loads((Path(folder) / "status.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {"format": 1, **doc} if isinstance(doc, dict) else {}
+
+
 class RunFolder:
     """One experiment's output folder (create a new one, or open one to resume)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, kind: str | None = None):
         self.path = Path(path)
+        self.kind = kind if kind is not None else read_status(self.path).get("kind")
 
     @classmethod
-    def create(cls, name: str, config: dict, root: str | Path = DEFAULT_ROOT) -> "RunFolder":
-        """Make ``root/<name>-<time>/`` (locked by this process) and write its config and environment."""
+    def create(cls, name: str, config: dict, root: str | Path = DEFAULT_ROOT, kind: str | None = None) -> "RunFolder":
+        """Make ``root/<name>-<time>/`` (locked by this process) and write its config and environment;
+        ``kind`` (one of KINDS) goes into status.json."""
         if not _NAME.match(name or ""):
             raise SuperposeError(f"name {name!r}: a run name is letters, digits and . _ + = -, starting with a "
                                  "letter or digit (it becomes a folder inside the output root)")
@@ -90,19 +115,23 @@ class RunFolder:
             suffix += 1
             path = Path(root) / f"{name}-{stamp}-{suffix}"
         path.mkdir(parents=True)
-        run = cls(path)
+        run = cls(path, kind)
         run.lock()
         run._set_status("running")  # first: a folder that has its config.yaml always has a status
         run.write_yaml("config.yaml", {"config": config, "environment": environment()})
         return run
 
     @classmethod
-    def open(cls, path: str | Path, resume: bool = False) -> "RunFolder":
-        """Open an existing run folder: to read it, or (``resume``) to write it, locked."""
+    def open(cls, path: str | Path, resume: bool = False, kind: str | None = None) -> "RunFolder":
+        """Open an existing run folder: to read it, or (``resume``) to write it, locked. With ``kind``,
+        a folder of another kind is refused, and a folder of an older version learns its kind."""
         path = Path(path)
         if not (path / "config.yaml").is_file():
             raise SuperposeError(f"{path} is not a run folder (no config.yaml)")
-        run = cls(path)
+        recorded = read_status(path).get("kind")
+        if kind is not None and recorded is not None and recorded != kind:
+            raise SuperposeError(f"{path} holds a {recorded} run, not a {kind} run")
+        run = cls(path, kind or recorded)
         doc = run.config_doc()
         if not isinstance(doc.get("config"), dict):
             raise SuperposeError(f"{path}/config.yaml: no 'config' mapping; this folder cannot be resumed")
@@ -160,13 +189,10 @@ class RunFolder:
     @property
     def status(self) -> str:
         """'running' (or interrupted) until finish() is called, then 'complete'."""
-        try:
-            return json.loads((self.path / "status.json").read_text())["status"]
-        except (OSError, ValueError, KeyError):
-            return "unknown"
+        return read_status(self.path).get("status", "unknown")
 
     def _set_status(self, status: str, **extra: str) -> None:
-        self.write_json("status.json", {"status": status, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra})
+        write_status(self.path, status, self.kind, **extra)
 
     def update_config(self, key: str, value: Any) -> None:
         """Add a top-level entry to config.yaml (e.g. model provenance once models are loaded)."""

@@ -22,6 +22,7 @@ from superpose.config import find_config
 from superpose.errors import SuperposeError
 from superpose.experiments.reproduce import NOT_RESUMABLE, PLAN_FILE, Plan, is_complete, load_plan, step_folder
 from superpose.report.console import console, progress_enabled, set_progress
+from superpose.runs import write_status
 
 
 def _run_command(argv: list[str], log: Path) -> None:
@@ -55,6 +56,7 @@ def reproduce(plan: Plan, parent: Path, resume: bool = False) -> list[Path]:
     """Run (or resume) every step of ``plan`` under ``parent``; returns the steps' run folders."""
     check_steps(plan)
     parent.mkdir(parents=True, exist_ok=True)
+    write_status(parent, "running", kind="reproduce")
     if not resume:
         (parent / PLAN_FILE).write_text(json.dumps({"plan": plan.model_dump(mode="json")}, indent=1) + "\n")
         console.print(f"reproduce folder: [bold]{parent}[/bold] (resume with --resume {parent})")
@@ -87,6 +89,7 @@ def reproduce(plan: Plan, parent: Path, resume: bool = False) -> list[Path]:
             console.print(f"{head}: done in {time.monotonic() - start:.0f} s", highlight=False)
     finally:
         set_progress(show)
+    write_status(parent, "complete", kind="reproduce")
     return folders
 
 

@@ -203,7 +203,7 @@ def run_experiment(config: ConstructConfig, root: str | Path = "runs") -> tuple[
     model = build_model(spec)
     rng = np.random.default_rng(config.seed)
     names = [t.name for t in tasks]
-    run = RunFolder.create("construct", config.model_dump() | {"resolved_tasks": names}, root=root)
+    run = RunFolder.create("construct", config.model_dump() | {"resolved_tasks": names}, root=root, kind="construct")
     plan = mixture_plan(spec.k, config.examples - config.noise, config.prompts, rng)
     prompts = [sample_prompt(tasks, counts, config.noise, config.vocab, rng) for counts in plan]
     run.write_jsonl("prompts.jsonl", [{"index": i, "tokens": p.tokens(config.vocab), "labels": list(p.labels)}

@@ -101,7 +101,7 @@ def run_probe(config: ProbeConfig, root: str | Path = DEFAULT_ROOT, resume: str 
     and device); notebooks and tests pass one to reuse a model that is already loaded.
     """
     if resume is not None:
-        run = RunFolder.open(resume, resume=True)
+        run = RunFolder.open(resume, resume=True, kind="probe")
         config = config_from_dict(ProbeConfig, run.config, f"{run.path}/config.yaml")
         console.print(f"resuming [bold]{run.path}[/bold]")
         prompts = make_prompts(config)
@@ -115,7 +115,7 @@ def run_probe(config: ProbeConfig, root: str | Path = DEFAULT_ROOT, resume: str 
                 remote.check_access()
                 planned = remote.plan([requests_of(p, config.terminator) for ps in prompts.values() for p in ps])
                 console.print(f"{entry.display}: at most {planned} requests")
-        run = RunFolder.create(config.name, config.model_dump(), root)
+        run = RunFolder.create(config.name, config.model_dump(), root, kind="probe")
         console.print(f"run folder: [bold]{run.path}[/bold]")
     if resume is None:
         run.write_jsonl("prompts.jsonl", ({"mixture": m, **p.to_dict()} for m, ps in prompts.items() for p in ps))

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from superpose.config import find_config, read_yaml, validate
 from superpose.errors import SuperposeError
+from superpose.runs import read_status
 
 STEP_COMMANDS = ("run", "sweep", "construct", "vectors", "scale", "train")
 NOT_RESUMABLE = ("construct",)  # seconds long: an interrupted one starts again
@@ -96,10 +97,10 @@ def step_folder(root: Path) -> Path | None:
 
 
 def is_complete(folder: Path) -> bool:
-    """Whether a step's run folder finished (a training run: once its final model is saved)."""
+    """Whether a step's run folder finished (a training run of an older version: once its model is saved)."""
     if (folder / "status.json").exists():
-        return json.loads((folder / "status.json").read_text()).get("status") == "complete"
-    return (folder / "model").is_dir()  # a training run is complete once its final model is saved
+        return read_status(folder).get("status") == "complete"
+    return (folder / "model").is_dir()
 
 
 def expand_run_folders(folders: list[str | Path]) -> list[Path]:

@@ -191,7 +191,7 @@ def run_scale(config: ScaleConfig | None, root: str | Path = DEFAULT_ROOT, resum
     in logs).
     """
     if resume is not None:
-        run = RunFolder.open(resume, resume=True)
+        run = RunFolder.open(resume, resume=True, kind="scale")
         config = validate(ScaleConfig, run.config, f"{run.path}/config.yaml")
         console.print(f"resuming [bold]{run.path}[/bold]")
     else:
@@ -201,7 +201,7 @@ def run_scale(config: ScaleConfig | None, root: str | Path = DEFAULT_ROOT, resum
         for entry in config.models:  # type: ignore[union-attr]
             if _unavailable(entry) is None:
                 check_model(entry.name, needs=("enumerate",), purpose="superpose scale")
-        run = RunFolder.create(f"scale-{config.name}", config.model_dump(mode="json"), root)
+        run = RunFolder.create(f"scale-{config.name}", config.model_dump(mode="json"), root, kind="scale")
         console.print(f"run folder: [bold]{run.path}[/bold]")
     prompts = make_prompts(config)
     if resume is None:

@@ -163,9 +163,9 @@ def run_sweep(cfg: SweepConfig | None, resume: str | Path | None = None, progres
         resolve_device(cfg.device)  # a missing GPU fails before a run folder is made
         check_model(cfg.entry.name, purpose="superpose sweep")  # so does an unknown model
     if resume is not None:
-        run = RunFolder.open(resume, resume=True)
+        run = RunFolder.open(resume, resume=True, kind="sweep")
     else:
-        run = RunFolder.create(f"{cfg.name}", cfg.model_dump(mode="json"), cfg.out_root)
+        run = RunFolder.create(f"{cfg.name}", cfg.model_dump(mode="json"), cfg.out_root, kind="sweep")
     done = {(r.get("fixed_last", 0), r["lambda"], r["index"]) for r in run.read_records()}
     items = [(m, lam, i) for m in cfg.fixed_last for lam in cfg.lambdas for i in range(cfg.n_prompts)]
     finished = [item in done for item in items]

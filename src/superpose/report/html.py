@@ -6,8 +6,9 @@ names, answers, prompts, config values, summary.md) is escaped: Jinja2 autoescap
 summary.md is rendered by markdown-it with raw HTML turned off, so an answer ``<script>`` shows as
 text and never runs.
 
-A run folder's kind is read from what it holds: a probe, sweep, scale, vectors or construction run
-(``summary.json``), or a training run (``log.jsonl``). Where the study published numbers (the λ
+A run folder's kind is read from its ``status.json`` (:data:`superpose.runs.KINDS`), and each kind
+has its own blocks; a folder of an older version, whose status.json does not say its kind, has it
+guessed from what it holds (``summary.json``'s keys, a training run's ``log.jsonl``). Where the study published numbers (the λ
 curves of its from-scratch models; Figure 2's pattern), they are shown beside ours.
 """
 
@@ -24,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from superpose.errors import SuperposeError
+from superpose.runs import read_status
 
 
 @dataclass
@@ -76,7 +78,10 @@ def _read_json(path: Path) -> dict:
         return {}
 
 
-def _kind(summary: dict, folder: Path) -> str:
+def _guess_kind(summary: dict, folder: Path) -> str:
+    """The kind of a folder of format 1 (status.json without ``kind``), from what it holds."""
+    if (folder / "log.jsonl").exists() and not (folder / "config.yaml").exists():
+        return "train"
     if "curve" in summary and "task1" in summary:
         return "sweep"
     if "architecture" in summary:
@@ -178,11 +183,12 @@ def _construct_blocks(s: dict) -> list[Block]:
                   verdict=True)]
 
 
-def _train_view(folder: Path) -> RunView:
+def _train_view(folder: Path, status: dict) -> RunView:
     config = _read_json(folder / "config.json")
     log = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines() if line.strip()]
     done = (folder / "model").is_dir()
-    view = RunView(str(folder), "train", str(config.get("name", folder.name)), "complete" if done else "running",
+    view = RunView(str(folder), "train", str(config.get("name", folder.name)),
+                   status.get("status") or ("complete" if done else "running"),
                    config_text=yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     if log:
         tail = [r["loss"] for r in log[-50:]]
@@ -211,6 +217,14 @@ def _loss_png(log: list[dict]) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
+# The blocks each kind adds before its summary.md (scale and vectors say everything in summary.md).
+_KIND_BLOCKS = {
+    "sweep": lambda summary, folder: _sweep_blocks(summary),
+    "probe": lambda summary, folder: _probe_blocks(summary) + _example_prompts(folder),
+    "construct": lambda summary, folder: _construct_blocks(summary),
+}
+
+
 def _provenance(doc: dict) -> list[tuple[str, str]]:
     """Environment and model rows: versions, commit, command, each model's backend and weight hashes."""
     env = doc.get("environment") or {}
@@ -235,14 +249,14 @@ def load_run(path: str | Path) -> RunView:
     folder = Path(path)
     if not folder.is_dir():
         raise SuperposeError(f"{folder}: no such run folder")
-    if (folder / "log.jsonl").exists() and not (folder / "config.yaml").exists():
-        return _train_view(folder)
+    status = read_status(folder)
+    summary = _read_json(folder / "summary.json")
+    kind = status.get("kind") or _guess_kind(summary, folder)
+    if kind == "train" and (folder / "log.jsonl").exists():
+        return _train_view(folder, status)
     if not (folder / "config.yaml").is_file():
         raise SuperposeError(f"{folder} is not a run folder (no config.yaml, and no log.jsonl of a training run)")
     doc = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) or {}
-    status = _read_json(folder / "status.json")
-    summary = _read_json(folder / "summary.json")
-    kind = _kind(summary, folder)
     config = doc.get("config") or {}
     view = RunView(str(folder), kind, str(config.get("name", folder.name)), status.get("status", "unknown"),
                    reason=str(status.get("reason", "")), provenance=_provenance(doc),
@@ -251,12 +265,8 @@ def load_run(path: str | Path) -> RunView:
         view.blocks.append(Block(text=str(config["description"])))
     if not summary:
         view.blocks.append(Block(text="No summary yet: this run has not finished (resume it with --resume).", verdict=True))
-    elif kind == "sweep":
-        view.blocks += _sweep_blocks(summary)
-    elif kind == "probe":
-        view.blocks += _probe_blocks(summary) + _example_prompts(folder)
-    elif kind == "construct":
-        view.blocks += _construct_blocks(summary)
+    elif kind in _KIND_BLOCKS:
+        view.blocks += _KIND_BLOCKS[kind](summary, folder)
     if (folder / "summary.md").is_file():
         view.blocks.append(Block(markdown=_markdown((folder / "summary.md").read_text(encoding="utf-8"))))
     for png in sorted((folder / "figures").glob("*.png")) if (folder / "figures").is_dir() else []:

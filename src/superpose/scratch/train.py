@@ -13,6 +13,7 @@ schedule is a pure function of the step, so "scheduler state" is just the step n
     checkpoint/    the latest checkpoint: model (safetensors + config + tokenizer) and state.pt
                    (optimizer, step, elapsed time, RNG states)
     log.jsonl      one line per step: loss, learning rate, tokens, elapsed seconds
+    status.json    "running", then "complete" once model/ is written; kind "train" (superpose.runs)
     model/         the final model, a Hugging Face folder (any command's --model accepts its path)
 """
 
@@ -33,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from superpose.config import read_yaml, validate
 from superpose.errors import ConfigError, SuperposeError
+from superpose.runs import write_status
 from superpose.scratch.data import BatchStream, make_sequence, sequence_rng
 from superpose.scratch.model import ModelConfig, build_model
 from superpose.scratch.tokenizer import build_tokenizer, char_vocab
@@ -341,6 +343,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
                              "or set another out_dir")
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2) + "\n")
+    write_status(out_dir, "running", kind="train")
     log_path = out_dir / "log.jsonl"
     log = _read_log(log_path, before=start)  # drop steps logged after the checkpoint we resume from
     log_path.write_text("".join(json.dumps(r) + "\n" for r in log))
@@ -395,6 +398,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
     model_dir = None
     if step >= cfg.steps:
         model_dir = _export(model, tokenizer, out_dir / "model", cfg, losses, seconds, tokens)
+        write_status(out_dir, "complete", kind="train")
         if export_dir is not None:
             _export(model, tokenizer, Path(export_dir), cfg, losses, seconds, tokens)
     return TrainResult(out_dir, model_dir, step, losses, seconds, tokens)

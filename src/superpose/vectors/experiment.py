@@ -66,14 +66,14 @@ class VectorsExperiment:
         """A new run folder for ``config``."""
         resolve_device(config.device)
         check_model(config.model, needs=("residual",), purpose="superpose vectors")
-        run = RunFolder.create(config.name, config.model_dump(), root)
+        run = RunFolder.create(config.name, config.model_dump(), root, kind="vectors")
         console.print(f"run folder: [bold]{run.path}[/bold]")
         return cls(run, config, backend)
 
     @classmethod
     def open(cls, path: str | Path) -> "VectorsExperiment":
         """An existing run folder (its config.yaml holds the config)."""
-        run = RunFolder.open(path, resume=True)
+        run = RunFolder.open(path, resume=True, kind="vectors")
         return cls(run, vectors_config_from_dict(run.config, f"{run.path}/config.yaml"))
 
     # -- shared resources ---------------------------------------------------------------------------
