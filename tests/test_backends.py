@@ -131,6 +131,25 @@ def test_vllm_probe_equals_transformers(smollm, tmp_path):
     assert worst < 1e-3, worst
 
 
+@needs_vllm
+def test_vllm_sweep_warns_beyond_the_training_length(tmp_path):
+    """`superpose sweep` on a `vllm:` scratch model warns beyond its training length as the transformers
+    one does (test_sweep.py): the checkpoint saw 84-token sequences, 30 examples are longer."""
+    config = tmp_path / "sweep.yaml"
+    config.write_text(yaml.safe_dump({"name": "vllm-guard", "model": "vllm:scratch-plus-cpu", "task1": "plus_4",
+                                      "task2": "plus_9", "n_examples": 30, "n_prompts": 2, "lambdas": [0.0, 0.5]}))
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
+    done = subprocess.run([sys.executable, "-m", "superpose.cli", "sweep", str(config), "--out", str(tmp_path / "runs"),
+                           "--no-progress"], capture_output=True, text=True, env=env, timeout=900, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.count("was trained on sequences of at most 84 tokens") == 1, done.stderr[-3000:]
+    assert "warning: model 'vllm:scratch-plus-cpu' was trained on sequences of at most 84 tokens" in done.stdout
+    (folder,) = (tmp_path / "runs").iterdir()
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["trained_length"] == 84 and summary["beyond_trained_length"] == 1.0
+    assert RunFolder.open(folder).config_doc()["model_info"]["trained_length"] == 84
+
+
 def test_model_options_from_the_command_line():
     from argparse import Namespace
 

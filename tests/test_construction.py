@@ -12,11 +12,11 @@ import torch
 
 from superpose.cli import build_parser
 from superpose.construction.experiment import TOLERANCE, load_config, mixture_plan, score_prompts
-from superpose.construction.prompts import Prompt, check_prompt, sample_prompt
+from superpose.construction.prompts import SymbolPrompt, check_prompt, sample_prompt
 from superpose.construction.tasks import default_tasks, parse_tasks
 from superpose.construction.weights import (
     ConstructionSpec,
-    build_model,
+    build_transformer,
     chord_error,
     chord_ratio,
     dimension_formula,
@@ -34,7 +34,7 @@ TASK_SETS = {
 def _built(names: str, m: int, vocab: int = 10):
     tasks = parse_tasks(names, vocab)
     spec = ConstructionSpec(tasks, vocab, m)
-    return tasks, spec, build_model(spec)
+    return tasks, spec, build_transformer(spec)
 
 
 @pytest.mark.parametrize("k", [2, 3, 4])
@@ -81,7 +81,7 @@ def test_all_noise_prompt_gives_uniform_symbols() -> None:
 def test_each_layer_writes_what_its_docstring_says() -> None:
     tasks, spec, model = _built(TASK_SETS[3], 8)
     lay = spec.layout
-    prompt = Prompt(examples=((2, 3), (6, 7), (1, 2), (5, 4), (0, 5), (6, 8)),
+    prompt = SymbolPrompt(examples=((2, 3), (6, 7), (1, 2), (5, 4), (0, 5), (6, 8)),
                     labels=(0, 0, 0, 2, -1, 1), query=3)
     check_prompt(prompt, tasks, 10)
     tokens = torch.tensor([prompt.tokens(10)])
@@ -115,7 +115,7 @@ def test_layer_count_heads_and_dimension_formula() -> None:
         widths = []
         for m in [1, 2, 5, 16, 100, 1000, 10**5]:
             spec = ConstructionSpec(tasks, vocab, m)
-            model = build_model(spec)
+            model = build_transformer(spec)
             assert len(model.blocks) <= 7
             assert max(b.attn.n_heads for b in model.blocks if b.attn is not None) <= k
             assert model.d_model == spec.layout.d_model == dimension_formula(vocab, k, m)
@@ -160,11 +160,11 @@ def test_unsupported_prompts_raise() -> None:
     tasks, spec, model = _built("plus_1,times_2", 4)
     # 1 -> 2 fits both plus_1 and times_2.
     with pytest.raises(SuperposeError, match="fits several tasks"):
-        check_prompt(Prompt(((1, 2),), (0,), 3), tasks, 10)
+        check_prompt(SymbolPrompt(((1, 2),), (0,), 3), tasks, 10)
     # Query 1: both tasks answer 2.
     with pytest.raises(SuperposeError, match="query 1"):
-        check_prompt(Prompt(((3, 4),), (0,), 1), tasks, 10)
-    long = Prompt(tuple((3, 4) for _ in range(5)), (0,) * 5, 3)
+        check_prompt(SymbolPrompt(((3, 4),), (0,), 1), tasks, 10)
+    long = SymbolPrompt(tuple((3, 4) for _ in range(5)), (0,) * 5, 3)
     with pytest.raises(SuperposeError, match="at most m=4"):
         score_prompts(model, spec, [long])
     assert issubclass(ConfigError, SuperposeError)

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from superpose.metrics import kl_to_shares, normalize_logp, summarize
+from superpose.metrics import kl_to_shares, normalize_logp, task_statistics
 
 
 def test_kl_matches_the_definition_and_is_zero_at_the_shares():
@@ -25,12 +25,12 @@ def test_summarize_reports_each_statistic():
     tasks = ["a", "b"]
     logp = np.log(np.array([[0.6, 0.2], [0.1, 0.5], [0.3, 0.3]]))
     shares = np.full((3, 2), 0.5)
-    s = summarize(tasks, logp, shares)
+    s = task_statistics(tasks, logp, shares)
     assert s["tasks"]["a"]["mean"] == pytest.approx(1.0 / 3)
     assert s["tasks"]["b"]["median"] == pytest.approx(0.3)
     assert s["tasks"]["a"]["variance"] == pytest.approx(np.var([0.6, 0.1, 0.3], ddof=1))  # the study's
     assert s["tasks"]["a"]["variance_biased"] == pytest.approx(np.var([0.6, 0.1, 0.3]))
-    one = summarize(tasks, logp[:1], shares[:1])
+    one = task_statistics(tasks, logp[:1], shares[:1])
     assert one["tasks"]["a"]["variance"] is None and one["tasks"]["a"]["variance_biased"] == 0.0
     assert s["other_mean"] == pytest.approx(np.mean([0.2, 0.4, 0.4]))
     assert s["sorted_means"] == pytest.approx([np.mean([0.6, 0.5, 0.3]), np.mean([0.2, 0.1, 0.3])])
@@ -44,4 +44,4 @@ def test_summarize_reports_each_statistic():
 
 def test_summarize_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="shape"):
-        summarize(["a", "b"], np.zeros((3, 2)), np.zeros((3, 3)))
+        task_statistics(["a", "b"], np.zeros((3, 2)), np.zeros((3, 3)))

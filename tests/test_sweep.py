@@ -120,15 +120,15 @@ def test_per_prompt_split_tells_superposition_from_recency():
 def test_a_flat_curve_is_flagged_whatever_its_spearman():
     """A model that ignores the mix gives one P1 at every λ up to noise; ranking that noise can give
     Spearman 1.0. The summary says the curve is flat instead of letting the number stand alone."""
-    from superpose.experiments.sweep import spearman_caveat, summarize
+    from superpose.experiments.sweep import spearman_caveat, summarize_sweep
 
     cfg = SweepConfig(model="scratch-plus-cpu", task1="plus_2", task2="plus_7", n_examples=4, n_prompts=1)
     def records(p1):
         return [{"lambda": lam, "p1": p1(lam), "p2": 1 - p1(lam), "other": 0.0} for lam in cfg.lambdas]
-    flat = summarize(records(lambda lam: 0.5 + 1e-5 * lam), cfg)
+    flat = summarize_sweep(records(lambda lam: 0.5 + 1e-5 * lam), cfg)
     assert flat["spearman_p1_vs_lambda"] == pytest.approx(1.0) and flat["p1_range"] < 1e-4
     assert "flat" in spearman_caveat(flat) and "< 0.001" in spearman_caveat(flat)
-    follows = summarize(records(lambda lam: lam), cfg)
+    follows = summarize_sweep(records(lambda lam: lam), cfg)
     assert follows["p1_range"] == pytest.approx(1.0) and spearman_caveat(follows) == ""
 
 

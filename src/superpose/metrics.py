@@ -38,7 +38,7 @@ def normalize_logp(logp: np.ndarray) -> np.ndarray:
     return logp - logsumexp(logp, axis=-1, keepdims=True)
 
 
-def summarize(tasks: list[str], logp: np.ndarray, shares: np.ndarray) -> dict:
+def task_statistics(tasks: list[str], logp: np.ndarray, shares: np.ndarray) -> dict:
     """All per-task and per-mixture statistics for N prompts x K tasks (JSON-serialisable)."""
     logp = np.asarray(logp, dtype=np.float64)  # [N, K]
     shares = np.asarray(shares, dtype=np.float64)  # [N, K]

@@ -51,7 +51,7 @@ def main(args: argparse.Namespace) -> int:
         exp.run_all()
     else:
         exp.step(args.step)
-        exp.summarize()
+        exp.write_summary()
     print((exp.run.path / "summary.md").read_text(encoding="utf-8"))
     print_run_folder(exp.run.path)
     return 0

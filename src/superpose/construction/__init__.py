@@ -58,10 +58,10 @@ log; layers 1, 3 and 6 are exact on their inputs.
 
 from superpose.construction.experiment import ConstructConfig, run_experiment, score_prompts
 from superpose.construction.model import ConstructedTransformer
-from superpose.construction.prompts import Prompt, check_prompt, sample_prompt
+from superpose.construction.prompts import SymbolPrompt, check_prompt, sample_prompt
 from superpose.construction.tasks import MapTask, default_tasks, parse_tasks
-from superpose.construction.weights import ConstructionSpec, Layout, build_model, dimension_formula
+from superpose.construction.weights import ConstructionSpec, Layout, build_transformer, dimension_formula
 
 __all__ = ["ConstructConfig", "ConstructedTransformer", "ConstructionSpec", "Layout", "MapTask",
-           "Prompt", "build_model", "check_prompt", "default_tasks", "dimension_formula",
+           "SymbolPrompt", "build_transformer", "check_prompt", "default_tasks", "dimension_formula",
            "parse_tasks", "run_experiment", "sample_prompt", "score_prompts"]

@@ -15,13 +15,13 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from superpose.construction.model import ConstructedTransformer
-from superpose.construction.prompts import Prompt, check_prompt, random_counts, sample_prompt
+from superpose.construction.prompts import SymbolPrompt, check_prompt, random_counts, sample_prompt
 from superpose.construction.tasks import MapTask, default_tasks, parse_tasks
 from superpose.construction.weights import (
     N_LAYERS,
     TOKENS_PER_EXAMPLE,
     ConstructionSpec,
-    build_model,
+    build_transformer,
     dimension_formula,
 )
 from superpose.errors import ConfigError, SuperposeError
@@ -77,7 +77,7 @@ def load_config(data: dict, source: str = "config") -> ConstructConfig:
         raise ConfigError(f"{source}: {problems}") from None
 
 
-def predict(model: ConstructedTransformer, spec: ConstructionSpec, prompts: list[Prompt]) -> torch.Tensor:
+def predict(model: ConstructedTransformer, spec: ConstructionSpec, prompts: list[SymbolPrompt]) -> torch.Tensor:
     """The model's next-token distribution after each prompt's query (prompts of one length)."""
     for prompt in prompts:
         if len(prompt.examples) > spec.max_examples:
@@ -95,7 +95,7 @@ def predict(model: ConstructedTransformer, spec: ConstructionSpec, prompts: list
                           for i in range(0, len(prompts), chunk)])  # [batch, vocab + 2]
 
 
-def score_prompts(model: ConstructedTransformer, spec: ConstructionSpec, prompts: list[Prompt]) -> list[dict]:
+def score_prompts(model: ConstructedTransformer, spec: ConstructionSpec, prompts: list[SymbolPrompt]) -> list[dict]:
     """One record per prompt: each task's share and the probability the model puts on its answer."""
     records = []
     for prompt, probs in zip(prompts, predict(model, spec, prompts)):
@@ -144,7 +144,7 @@ def dimension_table(tasks: tuple[MapTask, ...], vocab: int, ms: list[int] | tupl
     rows = []
     for m in ms:
         spec = ConstructionSpec(tasks, vocab, m)
-        model = build_model(spec)
+        model = build_transformer(spec)
         bound = vocab + math.log2(m * TOKENS_PER_EXAMPLE)
         row = {"m": m, "N": spec.max_len, "log2_mn": round(math.log2(m * TOKENS_PER_EXAMPLE), 3),
                "d_plus_log2_mn": round(bound, 3), "d_model": model.d_model,
@@ -200,7 +200,7 @@ def run_experiment(config: ConstructConfig, root: str | Path = "runs") -> tuple[
     """Build the model, score random mixed prompts, measure widths, write the run folder."""
     tasks = config.resolve_tasks()
     spec = ConstructionSpec(tasks, config.vocab, config.examples)
-    model = build_model(spec)
+    model = build_transformer(spec)
     rng = np.random.default_rng(config.seed)
     names = [t.name for t in tasks]
     run = RunFolder.create("construct", config.model_dump() | {"resolved_tasks": names}, root=root, kind="construct")

@@ -1,7 +1,7 @@
 """A plain decoder-only transformer whose every weight is a visible tensor (nanoGPT-style).
 
 Nothing here is specific to the construction: the weights are zeros until
-``superpose.construction.weights.build_model`` fills them with formulas. Differences from a
+``superpose.construction.weights.build_transformer`` fills them with formulas. Differences from a
 trained GPT, each needed for exactness and each harmless for the argument:
 
 * float64 throughout, so that saturated softmaxes (scores up to a few hundred) stay exact;

@@ -19,8 +19,9 @@ NOISE = -1
 
 
 @dataclass(frozen=True)
-class Prompt:
-    """One prompt: its examples, the task each example follows (NOISE = -1), and the query."""
+class SymbolPrompt:
+    """One prompt of symbols (not :class:`superpose.prompts.Prompt`'s text): its examples, the task each
+    example follows (NOISE = -1), and the query."""
 
     examples: tuple[tuple[int, int], ...]
     labels: tuple[int, ...]
@@ -53,7 +54,7 @@ def fitting_tasks(tasks: tuple[MapTask, ...], x: int, y: int) -> list[int]:
     return [k for k, t in enumerate(tasks) if t(x) == y]
 
 
-def check_prompt(prompt: Prompt, tasks: tuple[MapTask, ...], vocab: int) -> None:
+def check_prompt(prompt: SymbolPrompt, tasks: tuple[MapTask, ...], vocab: int) -> None:
     """Raise SuperposeError if the prompt is outside what the construction covers."""
     if not prompt.examples:
         raise SuperposeError("examples (m) must be at least 1; the prompt has no examples")
@@ -77,7 +78,7 @@ def check_prompt(prompt: Prompt, tasks: tuple[MapTask, ...], vocab: int) -> None
 
 
 def sample_prompt(tasks: tuple[MapTask, ...], counts: list[int], n_noise: int, vocab: int,
-                  rng: np.random.Generator) -> Prompt:
+                  rng: np.random.Generator) -> SymbolPrompt:
     """A prompt with ``counts[k]`` examples of task k and ``n_noise`` noise examples, shuffled."""
     K = len(tasks)
     if len(counts) != K or any(c < 0 for c in counts):
@@ -108,7 +109,7 @@ def sample_prompt(tasks: tuple[MapTask, ...], counts: list[int], n_noise: int, v
         labels.append(NOISE)
     order = rng.permutation(len(examples))
     query = int(rng.choice(separating_inputs(tasks, vocab)))
-    prompt = Prompt(tuple(examples[i] for i in order), tuple(labels[i] for i in order), query)
+    prompt = SymbolPrompt(tuple(examples[i] for i in order), tuple(labels[i] for i in order), query)
     check_prompt(prompt, tasks, vocab)
     return prompt
 

@@ -345,7 +345,7 @@ LAYER_FORMULAS = (layer1_mark_boundaries, layer2_example_answers, layer3_classif
                   layer4_average, layer5_query_answers, layer6_mix, layer7_log)
 
 
-def build_model(spec: ConstructionSpec) -> ConstructedTransformer:
+def build_transformer(spec: ConstructionSpec) -> ConstructedTransformer:
     """The transformer of the construction, every weight set by the formulas above."""
     blocks = [formula(spec) for formula in LAYER_FORMULAS]
     model = ConstructedTransformer(vocab_size=spec.vocab + 2, d_model=spec.layout.d_model,

@@ -14,14 +14,15 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from superpose.backends import Backend, ScoreRequest, backend_class, check_model, load_backend
 from superpose.backends.devices import resolve_device
-from superpose.backends.entry import Device, Dtype, ModelEntry, Models
-from superpose.config import config_from_dict, load_config
+from superpose.backends.entry import ModelEntry, Models
+from superpose.config import load_config
 from superpose.errors import PromptTooLong, SuperposeError
-from superpose.metrics import summarize
+from superpose.experiments.base import ExperimentConfig, check_unique, open_run
+from superpose.metrics import task_statistics
 from superpose.prompts import MixtureSpec, Prompt, build_prompts
 from superpose.report.console import console, print_summary, track
 from superpose.report.figures import plot_distributions, plot_means
@@ -37,20 +38,13 @@ class Mixture(MixtureSpec):
     name: str
 
 
-class ProbeConfig(BaseModel):
+class ProbeConfig(ExperimentConfig):
     """A probe: which models, which mixtures, how many prompts."""
 
-    model_config = ConfigDict(extra="forbid")
-
     name: str = "probe"
-    description: str = ""
     models: Models = Field(default_factory=lambda: ["gemma-3-270m"], min_length=1)
-    dtype: Dtype = "float32"
-    device: Device = None  # auto, cpu, cuda, cuda:N, mps; None: cpu
-    seed: int = 0
     n_prompts: int = Field(100, ge=1)
     terminator: str = ""  # "" scores the answer alone (the study); "\n" scores answer + newline
-    task_files: list[str] = Field(default_factory=list)  # user tasks, loaded before the mixtures
     mixtures: list[Mixture] = Field(min_length=1)
 
     @property
@@ -61,9 +55,7 @@ class ProbeConfig(BaseModel):
     @field_validator("mixtures")
     @classmethod
     def _unique_names(cls, mixtures: list[Mixture]) -> list[Mixture]:
-        names = [m.name for m in mixtures]
-        if len(set(names)) != len(names):
-            raise ValueError(f"mixture names must be unique, got {names}")
+        check_unique([m.name for m in mixtures], "mixture names")
         return mixtures
 
 
@@ -100,12 +92,7 @@ def run_probe(config: ProbeConfig, root: str | Path = DEFAULT_ROOT, resume: str 
     ``load`` gives the backend of a model entry (default: :func:`load_backend` with the config's dtype
     and device); notebooks and tests pass one to reuse a model that is already loaded.
     """
-    if resume is not None:
-        run = RunFolder.open(resume, resume=True, kind="probe")
-        config = config_from_dict(ProbeConfig, run.config, f"{run.path}/config.yaml")
-        console.print(f"resuming [bold]{run.path}[/bold]")
-        prompts = make_prompts(config)
-    else:
+    if resume is None:
         prompts = make_prompts(config)  # tasks that agree on every input fail before anything is written
         resolve_device(config.device)  # so does a missing GPU
         for entry in config.entries:  # and an unknown or missing model
@@ -115,9 +102,12 @@ def run_probe(config: ProbeConfig, root: str | Path = DEFAULT_ROOT, resume: str 
                 remote.check_access()
                 planned = remote.plan([requests_of(p, config.terminator) for ps in prompts.values() for p in ps])
                 console.print(f"{entry.display}: at most {planned} requests")
-        run = RunFolder.create(config.name, config.model_dump(), root, kind="probe")
+    run, config = open_run("probe", ProbeConfig, config, root, resume)
+    if resume is not None:
+        console.print(f"resuming [bold]{run.path}[/bold]")
+        prompts = make_prompts(config)
+    else:
         console.print(f"run folder: [bold]{run.path}[/bold]")
-    if resume is None:
         run.write_jsonl("prompts.jsonl", ({"mixture": m, **p.to_dict()} for m, ps in prompts.items() for p in ps))
 
     done = {(r["model"], r["mixture"], r["index"]) for r in run.read_records()}
@@ -158,7 +148,7 @@ def run_probe(config: ProbeConfig, root: str | Path = DEFAULT_ROOT, resume: str 
         del backend, stream
         gc.collect()
 
-    summary = summarize_run(run, config)
+    summary = summarize_probe(run, config)
     print_summary(summary)
     console.print(f"figures: {run.path / 'figures'}\nsummary: {run.path / 'summary.md'}")
     return run
@@ -180,7 +170,7 @@ def collect(records: list[dict], config: ProbeConfig) -> dict:
     return table
 
 
-def summarize_run(run: RunFolder, config: ProbeConfig) -> dict:
+def summarize_probe(run: RunFolder, config: ProbeConfig) -> dict:
     """Statistics, summary.md and figures from a run folder's records; marks the run complete."""
     table = collect(run.read_records(), config)
     expected = len(config.models) * len(config.mixtures) * config.n_prompts
@@ -196,7 +186,7 @@ def summarize_run(run: RunFolder, config: ProbeConfig) -> dict:
         summary["models"][model] = {}
         plot_table[model] = {}
         for mixture, e in mixtures.items():
-            stats = summarize(e["tasks"], np.array(e["logp"]), np.array(e["shares"]))
+            stats = task_statistics(e["tasks"], np.array(e["logp"]), np.array(e["shares"]))
             stats["boundary_straddles"] = e["straddles"]
             if e["unexplored"]:  # an API search: every P is a lower bound, truth within + unexplored
                 stats["lower_bound"] = True

@@ -30,10 +30,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from superpose.backends import check_model, load_backend
 from superpose.backends.devices import resolve_device
-from superpose.backends.entry import Device, Dtype, ModelEntry, Models
-from superpose.config import read_yaml, validate
+from superpose.backends.entry import ModelEntry, Models
+from superpose.config import load_config, validate
 from superpose.enumerate import EnumerateSettings, OutputEnumerator
 from superpose.errors import ModelNotAvailable, SuperposeError
+from superpose.experiments.base import ExperimentConfig, check_unique, open_run
 from superpose.experiments.probe import Mixture, check_prompts_fit
 from superpose.experiments.topk import analyse_prompt, plot_reliability, summarize_model
 from superpose.models import EMBEDDED_MODELS
@@ -82,19 +83,13 @@ def size_label(size: dict[str, Any]) -> str:
     return str(size.get("label") or f"w{size.get('d_model', '?')}")
 
 
-class ScaleConfig(BaseModel):
+class ScaleConfig(ExperimentConfig):
     """A scaling run (YAML): models, mixtures, and the output search's limits."""
 
-    model_config = ConfigDict(extra="forbid")
-
     name: str = "scale"
-    description: str = ""
     models: Models = Field(default_factory=list)
     scratch: ScratchFamily | None = None
-    dtype: Dtype = "float32"
-    device: Device = None  # auto, cpu, cuda, cuda:N, mps; None: cpu
     threads: int | None = Field(None, ge=1)  # torch CPU threads for scoring; None: torch's default
-    seed: int = 0
     n_prompts: int = Field(20, ge=1)  # per mixture
     mixtures: list[Mixture] = Field(min_length=1)
     single_task_baselines: bool = True  # add a K = 1 mixture for every task of a mixed one
@@ -106,9 +101,7 @@ class ScaleConfig(BaseModel):
     def _check(self) -> "ScaleConfig":
         if not self.models and self.scratch is None:
             raise ValueError("needs models, a scratch family, or both")
-        names = [m.name for m in self.mixtures]
-        if len(set(names)) != len(names):
-            raise ValueError(f"mixture names must be unique, got {names}")
+        check_unique([m.name for m in self.mixtures], "mixture names")
         k_max = max(len(m.tasks) for m in self.mixtures)
         if self.enumerate.max_outputs < k_max + 1:
             raise ValueError(f"enumerate.max_outputs={self.enumerate.max_outputs} must be at least "
@@ -131,9 +124,7 @@ class ScaleConfig(BaseModel):
 
 def load_scale_config(path: str | Path, overrides: dict | None = None) -> ScaleConfig:
     """Read and validate a scale config (the scratch family's training recipes too)."""
-    data = read_yaml(path)
-    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    cfg = validate(ScaleConfig, data, str(path))
+    cfg = load_config(ScaleConfig, path, overrides)
     if cfg.scratch is not None:
         cfg.scratch.train_configs(str(path))
     return cfg
@@ -190,19 +181,16 @@ def run_scale(config: ScaleConfig | None, root: str | Path = DEFAULT_ROOT, resum
     ``progress=False`` silences the training bars; scoring always reports progress (a line per tenth
     in logs).
     """
-    if resume is not None:
-        run = RunFolder.open(resume, resume=True, kind="scale")
-        config = validate(ScaleConfig, run.config, f"{run.path}/config.yaml")
-        console.print(f"resuming [bold]{run.path}[/bold]")
-    else:
+    if resume is None:
         assert config is not None
         make_prompts(config)  # tasks that agree on every input fail before a run folder exists
         resolve_device(config.device)  # so does a missing GPU
         for entry in config.models:  # type: ignore[union-attr]
             if _unavailable(entry) is None:
                 check_model(entry.name, needs=("enumerate",), purpose="superpose scale")
-        run = RunFolder.create(f"scale-{config.name}", config.model_dump(mode="json"), root, kind="scale")
-        console.print(f"run folder: [bold]{run.path}[/bold]")
+    name = None if config is None else f"scale-{config.name}"
+    run, config = open_run("scale", ScaleConfig, config, root, resume, name=name)
+    console.print(f"{'resuming' if resume is not None else 'run folder:'} [bold]{run.path}[/bold]")
     prompts = make_prompts(config)
     if resume is None:
         run.write_jsonl("prompts.jsonl", ({"mixture": m, **p.to_dict()} for m, ps in prompts.items() for p in ps))

@@ -43,14 +43,15 @@ import statistics
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from superpose.backends import Backend, ScoreRequest, check_model, load_backend
 from superpose.backends.devices import resolve_device
-from superpose.backends.entry import Device, Dtype, ModelEntry
-from superpose.config import check_resume_unchanged, read_yaml, validate
+from superpose.backends.entry import ModelEntry
+from superpose.config import check_resume_unchanged, config_from_dict, load_config
 from superpose.report.console import track
 from superpose.errors import SuperposeError
+from superpose.experiments.base import ExperimentConfig, open_run
 from superpose.prompts import MixtureSpec, build_prompt
 from superpose.runs import DEFAULT_ROOT, RunFolder
 from superpose.report.figures import save_figure
@@ -64,22 +65,17 @@ STUDY_CURVES = {
 }
 
 
-class SweepConfig(BaseModel):
+class SweepConfig(ExperimentConfig):
     """A λ sweep (YAML)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     name: str = "sweep"
     model: ModelEntry | str  # embedded name (`superpose models`), folder, GGUF file, hub id, "vllm:..."
-    dtype: Dtype = "float32"
-    device: Device = None  # auto, cpu, cuda, cuda:N, mps; None: cpu
     task1: str
     task2: str
     n_examples: int = Field(40, ge=1)
     n_prompts: int = Field(20, ge=1)  # prompts per λ
     lambdas: list[float] = Field(default_factory=lambda: list(DEFAULT_LAMBDAS))
     counts: Literal["exact", "iid"] = "exact"
-    seed: int = 0
     reference: Literal["none", "plus", "ret"] = "none"  # a study curve to draw and compare with
     # Position control: for each m listed, a sweep whose last m examples all belong to fixed_task;
     # 0 is the plain sweep (always run: the baseline of the others). See the module doc.
@@ -140,9 +136,7 @@ class SweepConfig(BaseModel):
 
 def load_sweep_config(path: str | Path, **overrides) -> SweepConfig:
     """A validated :class:`SweepConfig` from YAML; ``overrides`` replace top-level fields."""
-    data = read_yaml(path)
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    return validate(SweepConfig, data, str(path))
+    return load_config(SweepConfig, path, overrides)
 
 
 def run_sweep(cfg: SweepConfig | None, resume: str | Path | None = None, progress: bool = True,
@@ -153,7 +147,7 @@ def run_sweep(cfg: SweepConfig | None, resume: str | Path | None = None, progres
     Resuming takes the folder's own config; a ``cfg`` given too must not change it (but ``out_root``).
     """
     if resume is not None:
-        stored = validate(SweepConfig, RunFolder.open(resume).config, f"{resume}/config.yaml")
+        stored = config_from_dict(SweepConfig, RunFolder.open(resume).config, f"{resume}/config.yaml")
         if cfg is not None:
             check_resume_unchanged(resume, stored.model_dump(mode="json"), cfg.model_dump(mode="json"),
                                    ignore=("out_root",))
@@ -162,10 +156,7 @@ def run_sweep(cfg: SweepConfig | None, resume: str | Path | None = None, progres
     if backend is None:
         resolve_device(cfg.device)  # a missing GPU fails before a run folder is made
         check_model(cfg.entry.name, purpose="superpose sweep")  # so does an unknown model
-    if resume is not None:
-        run = RunFolder.open(resume, resume=True, kind="sweep")
-    else:
-        run = RunFolder.create(f"{cfg.name}", cfg.model_dump(mode="json"), cfg.out_root, kind="sweep")
+    run, cfg = open_run("sweep", SweepConfig, cfg, cfg.out_root, resume)
     done = {(r.get("fixed_last", 0), r["lambda"], r["index"]) for r in run.read_records()}
     items = [(m, lam, i) for m in cfg.fixed_last for lam in cfg.lambdas for i in range(cfg.n_prompts)]
     finished = [item in done for item in items]
@@ -194,14 +185,14 @@ def run_sweep(cfg: SweepConfig | None, resume: str | Path | None = None, progres
                 record.update(n_read=n_read, beyond_training=backend.beyond_training(n_read))
             run.append_record(record)
     records = run.read_records()
-    summary = summarize(records, cfg, run.config_doc().get("model_info"))
+    summary = summarize_sweep(records, cfg, run.config_doc().get("model_info"))
     plot_sweep(summary, records, cfg, run.figure_path("sweep"))
     plot_position(summary, cfg, run.figure_path("position"))
     run.finish(summary)
     return run, summary
 
 
-def summarize(records: list[dict], cfg: SweepConfig, model_info: dict | None = None) -> dict:
+def summarize_sweep(records: list[dict], cfg: SweepConfig, model_info: dict | None = None) -> dict:
     """Mean P(task 1), P(task 2) and the rest per λ, with the checks the study's claim implies.
 
     The λ curve and the per-prompt split are over the plain sweep (no fixed last examples);

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from superpose.config import config_from_dict, load_config
 from superpose.errors import ConfigError
-from superpose.backends.entry import Device, Dtype
+from superpose.experiments.base import ExperimentConfig
 from superpose.prompts import MixtureSpec
 from superpose.vectors.extract import Group, default_groups, make_group
 
@@ -90,17 +90,12 @@ class SteerConfig(_Strict):
     n_prompts: int = Field(10, ge=1)
 
 
-class VectorsConfig(_Strict):
+class VectorsConfig(ExperimentConfig):
     """A task-vector experiment: one model, a family of tasks, and the five steps' settings."""
 
     name: str = "vectors"
-    description: str = ""
     model: str = "gemma-3-270m"  # a transformers model: task vectors need the residual stream
-    dtype: Dtype = "float32"
-    device: Device = None  # auto, cpu, cuda, cuda:N, mps; None: cpu
-    seed: int = 0
     tasks: list[str] = Field(min_length=2)
-    task_files: list[str] = Field(default_factory=list)
     extract: ExtractConfig = Field(default_factory=ExtractConfig)
     layers: LayersConfig = Field(default_factory=LayersConfig)
     project: ProjectConfig = Field(default_factory=ProjectConfig)

@@ -25,13 +25,14 @@ import numpy as np
 import torch
 
 from superpose.errors import SuperposeError
+from superpose.experiments.base import open_run
 from superpose.backends import check_model, load_backend
 from superpose.backends.devices import resolve_device
 from superpose.backends.hf import HFBackend
 from superpose.report.console import console
 from superpose.runs import DEFAULT_ROOT, RunFolder
 from superpose.vectors import figures
-from superpose.vectors.config import VectorsConfig, vectors_config_from_dict
+from superpose.vectors.config import VectorsConfig
 from superpose.vectors.extract import VECTORS_FILE, VectorStore, extract_prompts, group_prompts
 from superpose.vectors.interpolate import (interpolate, interpolation_vectors, lambda_grid, monotonicity,
                                            real_mixture_curve)
@@ -66,15 +67,15 @@ class VectorsExperiment:
         """A new run folder for ``config``."""
         resolve_device(config.device)
         check_model(config.model, needs=("residual",), purpose="superpose vectors")
-        run = RunFolder.create(config.name, config.model_dump(), root, kind="vectors")
+        run, config = open_run("vectors", VectorsConfig, config, root, None)
         console.print(f"run folder: [bold]{run.path}[/bold]")
         return cls(run, config, backend)
 
     @classmethod
     def open(cls, path: str | Path) -> "VectorsExperiment":
         """An existing run folder (its config.yaml holds the config)."""
-        run = RunFolder.open(path, resume=True, kind="vectors")
-        return cls(run, vectors_config_from_dict(run.config, f"{run.path}/config.yaml"))
+        run, config = open_run("vectors", VectorsConfig, None, DEFAULT_ROOT, path)
+        return cls(run, config)
 
     # -- shared resources ---------------------------------------------------------------------------
 
@@ -126,7 +127,7 @@ class VectorsExperiment:
         for s in STEPS:
             if not self._done(s):
                 self.step(s)
-        return self.summarize()
+        return self.write_summary()
 
     # -- 1. extraction ------------------------------------------------------------------------------
 
@@ -324,7 +325,7 @@ class VectorsExperiment:
 
     # -- summary ------------------------------------------------------------------------------------
 
-    def summarize(self) -> dict:
+    def write_summary(self) -> dict:
         """Headline numbers of every finished step into summary.json / summary.md; marks the run complete."""
         s: dict = {"config": self.config.name, "model": self.config.model}
         if self._done("layers"):
