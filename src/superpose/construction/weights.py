@@ -219,14 +219,7 @@ def layer2_example_answers(spec: ConstructionSpec) -> Block:
     value = tok[0..V-1] of token t-1, output ans_k[f_k(v)] += value[v]. At an answer position
     (is_y) ans_k = onehot(f_k(x_i)); after BOS/SEP it is 0 (those are not symbols).
     """
-    lay, V, d = spec.layout, spec.vocab, spec.layout.d_model
-    attn = Attention(d, n_heads=spec.k, d_qk=2 * spec.n_freq, d_v=V)
-    for k, task in enumerate(spec.tasks):
-        _attend_to(attn, k, spec, offset=1)
-        for v in range(V):
-            attn.w_v[k, lay.at("tok", v), v] = 1.0
-            attn.w_o[k, v, lay.at(f"ans{k}", task(v))] = 1.0
-    return Block(attn, None, job="each task's answer for each example (head k = task k)")
+    return _task_map_heads(spec, offset=1, target="ans", job="each task's answer for each example (head k = task k)")
 
 
 def layer3_classify_examples(spec: ConstructionSpec) -> Block:
@@ -274,14 +267,20 @@ def layer5_query_answers(spec: ConstructionSpec) -> Block:
     Head k attends to its own position and maps the symbol there through task k:
     qans_k = onehot(f_k(x)) at every symbol position, in particular at the query xq.
     """
+    return _task_map_heads(spec, offset=0, target="qans", job="each task's answer on the query (head k = task k)")
+
+
+def _task_map_heads(spec: ConstructionSpec, offset: int, target: str, job: str) -> Block:
+    """K heads: head k attends ``offset`` positions back and writes task k's map of the symbol there,
+    one-hot, into ``{target}{k}`` (layers 2 and 5 differ only in where they look and write)."""
     lay, V, d = spec.layout, spec.vocab, spec.layout.d_model
     attn = Attention(d, n_heads=spec.k, d_qk=2 * spec.n_freq, d_v=V)
     for k, task in enumerate(spec.tasks):
-        _attend_to(attn, k, spec, offset=0)
+        _attend_to(attn, k, spec, offset=offset)
         for v in range(V):
             attn.w_v[k, lay.at("tok", v), v] = 1.0
-            attn.w_o[k, v, lay.at(f"qans{k}", task(v))] = 1.0
-    return Block(attn, None, job="each task's answer on the query (head k = task k)")
+            attn.w_o[k, v, lay.at(f"{target}{k}", task(v))] = 1.0
+    return Block(attn, None, job=job)
 
 
 def layer6_mix(spec: ConstructionSpec) -> Block:

@@ -1,1 +1,3 @@
-"""One module per experiment; each has a pydantic config, a run function and a CLI parser."""
+"""The experiments: one module each (probe, sweep, scale with topk, reproduce's plan), on base.py's
+config header and run skeleton. Each takes a validated config and a backend, never a raw model, and
+writes a run folder; the command layer (:mod:`superpose.cli`) parses arguments for them."""

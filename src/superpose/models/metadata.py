@@ -1,6 +1,6 @@
 """What a model folder says about itself, read in one place for every backend.
 
-Weight hashes, the architecture its ``config.json`` names, and -- for a model that ``superpose train``
+Weight hashes, the architecture and the number of positions its ``config.json`` names, and -- for a model that ``superpose train``
 made -- the longest sequence it was trained on (its ``training.json``), past which scores are
 extrapolation and the backends warn.
 """
@@ -14,14 +14,18 @@ from superpose.models.loading import weight_hashes
 
 
 def folder_metadata(folder: Path | str) -> dict:
-    """``sha256``, ``architecture`` and ``trained_length`` of a local model folder, where known;
-    nothing for a hub id (its files are not here)."""
+    """``sha256``, ``architecture``, ``max_positions`` and ``trained_length`` of a local model folder,
+    where known; nothing for a hub id (its files are not here)."""
     if not isinstance(folder, Path) or not folder.is_dir():
         return {}
     info: dict = {"sha256": weight_hashes(folder)}
     config = _read_json(folder / "config.json")
     if config.get("architectures"):
         info["architecture"] = str(config["architectures"][0])
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length"):  # names vary by family
+        if isinstance(config.get(key), int) and config[key] > 0:
+            info["max_positions"] = config[key]
+            break
     trained = trained_sequence_length(folder)
     if trained is not None:
         info["trained_length"] = trained
