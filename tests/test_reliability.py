@@ -198,3 +198,20 @@ def test_summary_escapes_user_text():
 
     assert md("<script>alert(1)</script>|x") == "&lt;script&gt;alert(1)&lt;/script&gt;\\|x"
     assert plt.rcParams["text.parse_math"] is False
+
+
+def test_a_run_folder_says_its_kind_and_refuses_another_kinds_resume(tmp_path):
+    from superpose.errors import SuperposeError
+    from superpose.runs import FORMAT_VERSION, read_status
+
+    run = RunFolder.create("k", {"name": "k"}, tmp_path, kind="probe")
+    run.finish({})
+    assert {k: read_status(run.path)[k] for k in ("status", "kind", "format")} == {
+        "status": "complete", "kind": "probe", "format": FORMAT_VERSION}
+    with pytest.raises(SuperposeError, match="holds a probe run, not a sweep run"):
+        RunFolder.open(run.path, resume=True, kind="sweep")
+    (run.path / "status.json").write_text('{"status": "complete"}')  # a folder of format 1
+    assert read_status(run.path)["format"] == 1
+    resumed = RunFolder.open(run.path, resume=True, kind="probe")  # learns its kind
+    assert read_status(resumed.path)["kind"] == "probe" and resumed.status == "running"
+    resumed.unlock()

@@ -34,7 +34,8 @@ for path in sorted(PACKAGED_CONFIGS.rglob("*.yaml")):
 """
 
 
-def test_wheel_installs_and_runs_outside_the_source_tree(tmp_path):
+def test_wheel_installs_and_runs_outside_the_source_tree(tmp_path, monkeypatch):
+    monkeypatch.delenv("PYTHONPATH", raising=False)  # the installed copy must not find a source tree
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                     "-w", str(tmp_path / "dist"), str(REPO)], check=True, cwd=tmp_path)
     (wheel,) = (tmp_path / "dist").glob("superpose-*.whl")

@@ -24,14 +24,13 @@ def configure(s: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run (or resume) a sweep, print its curve and name its folder."""
-    from superpose.experiments.sweep import SweepConfig, load_sweep_config, run_sweep, spearman_caveat
-
     from superpose.errors import SuperposeError
+    from superpose.experiments.sweep import SweepConfig, load_sweep_config, run_sweep, spearman_caveat
 
     flags = {"model": model_overrides(args), "dtype": args.dtype, "device": args.device,
              "n_prompts": args.n_prompts, "counts": args.counts, "seed": args.seed, "out_root": args.out}
     if args.config:
-        cfg = load_sweep_config(args.config, **flags)
+        cfg = load_sweep_config(args.config, flags)
     elif args.resume:
         from superpose.config import check_resume_args
 

@@ -134,8 +134,8 @@ class SweepConfig(ExperimentConfig):
                            fixed_task=self.fixed_task - 1)
 
 
-def load_sweep_config(path: str | Path, **overrides) -> SweepConfig:
-    """A validated :class:`SweepConfig` from YAML; ``overrides`` replace top-level fields."""
+def load_sweep_config(path: str | Path, overrides: dict | None = None) -> SweepConfig:
+    """A validated :class:`SweepConfig` from YAML; ``overrides`` (None values ignored) replace top-level fields."""
     return load_config(SweepConfig, path, overrides)
 
 
