@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TypeVar
+from typing import Sequence, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -63,6 +63,12 @@ def config_from_dict(model: type[T], data: dict, source: str, base: Path | None 
     if files:
         data = {**data, "task_files": resolved}
     return validate(model, data, source)
+
+
+def check_unique(names: Sequence[str], what: str) -> None:
+    """Raise ValueError (in a validator: an error naming the field) when two of ``names`` are equal."""
+    if len(set(names)) != len(names):
+        raise ValueError(f"{what} must be unique, got {list(names)}")
 
 
 def check_resume_args(model: type[T], folder: str | Path, given_config: T | None, flags: dict,

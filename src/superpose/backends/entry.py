@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from superpose.backends.devices import check_device_name
+from superpose.config import check_unique
 from superpose.models.loading import DTYPES
 
 Dtype = Literal[DTYPES]  # type: ignore[valid-type]
@@ -42,9 +43,7 @@ class ModelEntry(BaseModel):
 def model_entries(models: list[ModelEntry | str]) -> list[ModelEntry]:
     """Strings become entries; labels must be unique (records are keyed by them)."""
     entries = [m if isinstance(m, ModelEntry) else ModelEntry(name=m) for m in models]
-    labels = [e.display for e in entries]
-    if len(set(labels)) != len(labels):
-        raise ValueError(f"model labels must be unique, got {labels}")
+    check_unique([e.display for e in entries], "model labels")
     return entries
 
 

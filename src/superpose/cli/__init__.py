@@ -4,8 +4,9 @@ This package is the only layer that parses arguments: one module per command (``
 ``cli/sweep.py``, ...), each with ``configure(parser)`` and the function the parsed arguments go to.
 Nothing outside it imports it. Only the module of the command being run is imported, so
 `superpose --help` and `superpose tasks` start without torch. Flags mean the same on every command
-(``cli/flags.py``): --model --dtype --device --out --resume --seed --figures --no-progress. Progress and messages go to stderr; results go to
-stdout, and a command that writes a run folder ends stdout with ``run folder: PATH``.
+(``cli/flags.py``): --model --dtype --device --out --resume --seed --figures --no-progress. Progress
+and messages go to stderr; results go to stdout, and a command that writes a run folder ends stdout
+with ``run folder: PATH``.
 
 Errors the user can fix (SuperposeError, config validation) print one clear message and exit 2.
 """

@@ -11,7 +11,7 @@ alone, then :meth:`RunFolder.finish` writes ``summary.json`` last.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence, TypeVar
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -31,12 +31,6 @@ class ExperimentConfig(BaseModel):
     device: Device = None  # auto, cpu, cuda, cuda:N, mps; None: cpu
     seed: int = 0
     task_files: list[str] = Field(default_factory=list)  # user tasks, loaded before the config is checked
-
-
-def check_unique(names: Sequence[str], what: str) -> None:
-    """Raise ValueError (a validation error naming the field) when two of ``names`` are equal."""
-    if len(set(names)) != len(names):
-        raise ValueError(f"{what} must be unique, got {list(names)}")
 
 
 C = TypeVar("C", bound=ExperimentConfig)

@@ -19,9 +19,9 @@ from pydantic import Field, field_validator
 from superpose.backends import Backend, ScoreRequest, backend_class, check_model, load_backend
 from superpose.backends.devices import resolve_device
 from superpose.backends.entry import ModelEntry, Models
-from superpose.config import load_config
+from superpose.config import check_unique, load_config
 from superpose.errors import PromptTooLong, SuperposeError
-from superpose.experiments.base import ExperimentConfig, check_unique, open_run
+from superpose.experiments.base import ExperimentConfig, open_run
 from superpose.metrics import task_statistics
 from superpose.prompts import MixtureSpec, Prompt, build_prompts
 from superpose.report.console import console, print_summary, track

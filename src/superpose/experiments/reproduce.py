@@ -21,7 +21,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from superpose.config import find_config, read_yaml, validate
+from superpose.config import check_unique, find_config, read_yaml, validate
 from superpose.errors import SuperposeError
 from superpose.runs import read_status
 
@@ -61,9 +61,7 @@ class Plan(BaseModel):
     @field_validator("steps")
     @classmethod
     def _unique(cls, v: list[Step]) -> list[Step]:
-        names = [s.name for s in v]
-        if len(set(names)) != len(names):
-            raise ValueError(f"step names must differ: {names}")
+        check_unique([s.name for s in v], "step names")
         return v
 
     def argv(self, step: Step, parent: Path | str = "PARENT") -> list[str]:

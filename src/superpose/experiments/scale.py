@@ -31,10 +31,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from superpose.backends import check_model, load_backend
 from superpose.backends.devices import resolve_device
 from superpose.backends.entry import ModelEntry, Models
-from superpose.config import load_config, validate
+from superpose.config import check_unique, load_config, validate
 from superpose.enumerate import EnumerateSettings, OutputEnumerator
 from superpose.errors import ModelNotAvailable, SuperposeError
-from superpose.experiments.base import ExperimentConfig, check_unique, open_run
+from superpose.experiments.base import ExperimentConfig, open_run
 from superpose.experiments.probe import Mixture, check_prompts_fit
 from superpose.experiments.topk import analyse_prompt, plot_reliability, summarize_model
 from superpose.models import EMBEDDED_MODELS

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from superpose.config import config_from_dict, load_config
+from superpose.config import check_unique, config_from_dict, load_config
 from superpose.errors import ConfigError
 from superpose.experiments.base import ExperimentConfig
 from superpose.prompts import MixtureSpec
@@ -122,9 +122,7 @@ class VectorsConfig(ExperimentConfig):
                 MixtureSpec(tasks=m.tasks, weights=m.weights, n_examples=self.extract.n_examples)
             except ValidationError as e:
                 raise ValueError(f"extract.mixtures[{i}]: {e.errors()[0]['msg'].removeprefix('Value error, ')}") from None
-        names = [g.name for g in self.groups()]
-        if len(set(names)) != len(names):
-            raise ValueError(f"extract.mixtures: group names must be unique, got {names}")
+        check_unique([g.name for g in self.groups()], "extract.mixtures: group names")
         pair = self.interpolate.pair
         if pair is not None and not set(pair) <= known:
             raise ValueError(f"interpolate.pair: {pair} must be among tasks {self.tasks}")
