@@ -94,6 +94,19 @@ def test_sweep_config_errors_name_the_field(tmp_path):
         load("model: m\ntask1: plus_1\ntask2: plus_11\n")
 
 
+def test_task_files_work_in_sweep_and_scale_configs(tmp_path):
+    """Every experiment config shares the header (experiments/base.py), task_files included."""
+    from superpose.experiments.scale import load_scale_config
+
+    (tmp_path / "shout.csv").write_text("input,shout,whisper\n" + "".join(f"{w},{w.upper()},{w.lower()}.\n"
+                                                                           for w in ("ab", "cd", "ef", "gh", "ij")))
+    (tmp_path / "s.yaml").write_text("model: m\ntask1: shout\ntask2: whisper\nn_examples: 3\ntask_files: [shout.csv]\n")
+    assert load_sweep_config(tmp_path / "s.yaml").task_files == [str(tmp_path / "shout.csv")]
+    (tmp_path / "scale.yaml").write_text("models: [m]\ntask_files: [shout.csv]\nenumerate: {max_outputs: 3}\n"
+                                         "mixtures: [{name: x, tasks: [shout, whisper], n_examples: 3}]\n")
+    assert load_scale_config(tmp_path / "scale.yaml").mixtures[0].tasks == ["shout", "whisper"]
+
+
 def test_shipped_sweep_configs_validate():
     names = {p.stem for p in (ROOT / "configs/sweep").glob("*.yaml")}
     assert {"plus_scratch", "gemma_copy"} <= names
