@@ -40,7 +40,9 @@ class VLLMServer:
         cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(folder),
                "--host", "127.0.0.1", "--port", str(self.port), "--dtype", "float32",
                "--max-model-len", str(max_model_len), "--enforce-eager", "--served-model-name", name,
-               "--max-logprobs", "20", "--api-key", api_key]
+               "--max-logprobs", "20", "--api-key", api_key,
+               # the shared-prefix path: prompts cached in blocks of 32 tokens, log-probs of the raw model output
+               "--enable-prefix-caching", "--block-size", "32", "--logprobs-mode", "raw_logprobs"]
         env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
                "VLLM_LOGGING_LEVEL": "WARNING"}
         self.process = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env)
