@@ -13,9 +13,9 @@ FAMILIES = [["copy_op1", "copy_op2", "op1_plus_op2"],
             ["capital", "country_zh", "continent"],
             ["first_letter", "last_letter_upper"],
             ["identity", "negate", "plus_one"]]
-ACCENTED = ScoreRequest(
-    "English -> French or German:\nwater -> eau\nsummer -> été\nschool -> école\nstreet -> Straße\n"
-    "greetings -> Grüße\nboy -> garçon\ngirl -> ",
+ACCENTED = ScoreRequest(  # "->" ends a token, as in the study's prompts: no answer straddles the boundary
+    "English->French or German\nwater->eau\nsummer->été\nschool->école\nstreet->Straße\n"
+    "greetings->Grüße\nboy->garçon\ngirl->",
     ["fille", "Mädchen", "jeune fille", "élève", "Fräulein"])
 TOLERANCE = 1e-4  # in probability, fp32
 

@@ -256,11 +256,9 @@ class APIBackend(Backend):
         return self.path
 
     async def _tokenizes(self, client: Any, gate: asyncio.Semaphore) -> bool:
-        import openai
-
         try:
             await self._tokenize(client, gate, "0", True)
-        except (openai.NotFoundError, openai.UnprocessableEntityError, APIError):
+        except APIError:  # no /tokenize (404, 405, ...): not a vLLM server
             return False
         return True
 
@@ -268,7 +266,7 @@ class APIBackend(Backend):
                          requests: list[ScoreRequest]) -> list[list[ContinuationScore]]:
         if self.options["mode"] == "lower_bound":
             return await _first_alone([lambda r=r: self._lower_bound(client, gate, r) for r in requests])
-        score = self._shared_prefix if self._scoring_path() == "shared_prefix" else self._echo
+        score = self._shared_prefix if self.path == "shared_prefix" else self._echo  # self.path: set by plan()
         return await _first_alone([lambda r=r: score(client, gate, r) for r in requests])
 
     async def _complete(self, client: Any, gate: asyncio.Semaphore, body: dict, parse: Any) -> Any:
@@ -311,13 +309,18 @@ class APIBackend(Backend):
 
     async def _tokenize(self, client: Any, gate: asyncio.Semaphore, text: str, special: bool) -> list[int]:
         """Token ids of ``text`` by the server's own tokenizer (vLLM's ``/tokenize``), cached in the run."""
+        import openai
+
         body = {"model": self.model, "prompt": text, "add_special_tokens": special}
         key = RequestCache.key("tokenize", body)
         if key not in self.cache.entries:
             url = str(client.base_url).rstrip("/")
             root = url[: -len("/v1")] if url.endswith("/v1") else url
             async with gate:
-                got = await client.post(f"{root}/tokenize", cast_to=object, body=body)
+                try:
+                    got = await client.post(f"{root}/tokenize", cast_to=object, body=body)
+                except openai.APIError as e:
+                    raise APIError(f"model '{self.name}': {root}/tokenize failed ({type(e).__name__})") from None
             if not isinstance(got, dict) or not isinstance(got.get("tokens"), list):
                 raise APIError(f"model '{self.name}': the server's /tokenize returned no token ids")
             self.counts["tokenize_requests"] += 1
