@@ -163,3 +163,17 @@ def test_converted_tokenizer_keeps_the_ggufs_bos(model, bos):
     _, folder, info = model_source(model)
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     assert (tokenizer("12@34=").input_ids[0] == tokenizer.bos_token_id) is bos
+
+
+def test_verbose_lets_engines_print_on_the_console(monkeypatch):
+    import argparse
+
+    from superpose.backends.vllm import verbose
+    from superpose.cli_args import add_model_flags
+
+    parser = argparse.ArgumentParser()
+    add_model_flags(parser)
+    monkeypatch.delenv("SUPERPOSE_VERBOSE", raising=False)
+    parser.parse_args([])
+    assert not verbose()  # the default: engine log lines go to the run folder's vllm.log
+    assert parser.parse_args(["--verbose"]).verbose and verbose()

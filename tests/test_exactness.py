@@ -90,3 +90,25 @@ def test_engine_log_goes_to_the_run_folder(engine):
     assert engine.log is not None and engine.log.name == "vllm.log" and engine.log.parent.name.startswith("vllm-run")
     text = engine.log.read_text(errors="replace")
     assert "EngineCore" in text  # the engine process's own lines landed here, not on the console
+
+
+def test_a_lower_bound_of_zero_gives_a_defined_kl_and_says_why():
+    """An API lower bound of 0 (no path found) made numpy warn and the KL inf with no word on why."""
+    import math
+    import warnings
+
+    import numpy as np
+
+    from superpose.metrics import summarize
+
+    logp = np.array([[math.log(0.5), math.log(0.3)],  # an ordinary prompt
+                     [math.log(0.6), -math.inf],  # one bound of 0: KL infinite
+                     [-math.inf, -math.inf]])  # every bound 0: nothing to renormalise
+    shares = np.full((3, 2), 0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no numpy RuntimeWarning
+        s = summarize(["a", "b"], logp, shares)
+    want = 0.5 * (math.log(0.5 / 0.5) + math.log(0.5 / 0.3))
+    assert s["kl"] == pytest.approx(want) and math.isfinite(s["kl_normalized"])
+    assert s["kl_excluded"] == 2 and "2 of 3 prompts left out" in s["kl_note"] and "P = 0" in s["kl_note"]
+    assert s["tasks"]["b"]["mean"] == pytest.approx(0.1)
