@@ -6,9 +6,10 @@ Model string ``openai:<served model name>``; options (a config's model entry or 
     api_key_env     the environment variable holding the key (default OPENAI_API_KEY); the key itself
                     is never written anywhere. A local server (127.0.0.1, localhost) needs none.
     mode            "exact" (default) or "lower_bound"
+    scoring_path    exact mode: "auto" (default), "shared_prefix" (vLLM servers) or "echo" (see below)
     concurrency     requests in flight at once (default 8)
     timeout         seconds per request (default 60); max_retries (default 6)
-    max_requests    refuse to start a scoring call that could send more (default 20000)
+    max_requests    refuse to start a scoring call that could send more completions requests (default 20000)
     top_logprobs    lower_bound: tokens visible per step (default 10, the study's)
     min_prob        lower_bound: expand only partial answers at least this probable (default 1e-3)
     price_per_1k_prompt_tokens, price_per_1k_completion_tokens   for the cost line of the summary
