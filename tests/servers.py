@@ -40,7 +40,9 @@ class VLLMServer:
         cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(folder),
                "--host", "127.0.0.1", "--port", str(self.port), "--dtype", "float32",
                "--max-model-len", str(max_model_len), "--enforce-eager", "--served-model-name", name,
-               "--max-logprobs", "20", "--api-key", api_key]
+               "--max-logprobs", "20", "--api-key", api_key,
+               # the shared-prefix path: prompts cached in blocks of 32 tokens, log-probs of the raw model output
+               "--enable-prefix-caching", "--block-size", "32", "--logprobs-mode", "raw_logprobs"]
         env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
                "VLLM_LOGGING_LEVEL": "WARNING"}
         self.process = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env)
@@ -73,10 +75,13 @@ FAULTS = ("429", "500", "delay", "drop", "truncate", "strip")
 
 
 class FaultProxy:
-    """A threaded HTTP proxy to ``upstream`` (host, port) that injects ``faults[n]`` into the n-th request."""
+    """A threaded HTTP proxy to ``upstream`` (host, port) that injects ``faults[n]`` into the n-th request
+    (of those under the path ``only``, when given)."""
 
-    def __init__(self, upstream_port: int, faults: dict[int, str] | None = None, delay: float = 3.0):
+    def __init__(self, upstream_port: int, faults: dict[int, str] | None = None, delay: float = 3.0,
+                 only: str | None = None):
         self.upstream_port, self.faults, self.delay = upstream_port, dict(faults or {}), delay
+        self.only = only  # a path prefix: count, fault and record only these requests (forward the rest as they are)
         self.arrived = 0
         self.delivered: dict[str, int] = {}  # sha256 of body -> answers delivered
         self.bodies: list[bytes] = []  # every POST body answered with 200, in order
@@ -97,9 +102,12 @@ class FaultProxy:
                 self._forward(self.rfile.read(int(self.headers.get("Content-Length", 0))))
 
             def _forward(self, body: bytes) -> None:
-                with proxy.lock:
-                    proxy.arrived += 1
-                    fault = proxy.faults.get(proxy.arrived)
+                counted = proxy.only is None or self.path.startswith(proxy.only)
+                fault = None
+                if counted:
+                    with proxy.lock:
+                        proxy.arrived += 1
+                        fault = proxy.faults.get(proxy.arrived)
                 if fault in ("429", "500"):
                     return self._reply(int(fault), json.dumps({"error": {"message": "injected"}}).encode())
                 if fault == "delay":
@@ -132,7 +140,7 @@ class FaultProxy:
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
                 self._reply(answer.status, data, answer.getheader("Content-Type", "application/json"))
-                if answer.status == 200 and self.command == "POST":
+                if answer.status == 200 and self.command == "POST" and counted:
                     key = hashlib.sha256(body).hexdigest()
                     with proxy.lock:
                         proxy.delivered[key] = proxy.delivered.get(key, 0) + 1

@@ -7,12 +7,15 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
+import exactness
 import pytest
 import yaml
 
 from superpose.backends import ScoreRequest, load_backend
 from superpose.backends.api import CACHE_FILE, RequestCache
+from superpose.backends.base import PrefixPlan
 from superpose.backends.vllm import vllm_installed
 from superpose.errors import SuperposeError
 from superpose.prompts import MixtureSpec, build_prompt
@@ -51,16 +54,40 @@ def mixture_requests(n: int = 2) -> list[ScoreRequest]:
     return out
 
 
-def test_exact_mode_equals_transformers(server, smollm):
-    api = load_backend("openai:smollm2-135m", base_url=server.url)
-    requests = mixture_requests()
-    got, want = api.score(requests), smollm.score(requests)
-    worst = max(abs(a.prob - b.prob) for x, y in zip(got, want) for a, b in zip(x, y))
-    assert worst < 1e-3, worst
-    for x, y in zip(got, want):
-        for a, b in zip(x, y):
-            assert len(a.token_logprobs) == len(b.token_ids) and not a.straddles and not a.lower_bound
-    assert api.usage()["requests"] == sum(len(r.continuations) for r in requests)
+@pytest.fixture(scope="module")
+def oracle_scores(smollm):
+    requests = exactness.mixture_requests()
+    return requests, exactness.oracle(smollm, requests)
+
+
+def _prefix_cache_hits(server) -> float:
+    """Tokens the server found in its prefix cache so far (its Prometheus counter)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("vllm:prefix_cache_hits_total"))
+
+
+@pytest.mark.parametrize("path", ["shared_prefix", "echo"])  # shared first: a fresh cache for its count
+def test_exact_mode_equals_the_oracle(server, smollm, oracle_scores, path):
+    """Chinese, German, French and accented answers, by both exact paths, within 1e-4 of the naive
+    one-pass-per-answer scorer, with the same answer tokens; the shared path reads the prompt from the
+    server's prefix cache, one request per distinct prefix; echo sends K + 1 per prompt."""
+    requests, want = oracle_scores
+    api = load_backend("openai:smollm2-135m", base_url=server.url,
+                       scoring_path="auto" if path == "shared_prefix" else path)
+    hits = _prefix_cache_hits(server)
+    got = api.score(requests)
+    assert api.provenance["scoring_path"] == path
+    exactness.assert_agrees(got, want)
+    if path == "echo":
+        assert api.usage()["requests"] == sum(len(r.continuations) + 1 for r in requests)
+        return
+    plans = [PrefixPlan([smollm.encode(r)]) for r in requests]
+    assert api.usage()["requests"] == sum(len(p.questions) for p in plans)
+    block = 32  # the server's --block-size (tests/servers.py)
+    expected = sum(len(p.phases()[1]) * (len(p.encoded[0].prompt_ids) // block) * block for p in plans)
+    assert _prefix_cache_hits(server) - hits >= expected > 0
 
 
 def test_lower_bound_brackets_the_exact_probability(server, smollm):
@@ -113,7 +140,8 @@ def test_faults_change_nothing_and_a_resumed_run_repeats_no_request(server, tmp_
     (clean_folder,) = clean_root.iterdir()
 
     faults = {2: "429", 3: "500", 5: "delay", 7: "drop", 9: "truncate", 12: "500", 14: "429"}
-    proxy = FaultProxy(server.port, faults, delay=12.0)
+    # faults on completions requests (the free /tokenize requests pass untouched and are not counted)
+    proxy = FaultProxy(server.port, faults, delay=12.0, only="/v1/completions")
     try:
         config = _probe_config(tmp_path, proxy.url, timeout=10, concurrency=4, batch_size=2)
         first = _run(["run", str(config), "--out", str(faulty_root)])
@@ -122,6 +150,7 @@ def test_faults_change_nothing_and_a_resumed_run_repeats_no_request(server, tmp_
             time.sleep(0.05)
         first.send_signal(signal.SIGKILL)  # killed midway, with answered requests not yet in records
         first.wait(60)
+        assert faulty_root.exists(), first.stderr.read()[-2000:]
         (folder,) = faulty_root.iterdir()
         assert RunFolder.open(folder).status == "running"
         had = set(RequestCache(folder / CACHE_FILE).entries)  # the answers the killed run kept
@@ -131,7 +160,7 @@ def test_faults_change_nothing_and_a_resumed_run_repeats_no_request(server, tmp_
     finally:
         proxy.stop()
     asked_again = {_cache_key(b) for b in proxy.bodies[n_before:]}
-    assert had <= {_cache_key(b) for b in proxy.bodies[:n_before]}  # the keys are computed alike
+    had &= {_cache_key(b) for b in proxy.bodies[:n_before]}  # its completions (the cache also keeps tokenizations)
     assert len(had) >= 5 and not asked_again & had  # nothing the killed run had an answer to was asked again
     # (answers in flight at the kill, received but not yet written, are the only requests sent twice)
     assert proxy.repeated() <= 4  # at most the concurrency
@@ -171,7 +200,7 @@ def test_key_is_never_written_to_a_run_folder(server, tmp_path, monkeypatch):
 def test_a_server_without_prompt_logprobs_suggests_the_lower_bound(server):
     proxy = FaultProxy(server.port, {1: "strip"})
     try:
-        api = load_backend("openai:smollm2-135m", base_url=proxy.url)
+        api = load_backend("openai:smollm2-135m", base_url=proxy.url, scoring_path="echo")
         with pytest.raises(SuperposeError, match="returns no prompt log-probs with echo; use the model option mode: lower_bound"):
             api.score(mixture_requests(1)[:1])
     finally:
@@ -179,7 +208,7 @@ def test_a_server_without_prompt_logprobs_suggests_the_lower_bound(server):
 
 
 def test_request_cap_is_checked_before_sending(server):
-    api = load_backend("openai:smollm2-135m", base_url=server.url, max_requests=5)
-    with pytest.raises(SuperposeError, match=r"could send 6 requests, more than max_requests=5"):
-        api.score(mixture_requests(1)[:2])
+    api = load_backend("openai:smollm2-135m", base_url=server.url, max_requests=5, scoring_path="echo")
+    with pytest.raises(SuperposeError, match=r"could send 8 requests, more than max_requests=5"):
+        api.score(mixture_requests(1)[:2])  # echo: K + 1 per prompt
     assert api.usage()["requests"] == 0

@@ -15,6 +15,11 @@ from task k). Everything is computed from log-probabilities, so a tiny probabili
   probabilities the KL also charges the "other" mass; ``kl_normalized`` first renormalises P over
   the K answers and measures only the split between tasks;
 * top-1 rate: how often task k's answer is the most probable of the K answers.
+
+A probability of 0 (an API lower bound that found no path to an answer) makes KL(shares || P)
+infinite for that prompt when the task is in context, and a prompt whose K answers all have P = 0
+cannot be renormalised. Such prompts are left out of the KL means, counted in ``kl_excluded``, and
+``kl_note`` says why; a mean with no prompt left is ``inf``.
 """
 
 from __future__ import annotations
@@ -33,9 +38,17 @@ def kl_to_shares(shares: np.ndarray, logp: np.ndarray) -> np.ndarray:
 
 
 def normalize_logp(logp: np.ndarray) -> np.ndarray:
-    """log P renormalised over the K answers (each row sums to 1 in probability)."""
+    """log P renormalised over the K answers (each row sums to 1 in probability; NaN where all are 0)."""
     logp = np.asarray(logp, dtype=np.float64)
-    return logp - logsumexp(logp, axis=-1, keepdims=True)
+    total = logsumexp(logp, axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore"):  # -inf - -inf: a row with nothing to renormalise
+        return np.where(np.isfinite(total), logp - total, np.nan)
+
+
+def _finite_mean(values: np.ndarray) -> float:
+    """Mean of the finite values (``inf`` when there are none)."""
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if len(finite) else float("inf")
 
 
 def task_statistics(tasks: list[str], logp: np.ndarray, shares: np.ndarray) -> dict:
@@ -48,6 +61,9 @@ def task_statistics(tasks: list[str], logp: np.ndarray, shares: np.ndarray) -> d
     n = len(p)
     top = np.argmax(logp, axis=1)
     other = 1.0 - p.sum(axis=1)
+    normalized = normalize_logp(logp)  # [N, K]
+    kl, kl_normalized = kl_to_shares(shares, logp), kl_to_shares(shares, normalized)  # [N] each
+    excluded = int((~np.isfinite(kl) | ~np.isfinite(kl_normalized)).sum())
     per_task = {
         t: {
             "share": float(shares[:, k].mean()),
@@ -55,7 +71,7 @@ def task_statistics(tasks: list[str], logp: np.ndarray, shares: np.ndarray) -> d
             "variance": float(p[:, k].var(ddof=1)) if n > 1 else None,  # unbiased, as the study
             "variance_biased": float(p[:, k].var()),
             "median": float(np.median(p[:, k])),
-            "mean_normalized": float(np.exp(normalize_logp(logp))[:, k].mean()),
+            "mean_normalized": _finite_mean(np.exp(normalized[:, k])),
             "top1_rate": float((top == k).mean()),
         }
         for k, t in enumerate(tasks)
@@ -66,6 +82,10 @@ def task_statistics(tasks: list[str], logp: np.ndarray, shares: np.ndarray) -> d
         "sorted_means": np.sort(p, axis=1)[:, ::-1].mean(axis=0).tolist(),
         "other_mean": float(other.mean()),
         "other_median": float(np.median(other)),
-        "kl": float(kl_to_shares(shares, logp).mean()),
-        "kl_normalized": float(kl_to_shares(shares, normalize_logp(logp)).mean()),
+        "kl": _finite_mean(kl),
+        "kl_normalized": _finite_mean(kl_normalized),
+        **({"kl_excluded": excluded,
+            "kl_note": f"{excluded} of {n} prompts left out of the KL means: P = 0 for a task in context "
+                       "(an API lower bound that found no path to the answer) makes their KL infinite"}
+           if excluded else {}),
     }

@@ -6,19 +6,36 @@ Model string ``openai:<served model name>``; options (a config's model entry or 
     api_key_env     the environment variable holding the key (default OPENAI_API_KEY); the key itself
                     is never written anywhere. A local server (127.0.0.1, localhost) needs none.
     mode            "exact" (default) or "lower_bound"
+    scoring_path    exact mode: "auto" (default), "shared_prefix" (vLLM servers) or "echo" (see below)
     concurrency     requests in flight at once (default 8)
     timeout         seconds per request (default 60); max_retries (default 6)
-    max_requests    refuse to start a scoring call that could send more (default 20000)
+    max_requests    refuse to start a scoring call that could send more completions requests (default 20000)
     top_logprobs    lower_bound: tokens visible per step (default 10, the study's)
     min_prob        lower_bound: expand only partial answers at least this probable (default 1e-3)
     price_per_1k_prompt_tokens, price_per_1k_completion_tokens   for the cost line of the summary
 
-**exact** asks ``/v1/completions`` for ``prompt + answer`` with ``echo``, ``logprobs`` and one
-generated token; the server returns the log-probability of every prompt token and their character
-offsets. The answer's tokens are those starting at or after the prompt's length; a token that starts
-inside the prompt and ends inside the answer straddles the boundary (BPE merged them): its
-log-probability is counted and the score flagged ``straddles``. A server that returns no prompt
-log-probabilities stops the run with one line that suggests ``mode: lower_bound``.
+**exact** scores every answer token with its exact log-probability, by one of two paths (option
+``scoring_path``: ``auto``, the default, takes the first the server offers; the provenance says
+which ran):
+
+* ``shared_prefix`` -- vLLM's server (it has ``/tokenize`` and takes vLLM's sampling fields as extra
+  body parameters). The server tokenizes the prompt and ``prompt + answer`` (the boundary rule of
+  :mod:`superpose.backends.base`); then, per prompt, one completions request on the prompt's token
+  ids alone asks, with ``logprob_token_ids``, for the log-probabilities of every answer's first token,
+  and one request per longer distinct prefix ``prompt + answer[:j]`` asks for token j
+  (:class:`~superpose.backends.base.PrefixPlan`); ``return_tokens_as_token_ids`` makes the answer
+  name tokens by id. The prompt request goes first, so with the server's prefix cache (on by default;
+  ``--enable-prefix-caching``) the others compute only the tokens past the prompt's last cached block:
+  one prompt prefill per prompt. The log-probabilities are the raw model output (the server's default
+  ``--logprobs-mode raw_logprobs``; a server that returns logits is refused with one line).
+* ``echo`` -- any server that echoes prompt log-probabilities: ``/v1/completions`` with ``echo``,
+  ``logprobs`` and one generated token, once for the prompt alone and once per ``prompt + answer``:
+  K + 1 prefills per prompt. The answer's tokens are counted, not located by character offsets
+  (tokens that are partial UTF-8 characters break those): they are the echoed tokens after the
+  prompt's own; when the joint tokenization differs inside the prompt (BPE merged prompt and answer),
+  the answer's tokens start at the first token that differs and the score is flagged ``straddles``.
+  A server that returns no prompt log-probabilities stops the run with one line that suggests
+  ``mode: lower_bound``.
 
 **lower_bound** is the study's method for APIs that show only the top-N log-probs of *generated*
 tokens: starting from the prompt, ask for the top-N next tokens, extend every partial text that is
@@ -49,14 +66,19 @@ from pathlib import Path
 from typing import Any, ClassVar, Sequence
 from urllib.parse import urlparse
 
-from superpose.backends.base import Backend, ContinuationScore, ScoreRequest
+from superpose.backends.base import (Backend, ContinuationScore, Encoded, PrefixPlan, ScoreRequest,
+                                     continuation_tail)
 from superpose.errors import SuperposeError
 
 CACHE_FILE = "api_cache.jsonl"
-OPTIONS = {"base_url": None, "api_key_env": "OPENAI_API_KEY", "mode": "exact", "concurrency": 8, "timeout": 60.0,
-           "max_retries": 6, "max_requests": 20000, "top_logprobs": 10, "min_prob": 1e-3, "batch_size": 64,
-           "price_per_1k_prompt_tokens": None, "price_per_1k_completion_tokens": None}
+OPTIONS = {"base_url": None, "api_key_env": "OPENAI_API_KEY", "mode": "exact", "scoring_path": "auto",
+           "concurrency": 8, "timeout": 60.0, "max_retries": 6, "max_requests": 20000, "top_logprobs": 10,
+           "min_prob": 1e-3, "batch_size": 64, "price_per_1k_prompt_tokens": None,
+           "price_per_1k_completion_tokens": None}
 MODES = ("exact", "lower_bound")
+PATHS = ("auto", "shared_prefix", "echo")  # exact mode's scoring paths; see the module doc
+# Completions fields of the OpenAI API; anything else in a request body travels as an extra body parameter.
+STANDARD_FIELDS = ("prompt", "echo", "logprobs", "max_tokens", "temperature")
 
 
 class APIError(SuperposeError):
@@ -106,14 +128,17 @@ class APIBackend(Backend):
         if device not in (None, "auto"):
             raise SuperposeError(f"model 'openai:{model}': --device does not apply to a model behind an API")
         self.options = {**OPTIONS, **options}
-        if self.options["mode"] not in MODES:
-            raise SuperposeError(f"openai model option mode: expected one of {', '.join(MODES)}, "
-                                 f"got {self.options['mode']!r}")
+        for option, allowed in (("mode", MODES), ("scoring_path", PATHS)):
+            if self.options[option] not in allowed:
+                raise SuperposeError(f"openai model option {option}: expected one of {', '.join(allowed)}, "
+                                     f"got {self.options[option]!r}")
         self.model, self.name = model, f"openai:{model}"
         self.batch_size = int(self.options["batch_size"])
         self.api_key = self._key()
         self.cache = RequestCache()
-        self.counts = {"requests": 0, "cached": 0, "prompt_tokens": 0, "completion_tokens": 0, "retried_bodies": 0}
+        self.counts = {"requests": 0, "cached": 0, "prompt_tokens": 0, "completion_tokens": 0, "retried_bodies": 0,
+                       "tokenize_requests": 0}
+        self.path: str | None = None  # exact mode's scoring path, once the server was asked (_scoring_path)
 
     def _key(self) -> str:
         env = self.options["api_key_env"]
@@ -131,6 +156,8 @@ class APIBackend(Backend):
     @property
     def provenance(self) -> dict:
         safe = {k: v for k, v in self.options.items() if k != "api_key_env"}
+        if self.options["mode"] == "exact":
+            safe["scoring_path"] = self._scoring_path()
         return {"name": self.name, "backend": "openai", "model": self.model, "api_key_env": self.options["api_key_env"],
                 **safe}
 
@@ -173,12 +200,16 @@ class APIBackend(Backend):
                         f"${self.options['api_key_env']} (HTTP {e.status_code})")
 
     def plan(self, requests: Sequence[ScoreRequest]) -> int:
-        """Most requests scoring ``requests`` can send (cached ones included); more than
-        ``max_requests`` is an error before any is sent."""
-        if self.options["mode"] == "exact":
-            n = sum(len(r.continuations) for r in requests)
-        else:
+        """Most completions requests scoring ``requests`` can send (cached ones included); more than
+        ``max_requests`` is an error before any is sent. Exact mode on the shared-prefix path asks the
+        server to tokenize first (free requests, kept in the run's cache) to count its prefixes."""
+        if self.options["mode"] == "lower_bound":
             n = sum(len(_prefixes(r.continuations)) for r in requests)
+        elif self._scoring_path() == "echo":
+            n = sum(len(r.continuations) + 1 for r in requests)
+        else:
+            encoded = self._run(lambda client, gate: asyncio.gather(*(self._encode(client, gate, r) for r in requests)))
+            n = sum(len(PrefixPlan([e]).questions) for e in encoded)
         if n > self.options["max_requests"]:
             raise SuperposeError(f"model '{self.name}': this could send {n} requests, more than "
                                  f"max_requests={self.options['max_requests']}; raise it in the model's options")
@@ -197,24 +228,47 @@ class APIBackend(Backend):
         for r in requests:
             self.check_request(r)
         self.plan(requests)
-        return asyncio.run(self._score_all(requests))
+        return self._run(lambda client, gate: self._score_all(client, gate, requests))
 
     # --- requests -----------------------------------------------------------------------------------
 
-    async def _score_all(self, requests: list[ScoreRequest]) -> list[list[ContinuationScore]]:
+    def _run(self, job: Any) -> Any:
+        """``await job(client, gate)`` with a fresh client and a gate of ``concurrency`` requests."""
         import openai
 
-        client = openai.AsyncOpenAI(api_key=self.api_key, base_url=self.options["base_url"],
-                                    timeout=float(self.options["timeout"]), max_retries=int(self.options["max_retries"]))
-        gate = asyncio.Semaphore(int(self.options["concurrency"]))
+        async def main() -> Any:
+            client = openai.AsyncOpenAI(api_key=self.api_key, base_url=self.options["base_url"],
+                                        timeout=float(self.options["timeout"]),
+                                        max_retries=int(self.options["max_retries"]))
+            try:
+                return await job(client, asyncio.Semaphore(int(self.options["concurrency"])))
+            finally:
+                await client.close()
+
+        return asyncio.run(main())
+
+    def _scoring_path(self) -> str:
+        """Exact mode's path: the option, or for ``auto`` ``shared_prefix`` when the server tokenizes
+        (vLLM's ``/tokenize``), else ``echo``. Asked once per backend."""
+        if self.path is None:
+            self.path = self.options["scoring_path"]
+            if self.path == "auto":
+                self.path = "shared_prefix" if self._run(self._tokenizes) else "echo"
+        return self.path
+
+    async def _tokenizes(self, client: Any, gate: asyncio.Semaphore) -> bool:
         try:
-            if self.options["mode"] == "exact":
-                pairs = [(r.prompt, c) for r in requests for c in r.continuations]
-                flat = iter(await _first_alone([lambda p=p, c=c: self._exact(client, gate, p, c) for p, c in pairs]))
-                return [[next(flat) for _ in r.continuations] for r in requests]
+            await self._tokenize(client, gate, "0", True)
+        except APIError:  # no /tokenize (404, 405, ...): not a vLLM server
+            return False
+        return True
+
+    async def _score_all(self, client: Any, gate: asyncio.Semaphore,
+                         requests: list[ScoreRequest]) -> list[list[ContinuationScore]]:
+        if self.options["mode"] == "lower_bound":
             return await _first_alone([lambda r=r: self._lower_bound(client, gate, r) for r in requests])
-        finally:
-            await client.close()
+        score = self._shared_prefix if self.path == "shared_prefix" else self._echo  # self.path: set by plan()
+        return await _first_alone([lambda r=r: score(client, gate, r) for r in requests])
 
     async def _complete(self, client: Any, gate: asyncio.Semaphore, body: dict, parse: Any) -> Any:
         """``parse(response)`` of one completions request, from the cache when it was answered before."""
@@ -224,10 +278,13 @@ class APIBackend(Backend):
         if key in self.cache.entries:
             self.counts["cached"] += 1
             return self.cache.entries[key]
+        standard = {k: v for k, v in body.items() if k in STANDARD_FIELDS}
+        extra = {k: v for k, v in body.items() if k not in STANDARD_FIELDS}
         for attempt in range(3):
             async with gate:
                 try:
-                    response = await client.completions.create(model=self.model, **body)
+                    response = await client.completions.create(model=self.model, **standard,
+                                                               **({"extra_body": extra} if extra else {}))
                 except (openai.AuthenticationError, openai.PermissionDeniedError) as e:
                     raise self._refused(client, e) from None
                 except openai.NotFoundError:
@@ -251,18 +308,98 @@ class APIBackend(Backend):
             return value
         raise APIError(f"model '{self.name}': unreadable answers from {client.base_url} three times in a row")
 
-    async def _exact(self, client: Any, gate: asyncio.Semaphore, prompt: str, answer: str) -> ContinuationScore:
-        body = {"prompt": prompt + answer, "echo": True, "logprobs": 1, "max_tokens": 1, "temperature": 0.0}
+    async def _tokenize(self, client: Any, gate: asyncio.Semaphore, text: str, special: bool) -> list[int]:
+        """Token ids of ``text`` by the server's own tokenizer (vLLM's ``/tokenize``), cached in the run."""
+        import openai
+
+        body = {"model": self.model, "prompt": text, "add_special_tokens": special}
+        key = RequestCache.key("tokenize", body)
+        if key not in self.cache.entries:
+            url = str(client.base_url).rstrip("/")
+            root = url[: -len("/v1")] if url.endswith("/v1") else url
+            async with gate:
+                try:
+                    got = await client.post(f"{root}/tokenize", cast_to=object, body=body)
+                except openai.APIError as e:
+                    raise APIError(f"model '{self.name}': {root}/tokenize failed ({type(e).__name__})") from None
+            if not isinstance(got, dict) or not isinstance(got.get("tokens"), list):
+                raise APIError(f"model '{self.name}': the server's /tokenize returned no token ids")
+            self.counts["tokenize_requests"] += 1
+            self.cache.put(key, [int(t) for t in got["tokens"]])
+        return list(self.cache.entries[key])
+
+    async def _encode(self, client: Any, gate: asyncio.Semaphore, request: ScoreRequest) -> Encoded:
+        """A request as the server's token ids, with the boundary rule of the tokenized backends."""
+        prompt_ids = await self._tokenize(client, gate, request.prompt, True)
+        joint = await asyncio.gather(*(self._tokenize(client, gate, request.prompt + c, True)
+                                       for c in request.continuations))
+        continuations = []
+        for c, ids in zip(request.continuations, joint):
+            tail = continuation_tail(prompt_ids, ids)
+            continuations.append((tail, False) if tail is not None
+                                 else (await self._tokenize(client, gate, c, False), True))
+        return Encoded(prompt_ids, continuations)
+
+    async def _shared_prefix(self, client: Any, gate: asyncio.Semaphore, request: ScoreRequest) -> list[ContinuationScore]:
+        """One request on the prompt alone, then one per longer prefix (they read its cached blocks)."""
+        plan = PrefixPlan([await self._encode(client, gate, request)])
+        first, rest = plan.phases()
+        answers: list[dict[int, float]] = [{} for _ in plan.questions]
+        for phase in (first, rest):
+            got = await asyncio.gather(*(self._next_token(client, gate, *plan.questions[i]) for i in phase))
+            for i, a in zip(phase, got):
+                answers[i] = a
+        return plan.scores([request.continuations], answers)[0]
+
+    async def _next_token(self, client: Any, gate: asyncio.Semaphore, prefix: list[int],
+                          tokens: list[int]) -> dict[int, float]:
+        """{token: log P(token | prefix)} for ``tokens``, from the raw model output."""
+        body = {"prompt": prefix, "max_tokens": 1, "temperature": 0.0, "logprobs": len(tokens),
+                "logprob_token_ids": tokens, "return_tokens_as_token_ids": True}
+
+        def parse(response: Any) -> list[list[float]]:
+            lp = response.choices[0].logprobs
+            top = (lp.top_logprobs or [None])[0] if lp is not None else None
+            got = {int(k.rpartition(":")[2]): float(v) for k, v in (top or {}).items() if k.startswith("token_id:")}
+            if not set(tokens) <= set(got):
+                raise APIError(f"model '{self.name}': the server ignored logprob_token_ids; use the model "
+                               "option scoring_path: echo")
+            if any(got[t] > 0 for t in tokens):
+                raise APIError(f"model '{self.name}': the server returns logits, not log-probabilities; start it "
+                               "with --logprobs-mode raw_logprobs")
+            return [[t, got[t]] for t in tokens]
+
+        return {int(t): float(v) for t, v in await self._complete(client, gate, body, parse)}
+
+    async def _echo(self, client: Any, gate: asyncio.Semaphore, request: ScoreRequest) -> list[ContinuationScore]:
+        """The prompt alone and each ``prompt + answer`` echoed; an answer's tokens are those after the prompt's."""
+        texts = [request.prompt] + [request.prompt + c for c in request.continuations]
+        prompt, *joint = await asyncio.gather(*(self._echoed(client, gate, t) for t in texts))
+        out = []
+        for answer, got in zip(request.continuations, joint):
+            n = len(prompt["tokens"])
+            start = next((i for i, (a, b) in enumerate(zip(got["tokens"], prompt["tokens"])) if a != b), n)
+            straddles = start < n
+            picked = got["logprobs"][start:]
+            if not picked or any(v is None for v in picked):
+                raise APIError(f"model '{self.name}': no log-probs for the answer {answer!r} in the echoed prompt")
+            out.append(ContinuationScore(answer, [], [float(v) for v in picked], straddles))
+        return out
+
+    async def _echoed(self, client: Any, gate: asyncio.Semaphore, text: str) -> dict:
+        """The tokens of ``text`` as the server echoes them, with their log-probs (the first is None)."""
+        body = {"prompt": text, "echo": True, "logprobs": 1, "max_tokens": 1, "temperature": 0.0}
 
         def parse(response: Any) -> dict:
             lp = response.choices[0].logprobs
-            if lp is None or not lp.token_logprobs or lp.text_offset is None:
+            if lp is None or not lp.token_logprobs or not lp.tokens:
                 raise APIError(f"model '{self.name}': the server returns no prompt log-probs with echo; "
                                "use the model option mode: lower_bound")
-            return {"offsets": list(lp.text_offset), "logprobs": list(lp.token_logprobs)}
+            usage = response.usage
+            n = usage.prompt_tokens if usage is not None and usage.prompt_tokens else len(lp.tokens) - 1
+            return {"tokens": list(lp.tokens[:n]), "logprobs": list(lp.token_logprobs[:n])}  # the generated one dropped
 
-        got = await self._complete(client, gate, body, parse)
-        return _answer_score(got, len(prompt), len(prompt) + len(answer), answer, self.name)
+        return await self._complete(client, gate, body, parse)
 
     async def _lower_bound(self, client: Any, gate: asyncio.Semaphore, request: ScoreRequest) -> list[ContinuationScore]:
         answers = list(request.continuations)
@@ -311,17 +448,6 @@ def _top_logprobs(response: Any) -> dict[str, float]:
 def _prefixes(answers: Sequence[str]) -> set[str]:
     """Every proper, non-empty prefix of the answers, plus "" (the nodes a lower-bound search may expand)."""
     return {""} | {a[:i] for a in answers for i in range(1, len(a))}
-
-
-def _answer_score(got: dict, start: int, end: int, answer: str, name: str) -> ContinuationScore:
-    """The answer's tokens within an echoed prompt + answer: those starting in [start, end)."""
-    offsets, logprobs = got["offsets"], got["logprobs"]
-    ends = offsets[1:] + [10**12]
-    picked = [i for i, (a, b) in enumerate(zip(offsets, ends)) if a < end and b > start]
-    if not picked or any(logprobs[i] is None for i in picked):
-        raise APIError(f"model '{name}': no log-probs for the answer {answer!r} in the echoed prompt")
-    straddles = offsets[picked[0]] < start
-    return ContinuationScore(answer, [], [float(logprobs[i]) for i in picked], straddles)
 
 
 def _message(e: Any) -> str:

@@ -72,6 +72,11 @@ class ContinuationScore:
         """P(continuation | prompt)."""
         return math.exp(self.logprob)
 
+    @property
+    def n_tokens(self) -> int:
+        """Tokens the continuation was scored as (0 for a lower bound, which sums over token paths)."""
+        return 0 if self.lower_bound else len(self.token_logprobs)
+
 
 @dataclass(frozen=True)
 class Encoded:
@@ -86,6 +91,46 @@ class Encoded:
         return max(len(ids) for ids, _ in self.continuations)
 
 
+class PrefixPlan:
+    """Exact scoring as next-token questions that share the prompt: one question per distinct prefix.
+
+    Answer token j of continuation k is scored after ``prompt + continuation_k[:j]``; continuations
+    that begin alike share those prefixes, and every prefix is asked once, for all the tokens that
+    follow it in some continuation. The prompt alone is the first question (the first tokens of all
+    K continuations); the others extend it by a few tokens, so an engine with a prefix cache computes
+    the prompt once. Engines answer with ``{token id: log P}`` per question (:meth:`scores`).
+    """
+
+    def __init__(self, encoded: Sequence[Encoded]):
+        self.encoded = list(encoded)
+        asks: dict[tuple[int, ...], set[int]] = {}
+        for e in self.encoded:
+            for ids, _ in e.continuations:
+                for j, token in enumerate(ids):
+                    asks.setdefault(tuple(e.prompt_ids + ids[:j]), set()).add(token)
+        self.questions = [(list(prefix), sorted(tokens)) for prefix, tokens in asks.items()]
+
+    def phases(self) -> tuple[list[int], list[int]]:
+        """Indices of the questions on a prompt alone (ask these first: they fill the cache), and the rest."""
+        prompts = {tuple(e.prompt_ids) for e in self.encoded}
+        alone = [tuple(p) in prompts for p, _ in self.questions]
+        return [i for i, a in enumerate(alone) if a], [i for i, a in enumerate(alone) if not a]
+
+    def scores(self, texts: Sequence[Sequence[str]], answers: Sequence[dict[int, float]]) -> list[list[ContinuationScore]]:
+        """Per request, the continuations' scores from ``answers[i]`` = {token: log P} of question i."""
+        table = {tuple(p): a for (p, _), a in zip(self.questions, answers)}
+        out = []
+        for request_texts, e in zip(texts, self.encoded):
+            scores = []
+            for text, (ids, straddles) in zip(request_texts, e.continuations):
+                lps = [table[tuple(e.prompt_ids + ids[:j])].get(token) for j, token in enumerate(ids)]
+                if any(lp is None for lp in lps):
+                    raise SuperposeError(f"the engine returned no log-prob for a token of {text!r}")
+                scores.append(ContinuationScore(text, ids, [float(lp) for lp in lps], straddles))
+            out.append(scores)
+        return out
+
+
 def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
     """Prompt token ids, with the special tokens the model expects in front (e.g. Gemma's <bos>)."""
     return list(tokenizer(prompt).input_ids)
@@ -95,11 +140,19 @@ def encode_continuation(tokenizer: Any, prompt: str, prompt_ids: list[int], cont
     """(continuation token ids after ``prompt_ids``, whether a token straddled the boundary)."""
     if not continuation:
         raise SuperposeError("cannot score an empty continuation")
-    joint = list(tokenizer(prompt + continuation).input_ids)
-    n = len(prompt_ids)
-    if joint[:n] == prompt_ids and len(joint) > n:
-        return joint[n:], False
+    tail = continuation_tail(prompt_ids, list(tokenizer(prompt + continuation).input_ids))
+    if tail is not None:
+        return tail, False
     return list(tokenizer(continuation, add_special_tokens=False).input_ids), True
+
+
+def continuation_tail(prompt_ids: list[int], joint_ids: list[int]) -> list[int] | None:
+    """The continuation's ids within the joint tokenization when the prompt's ids are an exact prefix
+    of it (None: a token straddles the boundary, see the module doc)."""
+    n = len(prompt_ids)
+    if joint_ids[:n] == prompt_ids and len(joint_ids) > n:
+        return joint_ids[n:]
+    return None
 
 
 def beyond_training_message(model: str, n_tokens: int, limit: int) -> str:

@@ -29,6 +29,18 @@ def add_model_flags(parser: argparse.ArgumentParser, several: bool = False) -> N
                              "batch_size=16 (repeatable; VALUE is read as YAML)")
     parser.add_argument("--dtype", choices=DTYPES, help="weights' dtype (default float32, the reference)")
     parser.add_argument("--device", metavar="DEVICE", help=DEVICE_HELP + " (default cpu)")
+    parser.add_argument("--verbose", action=_Verbose, nargs=0,
+                        help="let model engines (vLLM) print their own log lines here, not into the run folder")
+
+
+class _Verbose(argparse.Action):
+    """``--verbose``: engines read it from the environment (``SUPERPOSE_VERBOSE``), whoever loads them."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        import os
+
+        os.environ["SUPERPOSE_VERBOSE"] = "1"
+        setattr(namespace, self.dest, True)
 
 
 def parse_model_options(pairs: list[str] | None) -> dict:

@@ -133,7 +133,7 @@ def run_probe(config: ProbeConfig, root: str | Path = DEFAULT_ROOT, resume: str 
                 "tasks": prompt.tasks, "answers": prompt.answers,
                 "shares": prompt.in_context_distribution,
                 "logprobs": [s.logprob for s in scores],
-                "n_answer_tokens": [len(s.token_ids) for s in scores],
+                "n_answer_tokens": [s.n_tokens for s in scores],
                 "straddles": [s.straddles for s in scores],
                 **({"lower_bound": True, "unexplored": scores[0].unexplored} if scores[0].lower_bound else {}),
             })
