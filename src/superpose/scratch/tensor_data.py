@@ -230,8 +230,8 @@ class TensorBatches:
         w = self.n_words
         raw = b"".join(sequence_rng(self.seed, start + j).getrandbits(32 * w).to_bytes(4 * w, "little")
                        for j in range(self.batch_size))  # getrandbits puts the first output lowest
-        words = torch.from_numpy(np.frombuffer(raw, dtype="<i4").reshape(self.batch_size, w))  # the bits of uint32
-        return words.to(self.device).T.contiguous()
+        words = np.frombuffer(raw, dtype="<i4").reshape(self.batch_size, w).T.copy()  # int32: a uint32's bits
+        return torch.from_numpy(words).to(self.device)
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(input_ids [batch, width] long, loss_mask [batch, width] bool) of ``step``."""
