@@ -399,34 +399,32 @@ def moment_batches(beta2: float) -> int:
 
 
 def rebuild_moments(model, optimizer, batches, step: int, cfg: TrainConfig, autocast, loss_fn) -> int:
-    """Adam's moments re-estimated at the resumed weights from the batches of the last steps.
+    """A warm restart of Adam for a checkpoint without optimizer state; returns the batches it read.
 
-    A checkpoint without optimizer state (:mod:`superpose.scratch.lease`) resumes here: the
-    gradients of batches ``step - K .. step - 1`` at the current weights, averaged with Adam's own
-    decays and bias corrections, stand in for the moments Adam kept. With betas (0.9, 0.95), K = 77
-    and the moments forget their history in about 20 steps anyway, so the loss curve stays close to
-    the uninterrupted one (docs/scratch.md has the tolerance, a test checks it). Returns K.
+    The second moment (the per-weight gradient scale) is re-estimated from the gradients of the
+    batches of the last K steps at the resumed weights, with Adam's decay and bias correction; the
+    first moment (momentum) restarts from zero and rebuilds itself within ~10 steps (beta1 = 0.9).
+    Rebuilding the momentum from those gradients too would overshoot: gradients taken at one point
+    agree with each other far more than those along the path, which partly cancel. A test and
+    docs/scratch.md give how far the loss curve then strays from the uninterrupted run.
     """
-    b1, b2 = cfg.betas
+    b2 = cfg.betas[1]
     k = min(step, moment_batches(b2))
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    m = [torch.zeros_like(p) for p in params]
     v = [torch.zeros_like(p) for p in params]
     rng = torch.get_rng_state()  # dropout here must not shift the run's random stream
     for s in range(step - k, step):
         ids, mask = batches.batch(s)
         accumulate_gradients(model, ids.to(model.device), mask.to(model.device), cfg, autocast, loss_fn)
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-        torch._foreach_lerp_(m, grads, 1 - b1)  # m = b1 m + (1 - b1) g
         torch._foreach_mul_(v, b2)
-        torch._foreach_addcmul_(v, grads, grads, value=1 - b2)
+        torch._foreach_addcmul_(v, grads, grads, value=1 - b2)  # v = b2 v + (1 - b2) g^2
         optimizer.zero_grad(set_to_none=True)
     torch.set_rng_state(rng)
     state = optimizer.state_dict()
-    # The EMAs over k batches, unbiased, then in Adam's stored (biased) form at `step`.
-    scale_m, scale_v = (1 - b1 ** step) / (1 - b1 ** k), (1 - b2 ** step) / (1 - b2 ** k)
-    state["state"] = {i: {"step": torch.tensor(float(step)), "exp_avg": mi * scale_m, "exp_avg_sq": vi * scale_v}
-                      for i, (mi, vi) in enumerate(zip(m, v))}
+    scale_v = (1 - b2 ** step) / (1 - b2 ** k)  # the EMA over k batches, unbiased, in Adam's form at `step`
+    state["state"] = {i: {"step": torch.tensor(float(step)), "exp_avg": torch.zeros_like(vi),
+                          "exp_avg_sq": vi * scale_v} for i, vi in enumerate(v)}
     optimizer.load_state_dict(state)
     return k
 
@@ -515,8 +513,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
         with open(log_path, "a") as log_file, _batches(cfg, device) as batches:
             if moments == "rebuilt":
                 k = rebuild_moments(model, optimizer, batches, start, cfg, autocast, loss_fn.fn)
-                say(f"resumed at step {start} without optimizer state: Adam's moments rebuilt from the "
-                    f"last {k} batches")
+                say(f"resumed at step {start} without optimizer state: Adam's second moment rebuilt from "
+                    f"the last {k} batches, momentum restarted")
             clock = time.perf_counter()
             while step < end:
                 lr = lr_at(step, cfg)
