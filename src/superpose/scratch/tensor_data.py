@@ -223,6 +223,10 @@ class TensorBatches:
         self.digit_ids = torch.tensor([vocab[c] for c in "0123456789"], device=self.device)
         self.letter_ids = torch.tensor([vocab[c] for c in LETTERS], device=self.device)
         self.gt, self.newline = vocab[">"], vocab["\n"]
+        # Which tokens of a line carry loss: the answer and its newline. Built once: a tensor made
+        # from a Python list on a GPU is a copy the host waits for.
+        self.line_loss = {f: torch.tensor([False] * (f.line - 2) + [True, True], device=self.device)[:, None]
+                          for f in self.families}
         self.refused = torch.zeros((), dtype=torch.bool, device=self.device)  # a budget ran out
 
     def words(self, start: int) -> torch.Tensor:
@@ -230,8 +234,10 @@ class TensorBatches:
         w = self.n_words
         raw = b"".join(sequence_rng(self.seed, start + j).getrandbits(32 * w).to_bytes(4 * w, "little")
                        for j in range(self.batch_size))  # getrandbits puts the first output lowest
-        words = np.frombuffer(raw, dtype="<i4").reshape(self.batch_size, w).T.copy()  # int32: a uint32's bits
-        return torch.from_numpy(words).to(self.device)
+        words = torch.from_numpy(np.frombuffer(raw, dtype="<i4").reshape(self.batch_size, w).T.copy())  # a uint32's bits
+        if self.device.type == "cuda":  # pinned: the copy queues behind the running step, the host goes on
+            words = words.pin_memory()
+        return words.to(self.device, non_blocking=True)
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(input_ids [batch, width] long, loss_mask [batch, width] bool) of ``step``."""
@@ -269,7 +275,6 @@ class TensorBatches:
             y = (x + k) % 10
             tokens = torch.stack([self.digit_ids[x], torch.full_like(x, self.gt), self.digit_ids[y],
                                   torch.full_like(x, self.newline)], 1)  # [lines, 4, batch]
-            loss = [False, False, True, True]
         else:
             samples = n + SPARE_SAMPLES
             j, count = _letter_draws(words, cursor, samples * RET_LENGTH, self.ambiguous_max)
@@ -283,10 +288,9 @@ class TensorBatches:
             y = x.gather(0, at[None, None].expand(1, n, -1))  # [1, lines, batch]: the k-th letter
             tokens = torch.cat([self.letter_ids[x], torch.full_like(y, self.gt), self.letter_ids[y],
                                 torch.full_like(y, self.newline)]).transpose(0, 1)  # [lines, 11, batch]
-            loss = [False] * (RET_LENGTH + 1) + [True, True]
         used = (torch.arange(n, device=self.device)[:, None] < lines)[:, None]  # [lines, 1, batch]
         ids = torch.where(used, tokens, 0).flatten(0, 1)  # [lines * line, batch]
-        mask = (used & torch.tensor(loss, device=self.device)[:, None]).flatten(0, 1)
+        mask = (used & self.line_loss[fam]).flatten(0, 1)
         pad = self.width - ids.shape[0]
         return torch.nn.functional.pad(ids, (0, 0, 0, pad)), torch.nn.functional.pad(mask, (0, 0, 0, pad)), ok
 
