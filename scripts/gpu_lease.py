@@ -13,10 +13,11 @@ Then one device call, ``carry: [".whl", "leases"]``, ``timeout_s: 600``:
 
 It (1) times the fast step (torch.compile, bfloat16 autocast, tensor batches on the GPU) of the
 study's ret_k and plus_k models against today's step, with MFU against a bf16 matrix-product peak
-measured there, and checks that the step makes no host sync; (2) trains ``ret_paper`` until the
-lease's minutes run out -- from scratch, or from ``leases/ret_paper/`` (the last lease's pieces) --
-and (3) writes into ``$OUT``: ``ret_paper.tar.NNN`` (pieces < 16 MiB), ``ret_paper.manifest.json``
-and ``lease.json`` (device, date, every figure). Back here, copy them into ``leases/ret_paper/``
+measured there, and checks that the step makes no host sync; (2) trains ``ret_paper`` (or
+``--recipe plus``) until the lease's minutes run out -- from scratch, or from ``leases/ret_paper/``
+(the last lease's pieces) -- and (3) writes into ``$OUT``: ``ret_paper.tar.NNN`` (pieces < 16 MiB),
+``ret_paper.manifest.json`` and ``lease.json`` (device, date, every figure). ``--no-speed`` skips
+(1), for the leases that only continue the run. Back here, copy them into ``leases/ret_paper/``
 (the next lease starts from there) and ``python scripts/lease_checkpoint.py unpack
 leases/ret_paper/ret_paper.manifest.json runs/scratch/ret_paper`` gives a run folder (its
 ``checkpoint/`` is a model folder for ``superpose sweep``). ``--dry-run`` runs it all on a CPU with
@@ -111,8 +112,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True, help="the folder whose files come back ($OUT)")
     ap.add_argument("--minutes", type=float, default=9.0, help="wall clock for the whole script")
-    ap.add_argument("--carried", type=Path, default=ROOT / "leases/ret_paper",
-                    help="the last lease's pieces (resumed if its manifest is there)")
+    ap.add_argument("--recipe", choices=sorted(RECIPES), default="ret", help="the recipe to train")
+    ap.add_argument("--carried", type=Path, help="the last lease's pieces, resumed if its manifest is there "
+                    "(default: leases/<recipe>_paper)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/lease"), help="scratch space for the run folder")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--timed-steps", type=int, default=8)
@@ -135,16 +137,17 @@ def main() -> None:
         report["speed"] = {kind: speed(kind, args, peak) for kind in ("ret", "plus")}
         (args.out / "lease.json").write_text(json.dumps(report, indent=1) + "\n")
 
-    run_dir = args.work / "ret_paper"
+    name = f"{args.recipe}_paper"
+    run_dir = args.work / name
     shutil.rmtree(run_dir, ignore_errors=True)
-    manifest = args.carried / "ret_paper.manifest.json"
+    manifest = (args.carried or ROOT / "leases" / name) / f"{name}.manifest.json"
     resume = manifest.is_file()
     if resume:
         report["resumed_from"] = unpack(manifest, run_dir)["step"]
-        print(f"resuming ret_paper at step {report['resumed_from']}", flush=True)
-    cfg = config("ret", args, out_dir=str(run_dir))
+        print(f"resuming {name} at step {report['resumed_from']}", flush=True)
+    cfg = config(args.recipe, args, out_dir=str(run_dir))
     budget = t_end - time.time() - 60  # a minute for the last checkpoint and the pieces
-    print(f"training ret_paper for {budget / 60:.1f} minutes", flush=True)
+    print(f"training {name} for {budget / 60:.1f} minutes", flush=True)
     result = train(cfg, resume=resume, progress=False, time_limit_s=max(budget, 1.0))
     start = report.get("resumed_from", 0)
     steps_now = result.steps_done - start
@@ -152,7 +155,7 @@ def main() -> None:
     report["train"] = {"steps_done": result.steps_done, "steps_this_lease": steps_now, "of": cfg.steps,
                        "seconds_total": result.seconds, "tokens_per_second_total": result.tokens_per_second,
                        "loss_mean_last_50": sum(tail) / len(tail), "losses_every_50": result.losses[::50]}
-    print(f"ret_paper: step {result.steps_done} of {cfg.steps} ({steps_now} this lease), loss (last 50) "
+    print(f"{name}: step {result.steps_done} of {cfg.steps} ({steps_now} this lease), loss (last 50) "
           f"{sum(tail) / len(tail):.4f}", flush=True)
     facts = json.loads(pack(run_dir, args.out).read_text())
     report["checkpoint"] = {k: facts[k] for k in ("step", "bytes", "moments", "weights_bytes")}
