@@ -146,3 +146,19 @@ def test_pieces_are_checked_and_sized(tmp_path):
     with pytest.raises(SuperposeError, match="sha256"):
         unpack(manifest, tmp_path / "elsewhere")
     assert not (tmp_path / "elsewhere").exists()  # nothing half-written
+
+
+def test_compile_failure_falls_back_to_eager_and_says_so(tmp_path, monkeypatch, capsys):
+    """A real compile failure (Inductor pointed at a C++ compiler that does not exist): the run
+    trains eager, with the same losses as an eager run, prints one line and records it."""
+    import torch._inductor.config as inductor
+
+    monkeypatch.setattr(inductor.cpp, "cxx", ("/nonexistent/c++",))
+    tiny = dict(tasks=["plus_1"], n_examples=3, steps=3, batch_size=2, warmup_steps=0, decay_steps=0,
+                model=ModelConfig(n_layers=1, d_model=16, n_heads=2, d_mlp=32, max_position_embeddings=32))
+    fell_back = train(small_config(tmp_path / "c", compile=True, **tiny), progress=False)
+    eager = train(small_config(tmp_path / "e", **tiny), progress=False)
+    assert fell_back.losses == eager.losses
+    assert "torch.compile failed, training eager" in capsys.readouterr().err
+    info = json.loads((fell_back.model_dir / "training.json").read_text())
+    assert info["loss_function"].startswith("eager (torch.compile failed")

@@ -261,13 +261,13 @@ def fast_train_step(model, optimizer, ids: torch.Tensor, mask: torch.Tensor, cfg
 class LossFunction:
     """:func:`masked_loss`, compiled by ``torch.compile`` when asked, else (or if that fails) eager.
 
-    Compiling happens at the first call; a failure there (no C compiler, an unsupported op)
-    switches to eager for good and says so once: ``note`` holds the line, for the run's record.
+    Compiling happens in the first step; a failure there (no C compiler, an unsupported op)
+    switches to eager for good and says so once. ``note`` records which ran, for training.json.
     """
 
     def __init__(self, compile: bool, say=print):
-        self.fn, self.say = masked_loss, say
-        self.note = "eager"
+        self.fn, self.note, self.say = masked_loss, "eager", say
+        self.untried = compile  # the first compiled step has not run yet
         if compile:
             try:
                 self.fn, self.note = torch.compile(masked_loss, dynamic=False), "compiled"
@@ -275,13 +275,13 @@ class LossFunction:
                 self._fall_back(e)
 
     def _fall_back(self, error: Exception) -> None:
-        self.fn = masked_loss
-        self.note = f"eager (torch.compile failed: {type(error).__name__}: {str(error).splitlines()[0][:200]})"
-        self.say(f"torch.compile failed, training eager: {type(error).__name__}: {str(error).splitlines()[0][:200]}")
+        why = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+        self.fn, self.note, self.untried = masked_loss, f"eager (torch.compile failed: {why})", False
+        self.say(f"torch.compile failed, training eager: {why}")
 
     def step(self, model, optimizer, ids, mask, cfg: TrainConfig, autocast) -> torch.Tensor:
         """One :func:`fast_train_step`; the first compiled one falls back to eager if compiling fails."""
-        if self.note != "compiled" or getattr(self, "_ran", False):
+        if not self.untried:
             return fast_train_step(model, optimizer, ids, mask, cfg, autocast, self.fn)
         try:
             loss = fast_train_step(model, optimizer, ids, mask, cfg, autocast, self.fn)
@@ -289,7 +289,7 @@ class LossFunction:
             optimizer.zero_grad(set_to_none=True)  # the optimizer had not stepped: redo the step eager
             self._fall_back(e)
             loss = fast_train_step(model, optimizer, ids, mask, cfg, autocast, self.fn)
-        self._ran = True
+        self.untried = False
         return loss
 
 
@@ -394,7 +394,7 @@ def _batches(cfg: TrainConfig, device: torch.device):
 
 
 def moment_batches(beta2: float) -> int:
-    """Batches whose gradients rebuild Adam's moments: older ones weigh < 2 % in the second moment."""
+    """Batches whose gradients rebuild Adam's second moment: older ones would weigh < 2 % in it."""
     return max(1, math.ceil(math.log(0.02) / math.log(beta2)))
 
 
