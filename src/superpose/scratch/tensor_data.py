@@ -37,7 +37,7 @@ from superpose.tasks.characters import EIGHT_LETTERS, LETTERS, ONE_DIGIT, RET_LE
 
 FAIL_PROBABILITY = 1e-15  # per sequence: the word budget runs out (then the batch is refused, never wrong)
 SPARE_SAMPLES = 2  # ret_k: extra 8-letter inputs drawn, for the (1 in 6e9) repeated input the sampler skips
-PREFIX_WORDS = 100  # words for the task's and the length's draws (each accepts with probability >= 1/2)
+PREFIX_WORDS = 100  # words searched for the task's and the length's draws (each accepts with chance >= 1/2)
 
 
 @dataclass(frozen=True)
@@ -77,14 +77,23 @@ def supports(task_names: Sequence[str]) -> bool:
     return all(_family_and_k(get_task(n)) is not None for n in task_names)
 
 
-def _words_needed(draws: int, p: float) -> int:
-    """Words that hold ``draws`` accepted draws (each accepted with probability >= p) but for
-    FAIL_PROBABILITY (Hoeffding: P(Bin(W, p) < draws) <= exp(-2 (W p - draws)^2 / W))."""
-    log_eps = -math.log(FAIL_PROBABILITY)
-    w = math.ceil(draws / p)
-    while w * p - draws < math.sqrt(w * log_eps / 2):
-        w += 8
-    return w
+def _acceptance(bound: int) -> float:
+    """The chance that one word passes ``_randbelow(bound)``."""
+    return bound / 2 ** bound.bit_length()
+
+
+def _words_needed(draws: list[tuple[float, int]]) -> int:
+    """Words that hold every draw (``count`` draws accepting with chance ``p`` each) but for
+    FAIL_PROBABILITY. The words a draw reads are geometric; Chernoff's bound on their sum N:
+    P(N > W) <= exp(-t W) prod E[exp(t X)], minimised over t."""
+    log_eps = math.log(FAIL_PROBABILITY)
+    t_max = min(-math.log(1 - p) for p, _ in draws if p < 1) if any(p < 1 for p, _ in draws) else 1.0
+    best = math.inf
+    for i in range(1, 200):
+        t = t_max * i / 200
+        log_mgf = sum(c * (math.log(p) + t - math.log(1 - (1 - p) * math.exp(t))) for p, c in draws)
+        best = min(best, (log_mgf - log_eps) / t)
+    return math.ceil(best)
 
 
 def _top_bits(words: torch.Tensor, bits: int, start: torch.Tensor | None = None) -> torch.Tensor:
@@ -211,11 +220,12 @@ class TensorBatches:
         self.task_k = torch.tensor([k for _, k in found], device=self.device)
         self.lines = n_examples + 1  # the most lines a sequence has (examples and the query)
         self.width = max(f.line for f in self.families) * self.lines
-        need = 0
-        for f in self.families:
-            inputs = self.lines + (SPARE_SAMPLES if f is _LETTERS else 0)
-            need = max(need, _words_needed(f.draws * inputs, min(f.bounds) / 2 ** f.bits))
-        self.n_words = PREFIX_WORDS + need
+        prefix = [(_acceptance(self.n_tasks), 1)]  # the task's draw, then the length's
+        if min_examples is not None:
+            prefix.append((_acceptance(n_examples - min_examples + 1), 1))
+        self.n_words = max(_words_needed(prefix + [
+            (_acceptance(b), self.lines + (SPARE_SAMPLES if f is _LETTERS else 0)) for b in f.bounds])
+            for f in self.families)
         # Ambiguous ret_k words among n_words (p = 7/64): Bernstein's bound at FAIL_PROBABILITY.
         mean, log_eps = self.n_words * 7 / 64, -math.log(FAIL_PROBABILITY)
         self.ambiguous_max = math.ceil(mean + log_eps / 3 + math.sqrt((log_eps / 3) ** 2 + 2 * log_eps * mean))
@@ -246,7 +256,7 @@ class TensorBatches:
     def sequences(self, start: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Sequences ``start .. start+batch_size-1``: (input_ids, loss_mask), [batch, width] each."""
         words = self.words(start)  # [words, batch]
-        head = words[:PREFIX_WORDS]
+        head = words[:PREFIX_WORDS]  # (a row whose prefix draws are not in it is refused)
         # tasks[rng.randrange(len(tasks))]
         task, cursor, ok = _randbelow_first(_top_bits(head, self.n_tasks.bit_length()), self.n_tasks)
         lines = torch.full_like(task, self.lines)  # [batch]: examples + query
