@@ -55,6 +55,16 @@ def test_tensor_batches_cover_the_paper_recipes_and_refuse_other_tasks():
         TensorBatches(["copy_op1"], 5, 0, 4)
 
 
+def test_a_word_budget_that_runs_out_is_refused_not_wrong():
+    gen = TensorBatches(RET, 10, seed=0, batch_size=8)
+    gen.batch(0)
+    gen.check()  # the budget (< 1e-15 to run out per sequence) holds
+    gen.n_words = 40  # far too few words for 11 inputs of 8 draws
+    gen.batch(1)
+    with pytest.raises(RuntimeError, match="ran out of random words"):
+        gen.check()
+
+
 def small_config(out_dir: Path, **kw) -> TrainConfig:
     base = dict(name="small", tasks=["plus_[0-9]", "ret_1", "ret_8"], n_examples=5,
                 model=ModelConfig(n_layers=2, d_model=32, n_heads=2, d_mlp=64, max_position_embeddings=96),
