@@ -509,8 +509,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
         pending.clear()
         bar.set_postfix(loss=f"{log[-1]['loss']:.4f}", lr=f"{log[-1]['lr']:.2e}")
 
-    try:
-        with open(log_path, "a") as log_file, _batches(cfg, device) as batches:
+    with open(log_path, "a") as log_file, _batches(cfg, device) as batches:
+        try:
             if moments == "rebuilt":
                 k = rebuild_moments(model, optimizer, batches, start, cfg, autocast, loss_fn.fn)
                 say(f"resumed at step {start} without optimizer state: Adam's second moment rebuilt from "
@@ -538,13 +538,13 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
                     clock = time.perf_counter()  # writing the checkpoint is not training time
                 if out_of_time:
                     break
-    except KeyboardInterrupt:
-        if step > start and not in_step:  # keep the work done: the next --resume starts here
-            read_losses()
-            _save_checkpoint(out_dir, model, tokenizer, optimizer, step, seconds, tokens, cfg)
-        raise
-    finally:
-        bar.close()
+        except KeyboardInterrupt:
+            if step > start and not in_step:  # keep the work done: the next --resume starts here
+                read_losses()
+                _save_checkpoint(out_dir, model, tokenizer, optimizer, step, seconds, tokens, cfg)
+            raise
+        finally:
+            bar.close()
 
     losses = [r["loss"] for r in log]
     model_dir = None
