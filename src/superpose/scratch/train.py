@@ -227,7 +227,8 @@ def masked_loss(model, input_ids: torch.Tensor, loss_mask: torch.Tensor) -> torc
     runs at every position (a vocabulary of 98 makes it ~1 % of the step) and the targets without
     loss are ignored, instead of a boolean selection whose size only the device knows.
     """
-    hidden = model.base_model(input_ids=input_ids).last_hidden_state  # [batch, seq, d_model]
+    # use_cache=False: by default the model also copies every layer's keys and values into a cache
+    hidden = model.base_model(input_ids=input_ids, use_cache=False).last_hidden_state  # [batch, seq, d_model]
     logits = model.lm_head(hidden[:, :-1]).float()  # [batch, seq-1, vocab]
     targets = input_ids[:, 1:].masked_fill(~loss_mask[:, 1:], -100)  # [batch, seq-1]
     return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="sum")
