@@ -262,7 +262,7 @@ def fast_train_step(model, optimizer, ids: torch.Tensor, mask: torch.Tensor, cfg
 class LossFunction:
     """:func:`masked_loss`, compiled by ``torch.compile`` when asked, else (or if that fails) eager.
 
-    Compiling happens in the first step; a failure there (no C compiler, an unsupported op)
+    Compiling happens in the first call; a failure there (no C compiler, an unsupported op)
     switches to eager for good and says so once. ``note`` records which ran, for training.json.
     """
 
@@ -280,18 +280,18 @@ class LossFunction:
         self.fn, self.note, self.untried = masked_loss, f"eager (torch.compile failed: {why})", False
         self.say(f"torch.compile failed, training eager: {why}")
 
-    def step(self, model, optimizer, ids, mask, cfg: TrainConfig, autocast) -> torch.Tensor:
-        """One :func:`fast_train_step`; the first compiled one falls back to eager if compiling fails."""
+    def run(self, optimizer, work):
+        """``work(loss_fn)``; the first compiled run, if compiling fails, is redone eager."""
         if not self.untried:
-            return fast_train_step(model, optimizer, ids, mask, cfg, autocast, self.fn)
+            return work(self.fn)
         try:
-            loss = fast_train_step(model, optimizer, ids, mask, cfg, autocast, self.fn)
+            out = work(self.fn)
         except Exception as e:  # compiling runs inside the first forward and backward
-            optimizer.zero_grad(set_to_none=True)  # the optimizer had not stepped: redo the step eager
+            optimizer.zero_grad(set_to_none=True)  # the optimizer had not stepped: redo it eager
             self._fall_back(e)
-            loss = fast_train_step(model, optimizer, ids, mask, cfg, autocast, self.fn)
+            out = work(self.fn)
         self.untried = False
-        return loss
+        return out
 
 
 @dataclass
@@ -399,7 +399,8 @@ def moment_batches(beta2: float) -> int:
     return max(1, math.ceil(math.log(0.02) / math.log(beta2)))
 
 
-def rebuild_moments(model, optimizer, batches, step: int, cfg: TrainConfig, autocast, loss_fn) -> int:
+def rebuild_moments(model, optimizer, batches, step: int, cfg: TrainConfig, autocast,
+                    loss_fn: LossFunction) -> int:
     """A warm restart of Adam for a checkpoint without optimizer state; returns the batches it read.
 
     The second moment (the per-weight gradient scale) is re-estimated from the gradients of the
@@ -416,7 +417,8 @@ def rebuild_moments(model, optimizer, batches, step: int, cfg: TrainConfig, auto
     rng = torch.get_rng_state()  # dropout here must not shift the run's random stream
     for s in range(step - k, step):
         ids, mask = batches.batch(s)
-        accumulate_gradients(model, ids.to(model.device), mask.to(model.device), cfg, autocast, loss_fn)
+        ids, mask = ids.to(model.device), mask.to(model.device)
+        loss_fn.run(optimizer, lambda fn: accumulate_gradients(model, ids, mask, cfg, autocast, fn))
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
         torch._foreach_mul_(v, b2)
         torch._foreach_addcmul_(v, grads, grads, value=1 - b2)  # v = b2 v + (1 - b2) g^2
@@ -513,7 +515,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
     with open(log_path, "a") as log_file, _batches(cfg, device) as batches:
         try:
             if moments == "rebuilt":
-                k = rebuild_moments(model, optimizer, batches, start, cfg, autocast, loss_fn.fn)
+                k = rebuild_moments(model, optimizer, batches, start, cfg, autocast, loss_fn)
                 say(f"resumed at step {start} without optimizer state: Adam's second moment rebuilt from "
                     f"the last {k} batches, momentum restarted")
             clock = time.perf_counter()
@@ -524,7 +526,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
                 ids, mask = batches.batch(step)  # [batch, seq] x2
                 ids, mask = ids.to(device, non_blocking=True), mask.to(device, non_blocking=True)
                 in_step = True  # weights may change from here until `step` counts the update
-                loss = loss_fn.step(model, optimizer, ids, mask, cfg, autocast)
+                loss = loss_fn.run(optimizer, lambda fn: fast_train_step(model, optimizer, ids, mask, cfg, autocast, fn))
                 pending.append((step, lr, loss, (ids != 0).sum()))
                 step += 1
                 in_step = False
