@@ -50,8 +50,8 @@ def config(kind: str, args, **over):
 
     cfg = load_train_config(RECIPES[kind], device=args.device, compile=not args.no_compile, log_every=50, **over)
     if args.dry_run:  # a small model and batch with the recipe's schedule: the script's path, in minutes on a CPU
-        cfg = cfg.model_copy(update={"batch_size": 4, "n_examples": 30, "checkpoint_every": 20, "model": cfg.model.model_copy(
-            update={"n_layers": 2, "d_model": 64, "n_heads": 2, "d_mlp": 128})})
+        small = cfg.model.model_copy(update={"n_layers": 2, "d_model": 64, "n_heads": 2, "d_mlp": 128})
+        cfg = cfg.model_copy(update={"batch_size": 4, "n_examples": 30, "checkpoint_every": 20, "model": small})
     return cfg
 
 

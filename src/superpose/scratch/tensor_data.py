@@ -14,10 +14,11 @@ draws again while the result is ``>= n``; ``sample(LETTERS, 8)`` makes eight suc
 ``n = 52, 51, .., 45``, taking ``pool[j]`` and moving the pool's last letter into the hole.
 
 Supported: the character tasks ``plus_k`` and ``ret_k`` (:func:`supports`); other tasks use the
-string generator. Inside, tensors are laid out position-major ([words, batch]): the scans along a
-sequence (cumulative sums, the one loop) then run over whole rows of the batch at once. Rows are right-padded to the longest sequence the tasks can make
-(:attr:`TensorBatches.width`), not to the batch's longest: one shape, so a compiled step compiles
-once and the device never has to report a size back. Padding carries no loss and, with causal
+string generator. Inside, tensors are laid out position-major ([words, batch]): the scans along
+a sequence (cumulative sums, the one loop) then run over whole rows of the batch at once. Rows
+are right-padded to the longest sequence the tasks can make (:attr:`TensorBatches.width`), not
+to the batch's longest: one shape, so a compiled step compiles once and the device never has to
+report a size back. Padding carries no loss and, with causal
 attention, changes no other position.
 """
 
@@ -244,7 +245,8 @@ class TensorBatches:
         w = self.n_words
         raw = b"".join(sequence_rng(self.seed, start + j).getrandbits(32 * w).to_bytes(4 * w, "little")
                        for j in range(self.batch_size))  # getrandbits puts the first output lowest
-        words = torch.from_numpy(np.frombuffer(raw, dtype="<i4").reshape(self.batch_size, w).T.copy())  # a uint32's bits
+        words = np.frombuffer(raw, dtype="<i4").reshape(self.batch_size, w)  # int32 holding a uint32's bits
+        words = torch.from_numpy(words.T.copy())  # [words, batch]
         if self.device.type == "cuda":  # pinned: the copy queues behind the running step, the host goes on
             words = words.pin_memory()
         return words.to(self.device, non_blocking=True)
@@ -288,7 +290,8 @@ class TensorBatches:
         else:
             samples = n + SPARE_SAMPLES
             j, count = _letter_draws(words, cursor, samples * RET_LENGTH, self.ambiguous_max)
-            letters = _letters_from_pool(j.view(samples, RET_LENGTH, -1).transpose(0, 1).contiguous())  # [8, samples, batch]
+            j = j.view(samples, RET_LENGTH, -1).transpose(0, 1).contiguous()  # [8, samples, batch]
+            letters = _letters_from_pool(j)  # [8, samples, batch]
             key = (letters * (len(LETTERS) ** torch.arange(RET_LENGTH, device=self.device))[:, None, None]).sum(0)
             inputs, kept = _compact(_first_occurrences(key), torch.arange(samples, device=self.device)[:, None]
                                     .expand(-1, key.shape[1]), n)  # the sampler skips a repeated input

@@ -526,7 +526,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
                 ids, mask = batches.batch(step)  # [batch, seq] x2
                 ids, mask = ids.to(device, non_blocking=True), mask.to(device, non_blocking=True)
                 in_step = True  # weights may change from here until `step` counts the update
-                loss = loss_fn.run(optimizer, lambda fn: fast_train_step(model, optimizer, ids, mask, cfg, autocast, fn))
+                loss = loss_fn.run(optimizer,
+                                   lambda fn: fast_train_step(model, optimizer, ids, mask, cfg, autocast, fn))
                 pending.append((step, lr, loss, (ids != 0).sum()))
                 step += 1
                 in_step = False
