@@ -1,18 +1,24 @@
-"""Training throughput of the CPU recipe: our training step vs a plain reference loop, as a ratio.
+"""Training throughput: today's scratch trainer against the fast one, as ratios measured in one run.
 
-    python benchmarks/training.py [--config configs/scratch/plus_cpu.yaml] [--steps 20]
+    python benchmarks/training.py                                   # CPU recipe, this machine
+    python benchmarks/training.py --compile                         # also the compiled fast step
+    python benchmarks/training.py --profile                         # where each step's time goes
+    python benchmarks/training.py --config configs/scratch/ret_paper.yaml --device cuda --compile --mfu
 
-Both loops train the same model (same init, same batches, same thread count) for the same steps:
+Same model (same init), same batches, same thread count, loops interleaved step by step so that
+both see the same load on a shared machine (the load average is printed):
 
-* ours: :func:`superpose.scratch.train.train_step` -- fused AdamW, and the output layer applied only
-  at answer positions (the only ones with loss);
-* compiled (``--compile``): ours with ``compile: true`` (torch.compile of the loss);
-* reference: the textbook Hugging Face loop -- ``model(input_ids, labels=labels).loss`` over full
-  logits, ``torch.optim.AdamW`` with its per-parameter for-loop implementation.
+* data: today's string generator (:func:`make_batch`) against the tensor generator
+  (:class:`TensorBatches`), batches of the config and of the study's two recipes;
+* step: today's :func:`train_step` (answer logits by boolean selection, ``.item()`` every step)
+  against :func:`fast_train_step` (fixed-shape masked loss, no host sync; eager, and compiled
+  with ``--compile``) on one prepared batch;
+* trainer: data and step together, as ``superpose train`` runs them -- today's loop against the
+  fast loop (tensor batches on the device, the loss read every ``log_every`` steps).
 
-Batches are built before timing starts, so the ratio measures the model step. Timings on a shared
-machine move with the load: the two loops are interleaved (ABAB...) so both see the same load, and
-the script prints the load average.
+``--mfu`` adds model FLOP utilisation: training FLOPs per token 6 N + 12 L d S (N the weights
+outside the embedding, L layers, d width, S sequence length) against a bf16 matrix-product peak
+measured here (and the H200's 790 TFLOP/s, as measured in an earlier lease).
 """
 
 from __future__ import annotations
@@ -21,87 +27,194 @@ import argparse
 import os
 import statistics
 import time
-from contextlib import nullcontext
 
 import torch
 
 
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device: torch.device) -> float:
+    """Seconds one call of ``fn`` takes, the device's queue included."""
+    sync(device)
+    t0 = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - t0
+
+
+def training_flops_per_token(cfg, seq: int) -> float:
+    """6 N + 12 L d S: N the weights outside the embedding (the output layer included)."""
+    m = cfg.model
+    per_layer = 4 * m.d_model ** 2 + (3 if m.architecture == "llama" else 2) * m.d_model * m.d_mlp
+    n = m.n_layers * per_layer + m.d_model * 98  # the output layer (98 tokens)
+    return 6 * n + 12 * m.n_layers * m.d_model * seq
+
+
+def matmul_peak(device: torch.device, n: int = 8192, reps: int = 10) -> float:
+    """Measured bf16 matrix-product FLOP/s (n x n x n, after three warm-ups)."""
+    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    seconds = timed(lambda: [a @ b for _ in range(reps)], device)
+    return 2 * n ** 3 * reps / seconds
+
+
+def bench_data(configs: list[str], reps: int) -> None:
+    """Today's string generator against the tensor generator, batch by batch."""
+    from superpose.scratch.data import make_batch
+    from superpose.scratch.tensor_data import TensorBatches
+    from superpose.scratch.tokenizer import char_vocab
+    from superpose.scratch.train import load_train_config
+    from superpose.tasks import get_task
+
+    print("data generator (CPU; seconds per batch, median):")
+    for path in configs:
+        cfg = load_train_config(path)
+        tasks = [get_task(n) for n in cfg.tasks]
+        gen = TensorBatches(cfg.tasks, cfg.n_examples, cfg.seed, cfg.batch_size, min_examples=cfg.min_examples)
+        gen.batch(0)  # first-call allocations
+        ref, fast = [], []
+        for s in range(reps):
+            ref.append(timed(lambda: make_batch(tasks, cfg.n_examples, cfg.seed, s * cfg.batch_size, cfg.batch_size,
+                                                char_vocab(), min_examples=cfg.min_examples), torch.device("cpu")))
+            fast.append(timed(lambda: gen.batch(s), torch.device("cpu")))
+        gen.check()
+        r, f = statistics.median(ref), statistics.median(fast)
+        print(f"  {cfg.name:>10} ({cfg.batch_size} x {gen.width} tokens): strings {r * 1000:7.1f} ms, "
+              f"tensors {f * 1000:6.1f} ms  -> {r / f:.1f}x")
+
+
 def main() -> None:
-    """Time both loops and print tokens per second and their ratio."""
+    """Time the loops and print tokens per second and their ratios."""
     from superpose.scratch.data import make_batch
     from superpose.scratch.model import build_model
+    from superpose.scratch.tensor_data import TensorBatches
     from superpose.scratch.tokenizer import char_vocab
-    from superpose.scratch.train import answer_loss, load_train_config, make_optimizer, train_step
+    from superpose.scratch.train import (autocast_for, fast_train_step, load_train_config, lr_at, make_optimizer,
+                                         masked_loss, train_step)
     from superpose.tasks import get_task
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="configs/scratch/plus_cpu.yaml")
-    ap.add_argument("--steps", type=int, default=20, help="timed steps per loop")
+    ap.add_argument("--batch-size", type=int, help="override the config's batch (the study's model on a CPU)")
+    ap.add_argument("--steps", type=int, default=12, help="timed steps per loop")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps per loop first")
-    ap.add_argument("--compile", action="store_true",
-                    help="also time ours with compile: true (adds a 1-2 minute compile)")
+    ap.add_argument("--threads", type=int, default=1, help="CPU threads (1: the machine is shared)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--autocast", choices=["none", "bfloat16"], help="override the config's autocast")
+    ap.add_argument("--compile", action="store_true", help="also time the compiled fast step")
+    ap.add_argument("--profile", action="store_true", help="print torch.profiler tables of both steps")
+    ap.add_argument("--mfu", action="store_true", help="model FLOP utilisation against a measured bf16 peak")
+    ap.add_argument("--data-configs", nargs="*", default=["configs/scratch/plus_cpu.yaml",
+                    "configs/scratch/plus_paper.yaml", "configs/scratch/ret_paper.yaml"],
+                    help="configs whose batches the data comparison builds ('' to skip)")
     args = ap.parse_args()
 
-    cfg = load_train_config(args.config)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    over = {"device": args.device, "batch_size": args.batch_size, "autocast": args.autocast}
+    cfg = load_train_config(args.config, **over)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, device {device}"
+          + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else "")
+          + f"; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    if [c for c in args.data_configs if c]:
+        bench_data([c for c in args.data_configs if c], reps=5)
+
     tasks = [get_task(n) for n in cfg.tasks]
+    gen = TensorBatches(cfg.tasks, cfg.n_examples, cfg.seed, cfg.batch_size, device, min_examples=cfg.min_examples)
+    autocast = autocast_for(cfg, device)
     n = args.warmup + args.steps
-    batches = [make_batch(tasks, cfg.n_examples, cfg.seed, s * cfg.batch_size, cfg.batch_size, char_vocab())
-               for s in range(n)]  # [batch, seq] pairs, built outside the timed region
 
-    ours = build_model(cfg.model, torch.Generator().manual_seed(cfg.seed))
-    ours_opt = make_optimizer(ours, cfg, torch.device("cpu"))
-    ref = build_model(cfg.model, torch.Generator().manual_seed(cfg.seed))
-    ref_opt = torch.optim.AdamW(ref.parameters(), lr=cfg.lr, betas=cfg.betas,
-                                weight_decay=cfg.weight_decay, foreach=False)
+    def fresh():
+        model = build_model(cfg.model, torch.Generator().manual_seed(cfg.seed)).to(device)
+        return model, make_optimizer(model, cfg, device)
 
-    def step_ours(ids, mask):
-        return train_step(ours, ours_opt, ids, mask, cfg, nullcontext())
+    def string_batch(s):
+        ids, mask = make_batch(tasks, cfg.n_examples, cfg.seed, s * cfg.batch_size, cfg.batch_size, char_vocab(),
+                               min_examples=cfg.min_examples)
+        return ids.to(device), mask.to(device)
 
-    def step_ref(ids, mask):
-        labels = torch.where(mask, ids, torch.full_like(ids, -100))  # HF shifts labels itself
-        loss = ref(input_ids=ids, labels=labels).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(ref.parameters(), cfg.grad_clip)
-        ref_opt.step()
-        ref_opt.zero_grad()
-        return loss.item()
-
-    loops = [("ours", step_ours), ("reference", step_ref)]
+    # --- step alone: one prepared batch --------------------------------------------------------
+    ids, mask = string_batch(0)
+    tokens = int((ids != 0).sum())
+    loops = {}
+    m, o = fresh()
+    loops["today"] = lambda: train_step(m, o, ids, mask, cfg, autocast)
+    m2, o2 = fresh()
+    loops["fast"] = lambda: fast_train_step(m2, o2, ids, mask, cfg, autocast)
     if args.compile:
-        comp = build_model(cfg.model, torch.Generator().manual_seed(cfg.seed))
-        comp_opt = make_optimizer(comp, cfg, torch.device("cpu"))
-        compiled = torch.compile(answer_loss)
-
-        def step_compiled(ids, mask):
-            return train_step(comp, comp_opt, ids, mask, cfg, nullcontext(), compiled)
-
-        t0 = time.perf_counter()
-        step_compiled(*batches[0])  # the compile itself, reported apart
-        print(f"torch.compile took {time.perf_counter() - t0:.0f} s (once per run)")
-        loops.append(("compiled", step_compiled))
-
-    times: dict[str, list[float]] = {name: [] for name, _ in loops}
-    for s, (ids, mask) in enumerate(batches):
-        for name, fn in loops:
-            t0 = time.perf_counter()
-            fn(ids, mask)
+        m3, o3 = fresh()
+        compiled = torch.compile(masked_loss, dynamic=False)
+        loops["compiled"] = lambda: fast_train_step(m3, o3, ids, mask, cfg, autocast, compiled)
+        print(f"torch.compile warm-up (first step): {timed(loops['compiled'], device):.1f} s")
+    times = {k: [] for k in loops}
+    for s in range(n):
+        for name, fn in loops.items():
+            t = timed(fn, device)
             if s >= args.warmup:
-                times[name].append(time.perf_counter() - t0)
-    tokens = int((batches[0][0] != 0).sum())
-    print(f"config {args.config}: {cfg.model.n_layers} layers, width {cfg.model.d_model}, batch "
-          f"{cfg.batch_size} x {batches[0][0].shape[1]} tokens; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; load average {os.getloadavg()[0]:.1f}")
-    rate = {}
-    for name, ts in times.items():
-        med = statistics.median(ts)
-        rate[name] = tokens / med
-        print(f"  {name:>9}: median {med * 1000:7.1f} ms/step  {rate[name]:>9,.0f} tokens/s  "
-              f"(min {min(ts) * 1000:.1f} ms)")
-    for name in rate:
-        if name != "reference":
-            print(f"  ratio {name} / reference: {rate[name] / rate['reference']:.2f}x")
+                times[name].append(t)
+    print(f"step alone ({cfg.name}: {cfg.model.n_layers} x {cfg.model.d_model}, batch {cfg.batch_size} x "
+          f"{ids.shape[1]} tokens, {tokens} not padding, autocast {cfg.autocast}; median of {args.steps}):")
+    rate = {k: tokens / statistics.median(v) for k, v in times.items()}
+    for k, v in times.items():
+        print(f"  {k:>9}: {statistics.median(v) * 1000:8.1f} ms/step {rate[k]:>12,.0f} tokens/s  "
+              f"({rate[k] / rate['today']:.2f}x today's)")
+    if args.mfu:
+        peak = matmul_peak(device)
+        flops = training_flops_per_token(cfg, ids.shape[1]) * ids.numel()  # every position is computed
+        for k, v in times.items():
+            achieved = flops / statistics.median(v)
+            print(f"  {k:>9}: {achieved / 1e12:7.1f} TFLOP/s = MFU {achieved / peak:.1%} of the measured bf16 "
+                  f"peak {peak / 1e12:.0f} TFLOP/s ({achieved / 790e12:.1%} of 790)")
+
+    # --- the trainer: data and step, as the loops run them -----------------------------------------
+    m4, o4 = fresh()
+    m5, o5 = fresh()
+    fast_loss = compiled if args.compile else masked_loss
+    pending: list[torch.Tensor] = []
+
+    def today_loop(s):
+        for group in o4.param_groups:
+            group["lr"] = lr_at(s, cfg)
+        train_step(m4, o4, *string_batch(s), cfg, autocast)  # .item() inside: a sync every step
+
+    def fast_loop(s):
+        for group in o5.param_groups:
+            group["lr"] = lr_at(s, cfg)
+        b_ids, b_mask = gen.batch(s)
+        pending.append(fast_train_step(m5, o5, b_ids, b_mask, cfg, autocast, fast_loss))
+        if len(pending) == cfg.log_every or s == n - 1:
+            torch.stack(pending).tolist()  # the loss read: the loop's one sync
+            pending.clear()
+
+    spans = {"today": [], "fast": []}
+    for s in range(n):
+        spans["today"].append(timed(lambda: today_loop(s), device))
+        spans["fast"].append(timed(lambda: fast_loop(s), device))
+    gen.check()
+    print(f"trainer (data + step, steps {args.warmup}..{n - 1}; the fast loop reads its loss every "
+          f"{cfg.log_every} steps and at the end):")
+    total = {k: sum(v[args.warmup:]) for k, v in spans.items()}
+    for k, t in total.items():
+        print(f"  {k:>9}: {t / args.steps * 1000:8.1f} ms/step {tokens * args.steps / t:>12,.0f} tokens/s")
+    print(f"  ratio fast / today: {total['today'] / total['fast']:.2f}x")
+
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        for name in loops:
+            with profile(activities=activities) as prof:
+                for _ in range(3):
+                    loops[name]()
+                sync(device)
+            print(f"\nprofile: {name} step (3 steps)")
+            key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+            print(prof.key_averages().table(sort_by=key, row_limit=15))
 
 
 if __name__ == "__main__":

@@ -123,6 +123,9 @@ class BatchStream:
         ids, mask = self.pending.pop(step).result()
         return ids.long(), mask
 
+    def check(self) -> None:
+        """Nothing to check: a string batch is always built in full (the tensor generator's check)."""
+
     def __enter__(self) -> "BatchStream":
         return self
 

@@ -19,10 +19,12 @@ schedule is a pure function of the step, so "scheduler state" is just the step n
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import math
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,10 +76,15 @@ class TrainConfig(BaseModel):
     autocast: Literal["none", "bfloat16"] = "none"  # bfloat16 autocast for GPUs
     threads: int | None = Field(None, ge=1)  # CPU threads for torch; None: torch's default
     fused_adamw: bool = True  # torch's fused AdamW kernel (CPU and CUDA)
-    compile: bool = False  # torch.compile the loss (about 1.5x on CPU after a 1-2 minute compile)
-    # Processes that build batches ahead of the loop (0: build each batch in the loop). A GPU step
-    # of the study's recipe is faster than building its batch in Python, so a GPU run wants several.
-    # Batches are a pure function of the step, so this changes speed, never the run.
+    # torch.compile the model and loss (falls back to eager, saying so, where compiling fails).
+    # It pays after a warm-up of 30 s to minutes, so it suits long runs (docs/scratch.md has numbers).
+    compile: bool = False
+    # The loss is read from the device every log_every steps: one host sync per read, none in the
+    # step. log.jsonl still holds every step's loss.
+    log_every: int = Field(50, ge=1)
+    # Processes that build string batches ahead of the loop, for tasks the tensor generator
+    # (superpose.scratch.tensor_data: plus_k, ret_k) does not build. Batches are a pure function
+    # of the step, so this changes speed, never the run.
     data_workers: int = Field(0, ge=0)
 
     @field_validator("tasks")
@@ -127,6 +134,10 @@ class TrainConfig(BaseModel):
                 f"model.max_position_embeddings={self.model.max_position_embeddings} is shorter than a "
                 f"training sequence ({longest} characters for n_examples={self.n_examples})")
         return self
+
+
+# Fields that change how fast a run goes, never its numbers: a resume may change them.
+SPEED_ONLY = {"out_dir", "threads", "compile", "log_every", "data_workers"}
 
 
 def _natural(name: str) -> tuple:
@@ -209,6 +220,80 @@ def train_step(model, optimizer, ids: torch.Tensor, mask: torch.Tensor, cfg: Tra
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return total / n_targets
+
+
+def masked_loss(model, input_ids: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
+    """Sum of cross-entropies over answer targets, with fixed shapes: no host sync, one compile.
+
+    input_ids, loss_mask: [batch, seq]. The same sum as :func:`answer_loss`, but the output layer
+    runs at every position (a vocabulary of 98 makes it ~1 % of the step) and the targets without
+    loss are ignored, instead of a boolean selection whose size only the device knows.
+    """
+    # use_cache=False: by default the model also copies every layer's keys and values into a cache
+    hidden = model.base_model(input_ids=input_ids, use_cache=False).last_hidden_state  # [batch, seq, d_model]
+    logits = model.lm_head(hidden[:, :-1]).float()  # [batch, seq-1, vocab]
+    targets = input_ids[:, 1:].masked_fill(~loss_mask[:, 1:], -100)  # [batch, seq-1]
+    return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="sum")
+
+
+def accumulate_gradients(model, ids: torch.Tensor, mask: torch.Tensor, cfg: TrainConfig, autocast,
+                         loss_fn=masked_loss) -> torch.Tensor:
+    """Gradients of the batch's mean answer loss, clipped, in ``.grad``; returns that loss (on the device)."""
+    n_targets = mask[:, 1:].sum()  # a tensor: reading it would wait for the device
+    micro = ids.shape[0] // cfg.micro_batches
+    total = torch.zeros((), device=ids.device)
+    for m in range(cfg.micro_batches):
+        rows = slice(m * micro, (m + 1) * micro)
+        with autocast:
+            loss_sum = loss_fn(model, ids[rows], mask[rows])
+        (loss_sum / n_targets).backward()  # mean over the whole batch's targets, not the micro-batch's
+        total += loss_sum.detach()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    return total / n_targets
+
+
+def fast_train_step(model, optimizer, ids: torch.Tensor, mask: torch.Tensor, cfg: TrainConfig, autocast,
+                    loss_fn=masked_loss) -> torch.Tensor:
+    """:func:`train_step` without host syncs: the mean answer loss stays on the device."""
+    loss = accumulate_gradients(model, ids, mask, cfg, autocast, loss_fn)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss
+
+
+class LossFunction:
+    """:func:`masked_loss`, compiled by ``torch.compile`` when asked, else (or if that fails) eager.
+
+    Compiling happens in the first call; a failure there (no C compiler, an unsupported op)
+    switches to eager for good and says so once. ``note`` records which ran, for training.json.
+    """
+
+    def __init__(self, compile: bool, say=print):
+        self.fn, self.note, self.say = masked_loss, "eager", say
+        self.untried = compile  # the first compiled step has not run yet
+        if compile:
+            try:
+                self.fn, self.note = torch.compile(masked_loss, dynamic=False), "compiled"
+            except Exception as e:  # e.g. a platform torch.compile does not support
+                self._fall_back(e)
+
+    def _fall_back(self, error: Exception) -> None:
+        why = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+        self.fn, self.note, self.untried = masked_loss, f"eager (torch.compile failed: {why})", False
+        self.say(f"torch.compile failed, training eager: {why}")
+
+    def run(self, optimizer, work):
+        """``work(loss_fn)``; the first compiled run, if compiling fails, is redone eager."""
+        if not self.untried:
+            return work(self.fn)
+        try:
+            out = work(self.fn)
+        except Exception as e:  # compiling runs inside the first forward and backward
+            optimizer.zero_grad(set_to_none=True)  # the optimizer had not stepped: redo it eager
+            self._fall_back(e)
+            out = work(self.fn)
+        self.untried = False
+        return out
 
 
 @dataclass
@@ -300,13 +385,63 @@ def _read_log(path: Path, before: int) -> list[dict]:
     return rows
 
 
+def _batches(cfg: TrainConfig, device: torch.device):
+    """The run's batch source: tensors built on the device where the tasks allow, else strings."""
+    from superpose.scratch.tensor_data import TensorBatches, supports
+
+    if supports(cfg.tasks):
+        return contextlib.nullcontext(TensorBatches(
+            cfg.tasks, cfg.n_examples, cfg.seed, cfg.batch_size, device, min_examples=cfg.min_examples))
+    return BatchStream(cfg.tasks, cfg.n_examples, cfg.seed, cfg.batch_size, char_vocab(),
+                       workers=cfg.data_workers, min_examples=cfg.min_examples)
+
+
+def moment_batches(beta2: float) -> int:
+    """Batches whose gradients rebuild Adam's second moment: older ones would weigh < 2 % in it."""
+    return max(1, math.ceil(math.log(0.02) / math.log(beta2)))
+
+
+def rebuild_moments(model, optimizer, batches, step: int, cfg: TrainConfig, autocast,
+                    loss_fn: LossFunction) -> int:
+    """A warm restart of Adam for a checkpoint without optimizer state; returns the batches it read.
+
+    The second moment (the per-weight gradient scale) is re-estimated from the gradients of the
+    batches of the last K steps at the resumed weights, with Adam's decay and bias correction; the
+    first moment (momentum) restarts from zero and rebuilds itself within ~10 steps (beta1 = 0.9).
+    Rebuilding the momentum from those gradients too would overshoot: gradients taken at one point
+    agree with each other far more than those along the path, which partly cancel. A test and
+    docs/scratch.md give how far the loss curve then strays from the uninterrupted run.
+    """
+    b2 = cfg.betas[1]
+    k = min(step, moment_batches(b2))
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    v = [torch.zeros_like(p) for p in params]
+    rng = torch.get_rng_state()  # dropout here must not shift the run's random stream
+    for s in range(step - k, step):
+        ids, mask = batches.batch(s)
+        ids, mask = ids.to(model.device), mask.to(model.device)
+        loss_fn.run(optimizer, lambda fn: accumulate_gradients(model, ids, mask, cfg, autocast, fn))
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        torch._foreach_mul_(v, b2)
+        torch._foreach_addcmul_(v, grads, grads, value=1 - b2)  # v = b2 v + (1 - b2) g^2
+        optimizer.zero_grad(set_to_none=True)
+    torch.set_rng_state(rng)
+    state = optimizer.state_dict()
+    scale_v = (1 - b2 ** step) / (1 - b2 ** k)  # the EMA over k batches, unbiased, in Adam's form at `step`
+    state["state"] = {i: {"step": torch.tensor(float(step)), "exp_avg": torch.zeros_like(vi),
+                          "exp_avg_sq": vi * scale_v} for i, vi in enumerate(v)}
+    optimizer.load_state_dict(state)
+    return k
+
+
 def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
           progress: bool = True, export_dir: str | Path | None = None,
           time_limit_s: float | None = None) -> TrainResult:
     """Train (or resume) per ``cfg``; ``stop_at`` checkpoints and returns after that many steps.
 
     ``time_limit_s`` does the same once this call has trained that many seconds (a lease on a shared
-    GPU, say); ``resume`` continues either, exactly.
+    GPU, say); ``resume`` continues either, exactly (or, from a checkpoint without optimizer state,
+    after :func:`rebuild_moments`).
     """
     from tqdm.auto import tqdm
 
@@ -314,30 +449,31 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
     device = _device(cfg)
     if cfg.threads and device.type == "cpu":
         torch.set_num_threads(cfg.threads)
-    vocab, tokenizer = char_vocab(), build_tokenizer()
+    tokenizer = build_tokenizer()
 
     model = build_model(cfg.model, torch.Generator().manual_seed(cfg.seed)).to(device)
     if cfg.init_from is not None and not resume:
         _load_init(model, cfg.init_from, device)
     torch.manual_seed(cfg.seed)  # dropout draws from the global generator (restored on resume)
     optimizer = make_optimizer(model, cfg, device)
-    start, seconds, tokens = 0, 0.0, 0
+    start, seconds, tokens, moments = 0, 0.0, 0, None
     ckpt = out_dir / "checkpoint"
     if resume:
         if not (ckpt / "state.pt").exists():
             raise SuperposeError(f"nothing to resume in {out_dir} (no checkpoint/state.pt)")
         state = torch.load(ckpt / "state.pt", map_location=device, weights_only=False)
         saved = TrainConfig.model_validate(state["config"])
-        ignore = {"out_dir", "threads", "compile", "data_workers"}  # these change speed, not the run
-        if saved.model_dump(exclude=ignore) != cfg.model_dump(exclude=ignore):
+        if saved.model_dump(exclude=SPEED_ONLY) != cfg.model_dump(exclude=SPEED_ONLY):
             raise ConfigError(f"{out_dir}: the config differs from the one this run started with; "
                               "resume with the same config (or start a new out_dir)")
         from safetensors.torch import load_file
 
         model.load_state_dict(load_file(ckpt / "model.safetensors", device=str(device)))
-        optimizer.load_state_dict(state["optimizer"])
+        if state["optimizer"] is not None:
+            optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
         start, seconds, tokens = state["step"], state["seconds"], state["tokens"]
+        moments = "kept" if state["optimizer"] is not None else "rebuilt"
     elif ckpt.exists() or (out_dir / "model").exists():
         raise SuperposeError(f"{out_dir} already holds a run; pass --resume to continue it, "
                              "or set another out_dir")
@@ -350,62 +486,86 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
 
     end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
     autocast = autocast_for(cfg, device)
-    loss_fn = torch.compile(answer_loss) if cfg.compile else answer_loss
+    say = lambda line: tqdm.write(line, file=sys.stderr)  # noqa: E731 (one line above the bar)
+    loss_fn = LossFunction(cfg.compile, say)
     model.train()
     bar = tqdm(total=cfg.steps, initial=start, disable=not progress, desc=cfg.name, unit="step",
                dynamic_ncols=True)
     step, in_step = start, False
     session_seconds = 0.0  # trained in this call (time_limit_s)
-    batches = BatchStream(cfg.tasks, cfg.n_examples, cfg.seed, cfg.batch_size, vocab,
-                          workers=cfg.data_workers, min_examples=cfg.min_examples)
-    try:
-        with open(log_path, "a") as log_file, batches:
+    pending: list[tuple[int, float, torch.Tensor, torch.Tensor]] = []  # (step, lr, loss, tokens) not yet read
+
+    def read_losses() -> None:
+        """Read the pending steps' losses from the device (the one host sync) and log them."""
+        nonlocal seconds, session_seconds, tokens, clock
+        if not pending:
+            return
+        values = torch.stack([torch.stack([p[2].float(), p[3].float()]) for p in pending]).tolist()
+        batches.check()
+        now = time.perf_counter()
+        seconds, session_seconds, clock = seconds + now - clock, session_seconds + now - clock, now
+        for (s, lr, _, _), (loss, n_tokens) in zip(pending, values):
+            tokens += int(n_tokens)
+            row = {"step": s, "loss": loss, "lr": lr, "tokens": tokens, "seconds": round(seconds, 3)}
+            log.append(row)
+            log_file.write(json.dumps(row) + "\n")
+            if not math.isfinite(loss):
+                raise SuperposeError(f"loss became {loss} at step {s}; lower lr or raise warmup")
+        log_file.flush()
+        pending.clear()
+        bar.set_postfix(loss=f"{log[-1]['loss']:.4f}", lr=f"{log[-1]['lr']:.2e}")
+
+    with open(log_path, "a") as log_file, _batches(cfg, device) as batches:
+        try:
+            if moments == "rebuilt":
+                k = rebuild_moments(model, optimizer, batches, start, cfg, autocast, loss_fn)
+                say(f"resumed at step {start} without optimizer state: Adam's second moment rebuilt from "
+                    f"the last {k} batches, momentum restarted")
+            clock = time.perf_counter()
             while step < end:
-                t0 = time.perf_counter()
                 lr = lr_at(step, cfg)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 ids, mask = batches.batch(step)  # [batch, seq] x2
+                ids, mask = ids.to(device, non_blocking=True), mask.to(device, non_blocking=True)
                 in_step = True  # weights may change from here until `step` counts the update
-                loss = train_step(model, optimizer, ids.to(device), mask.to(device), cfg, autocast, loss_fn)
+                loss = loss_fn.run(optimizer,
+                                   lambda fn: fast_train_step(model, optimizer, ids, mask, cfg, autocast, fn))
+                pending.append((step, lr, loss, (ids != 0).sum()))
                 step += 1
                 in_step = False
-                dt = time.perf_counter() - t0
-                seconds += dt
-                session_seconds += dt
-                tokens += int((ids != 0).sum())
-                row = {"step": step - 1, "loss": loss, "lr": lr, "tokens": tokens, "seconds": round(seconds, 3)}
-                log.append(row)
-                log_file.write(json.dumps(row) + "\n")
-                log_file.flush()
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
-                if not math.isfinite(loss):
-                    raise SuperposeError(f"loss became {loss} at step {step - 1}; lower lr or raise warmup")
-                out_of_time = time_limit_s is not None and session_seconds >= time_limit_s
-                if step % cfg.checkpoint_every == 0 or step == end or out_of_time:
+                out_of_time = (time_limit_s is not None
+                               and session_seconds + time.perf_counter() - clock >= time_limit_s)
+                checkpoint = step % cfg.checkpoint_every == 0 or step == end or out_of_time
+                if checkpoint or step % cfg.log_every == 0:
+                    read_losses()
+                if checkpoint:
                     _save_checkpoint(out_dir, model, tokenizer, optimizer, step, seconds, tokens, cfg)
+                    clock = time.perf_counter()  # writing the checkpoint is not training time
                 if out_of_time:
                     break
-    except KeyboardInterrupt:
-        if step > start and not in_step:  # keep the work done: the next --resume starts here
-            _save_checkpoint(out_dir, model, tokenizer, optimizer, step, seconds, tokens, cfg)
-        raise
-    finally:
-        bar.close()
+        except KeyboardInterrupt:
+            if step > start and not in_step:  # keep the work done: the next --resume starts here
+                read_losses()
+                _save_checkpoint(out_dir, model, tokenizer, optimizer, step, seconds, tokens, cfg)
+            raise
+        finally:
+            bar.close()
 
     losses = [r["loss"] for r in log]
     model_dir = None
     if step >= cfg.steps:
-        model_dir = _export(model, tokenizer, out_dir / "model", cfg, losses, seconds, tokens)
+        extra = {"loss_function": loss_fn.note}
+        model_dir = _export(model, tokenizer, out_dir / "model", cfg, losses, seconds, tokens, extra)
         write_status(out_dir, "complete", kind="train")
         if export_dir is not None:
-            _export(model, tokenizer, Path(export_dir), cfg, losses, seconds, tokens)
+            _export(model, tokenizer, Path(export_dir), cfg, losses, seconds, tokens, extra)
     return TrainResult(out_dir, model_dir, step, losses, seconds, tokens)
 
 
 def _export(model, tokenizer, folder: Path, cfg: TrainConfig, losses: list[float], seconds: float,
-            tokens: int) -> Path:
+            tokens: int, extra: dict) -> Path:
     """Write the final model as a Hugging Face folder, with how it was trained."""
     folder.mkdir(parents=True, exist_ok=True)
     _save_quietly(model, tokenizer, folder)
@@ -418,5 +578,6 @@ def _export(model, tokenizer, folder: Path, cfg: TrainConfig, losses: list[float
         "torch": torch.__version__, "threads": torch.get_num_threads(),
         "n_parameters": sum(p.numel() for p in model.parameters()),
         "trained_sequence_length": trained_length(cfg),  # tokens; longer prompts extrapolate
+        **extra,
     }, indent=2) + "\n")
     return folder
