@@ -37,6 +37,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                   "the whole study, every step as a run folder under one parent, then the report"),
     "report": ("superpose.report.html:configure",
                "one self-contained HTML page from run folders (opens from disk, no server)"),
+    "serve": ("superpose.explore.cli:configure",
+              "a local web page to explore mixed prompts on one warm model (127.0.0.1)"),
     "tasks": ("superpose.commands:configure_tasks", "list the registered tasks by family, with an example"),
     "models": ("superpose.commands:configure_models", "list the embedded models and whether they are installed"),
 }
