@@ -112,6 +112,7 @@ function renderPrompt() {
 async function draw(move = "none", moveTask = 0) {
   state.prompt = await api("/api/prompt", { ...setting(), move, move_task: moveTask });
   state.prompt.move = move === "none" ? "as drawn" : `${state.prompt.tasks[moveTask]} ${move}`;
+  if (move === "none") document.querySelector("#positions tbody").replaceChildren();  // a new prompt: new rows
   closeEditor();
   renderPrompt();
   await score();
@@ -207,25 +208,29 @@ async function moveLambda() {
 }
 
 async function sweep() {
-  const body = { ...setting(), weights: null, n_prompts: Number($("sweep-prompts").value) };
-  const result = await api("/api/sweep", body);
-  const pts = result.points;
-  const data = {
-    labels: pts.map((q) => q.lambda.toFixed(1)),
-    datasets: [
-      { label: `P(${result.tasks[0]})`, data: pts.map((q) => q.p1), borderColor: COLORS[0], backgroundColor: COLORS[0] },
-      { label: `P(${result.tasks[1]})`, data: pts.map((q) => q.p2), borderColor: COLORS[1], backgroundColor: COLORS[1] },
-      { label: "other", data: pts.map((q) => q.other), borderColor: "#999", backgroundColor: "#999" },
-      { label: "λ (the shares)", data: pts.map((q) => q.lambda), borderColor: "#bbb", borderDash: [4, 4], pointRadius: 0 },
-    ],
-  };
+  // One request per λ, so the curve grows point by point and other requests can queue in between.
+  const base = { ...setting(), weights: null, n_prompts: Number($("sweep-prompts").value) };
+  const [t1, t2] = base.tasks;
+  const lambdas = Array.from({ length: 11 }, (_, i) => i / 10);
+  const series = (label, color, dash) => ({ label, data: [], borderColor: color, backgroundColor: color,
+    borderDash: dash || [], pointRadius: dash ? 0 : 3 });
   if (state.curve) state.curve.destroy();
   state.curve = new Chart($("curve"), {
-    type: "line", data,
+    type: "line",
+    data: { labels: lambdas.map((l) => l.toFixed(1)),
+      datasets: [series(`P(${t1})`, COLORS[0]), series(`P(${t2})`, COLORS[1]), series("other", "#999"),
+        series("λ (the shares)", "#bbb", [4, 4])] },
     options: { animation: false, maintainAspectRatio: false, scales: { y: { min: 0, max: 1 },
-      x: { title: { display: true, text: `λ = share of ${result.tasks[0]}` } } } },
+      x: { title: { display: true, text: `λ = share of ${t1}` } } } },
   });
-  $("curve").dataset.points = JSON.stringify(pts);
+  const points = [];
+  for (const lam of lambdas) {
+    const q = (await api("/api/sweep", { ...base, lambdas: [lam] })).points[0];
+    points.push(q);
+    [q.p1, q.p2, q.other, q.lambda].forEach((v, i) => state.curve.data.datasets[i].data.push(v));
+    state.curve.update();
+  }
+  $("curve").dataset.points = JSON.stringify(points);
 }
 
 // --- position view: each scored arrangement becomes a row ---
