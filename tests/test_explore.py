@@ -52,6 +52,15 @@ def server(tmp_path_factory):
     assert "Traceback" not in log.read_text(), log.read_text()[-3000:]  # no request crashed the server
 
 
+def test_serve_refuses_a_busy_port_before_loading_the_model(server):
+    port = server.rsplit(":", 1)[1]
+    done = subprocess.run([sys.executable, "-m", "superpose.cli", "serve", "--model", TEST_MODEL, "--port", port],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "loading model" not in done.stdout + done.stderr
+    assert done.stderr.strip() == f"error: --port {port}: cannot listen on 127.0.0.1:{port} (Address already in use); " \
+                                  "choose another port with --port"
+
+
 def post(url: str, path: str, body=None, raw: bytes | None = None) -> tuple[int, dict | str]:
     """POST JSON (or ``raw`` bytes) and return (status, parsed answer); 4xx answers are returned, not raised."""
     data = raw if raw is not None else json.dumps(body).encode()

@@ -38,7 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("superpose.report.html:configure",
                "one self-contained HTML page from run folders (opens from disk, no server)"),
     "serve": ("superpose.explore.cli:configure",
-              "a local web page to explore mixed prompts on one warm model (127.0.0.1)"),
+              "a local web page to explore mixed prompts on one warm model"),
     "tasks": ("superpose.commands:configure_tasks", "list the registered tasks by family, with an example"),
     "models": ("superpose.commands:configure_models", "list the embedded models and whether they are installed"),
 }

@@ -18,6 +18,7 @@ thread, so the event loop keeps answering while a call waits its turn.
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 from typing import Any, Callable
 
@@ -145,6 +146,18 @@ def create_app(explorer: Explorer) -> LimitBody:
     return LimitBody(app)
 
 
+def check_listen(host: str, port: int) -> None:
+    """Fail with one line unless ``host:port`` can be listened on now."""
+    if not 0 < port < 65536:
+        raise SuperposeError(f"--port {port}: expected a port number from 1 to 65535")
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise SuperposeError(f"--port {port}: cannot listen on {host}:{port} ({e.strerror}); "
+                                 "choose another port with --port") from None
+
+
 def serve(model: str, dtype: str = "float32", device: str | None = None, host: str = "127.0.0.1",
           port: int = 8765, options: dict | None = None) -> None:
     """Load ``model`` once, then serve the explorer on ``host:port`` until interrupted."""
@@ -153,6 +166,7 @@ def serve(model: str, dtype: str = "float32", device: str | None = None, host: s
     from superpose.backends import check_model, load_backend
     from superpose.report.console import console
 
+    check_listen(host, port)  # before the model loads: a busy port is known at once
     check_model(model, purpose="superpose serve")
     console.print(f"loading model [bold]{model}[/bold] ({dtype})")
     backend = load_backend(model, dtype, device, **(options or {}))
