@@ -12,7 +12,6 @@ turns those into HTTP 4xx answers.
 from __future__ import annotations
 
 import math
-import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Literal
 
@@ -106,6 +105,9 @@ def make_prompt(request: PromptRequest) -> dict:
     spec = mixture(request)
     prompt = build_prompt(spec, request.seed, 0)
     lines = prompt.text.split(SEPARATOR)
+    if len(lines) != len(prompt.example_tasks) + 1:
+        raise SuperposeError(f"tasks {request.tasks}: an example spans several lines; the explorer shows one "
+                             "example per line")
     examples, query = list(zip(lines[:-1], prompt.example_tasks)), lines[-1]
     if request.move != "none":
         if request.move_task >= len(request.tasks):
@@ -125,22 +127,12 @@ class Explorer:
 
     def __init__(self, backend: Backend, model: str, dtype: str = "float32", device: str | None = None):
         self.backend, self.model, self.dtype, self.device = backend, model, dtype, device
+        # One thread runs every model call, in arrival order: the queue is the executor's own.
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="superpose-model")
-        self._busy = threading.Lock()  # held while the model computes; proves one call at a time
-        self.calls = 0  # model calls served
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
         """Queue ``fn(*args)`` behind every earlier model call; the result arrives as a Future."""
-        def run() -> Any:
-            if not self._busy.acquire(blocking=False):
-                raise RuntimeError("two model calls at once")  # the single worker makes this impossible
-            try:
-                self.calls += 1
-                return fn(*args)
-            finally:
-                self._busy.release()
-
-        return self._worker.submit(run)
+        return self._worker.submit(fn, *args)
 
     def close(self) -> None:
         """Stop the worker (after the queued calls) and free the model."""
@@ -197,6 +189,7 @@ class Explorer:
             raise SuperposeError(f"tasks and answers: expected one answer per task, got {len(body.tasks)} tasks "
                                  f"and {len(body.answers)} answers")
         type(self.backend).require("enumerate", "top outputs")
+        # Small limits keep a click within seconds on a CPU; the page shows the mass left unexplored.
         settings = EnumerateSettings(max_outputs=body.max_outputs, max_expansions=64, max_tokens=8)
         found = OutputEnumerator(self.backend, settings).enumerate(body.prompt)  # type: ignore[arg-type]
         task_of = dict(zip(body.answers, body.tasks))
