@@ -4,7 +4,7 @@
 
 const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"];
 const $ = (id) => document.getElementById(id);
-const state = { families: [], prompt: null, scores: null, moves: [], bars: null, curve: null };
+const state = { families: [], prompt: null, scores: null, bars: null, curve: null };
 
 // --- talking to the server; every user action runs through busy(), which shows errors on the page ---
 
@@ -44,9 +44,12 @@ window.explorer = { state, idle: () => (pending ? new Promise((r) => idleWaiters
 
 // --- the setting ---
 
+function pickedRows() {
+  return Array.from(document.querySelectorAll("#tasks tbody tr")).filter((r) => r.querySelector("input[type=checkbox]").checked);
+}
+
 function chosen() {
-  const rows = Array.from(document.querySelectorAll("#tasks tbody tr"));
-  const picked = rows.filter((r) => r.querySelector("input[type=checkbox]").checked);
+  const picked = pickedRows();
   return {
     tasks: picked.map((r) => r.dataset.task),
     weights: picked.map((r) => Number(r.querySelector("input[type=number]").value)),
@@ -199,8 +202,7 @@ async function applyEdit() {
 async function moveLambda() {
   const lam = Number($("lambda").value);
   $("lambda-value").value = lam.toFixed(1);
-  const weights = document.querySelectorAll("#tasks tbody tr");
-  const picked = Array.from(weights).filter((r) => r.querySelector("input[type=checkbox]").checked);
+  const picked = pickedRows();
   if (picked.length !== 2) return;
   picked[0].querySelector("input[type=number]").value = String(lam);
   picked[1].querySelector("input[type=number]").value = String(Math.round((1 - lam) * 10) / 10);
@@ -252,7 +254,6 @@ function fillMoves() {
   });
   document.querySelector("#positions thead").replaceChildren(head);
   document.querySelector("#positions tbody").replaceChildren();
-  state.moves = [];
 }
 
 function recordPosition() {
