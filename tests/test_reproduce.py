@@ -113,7 +113,7 @@ def test_run_folders_say_their_kind_and_older_folders_still_report(reproduced, t
     """status.json names each folder's kind and format; a folder of format 1 (no kind) renders the same."""
     import shutil
 
-    from superpose.report.html import load_run
+    from superpose.report.html import read_run_view
     from superpose.runs import FORMAT_VERSION
 
     parent = reproduced["parent"]
@@ -123,11 +123,11 @@ def test_run_folders_say_their_kind_and_older_folders_still_report(reproduced, t
         (folder,) = [p for p in (parent / step).iterdir() if p.is_dir()]
         status = json.loads((folder / "status.json").read_text())
         assert (status["kind"], status["format"]) == (kind, FORMAT_VERSION), step
-        new = load_run(folder)
+        new = read_run_view(folder)
         old = tmp_path / step
         shutil.copytree(folder, old)
         (old / "status.json").write_text(json.dumps({"status": "complete", "time": status["time"]}))
-        older = load_run(old)
+        older = read_run_view(old)
         assert new.kind == older.kind == kind and older.status == "complete"
         assert [b.heading for b in older.blocks] == [b.heading for b in new.blocks] and new.blocks
     assert main(["report", str(tmp_path / "probe"), str(tmp_path / "sweep"), "-o", str(tmp_path / "old.html")]) == 0

@@ -250,13 +250,13 @@ def test_varied_lengths_and_the_recorded_training_length(tmp_path):
 
     info = json.loads((result.model_dir / "training.json").read_text())
     assert info["trained_sequence_length"] == 24 and info["config"]["min_examples"] == 2
-    from superpose.report.html import load_run
+    from superpose.report.html import read_run_view
 
     status = json.loads((result.out_dir / "status.json").read_text())
     assert (status["kind"], status["status"]) == ("train", "complete")
-    assert load_run(result.out_dir).kind == "train" and load_run(result.out_dir).status == "complete"
+    assert read_run_view(result.out_dir).kind == "train" and read_run_view(result.out_dir).status == "complete"
     (result.out_dir / "status.json").unlink()  # a training folder of an older version
-    view = load_run(result.out_dir)
+    view = read_run_view(result.out_dir)
     assert (view.kind, view.status) == ("train", "complete") and view.figures
     from superpose.models.metadata import trained_sequence_length
 

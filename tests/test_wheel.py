@@ -42,7 +42,10 @@ def test_wheel_installs_and_runs_outside_the_source_tree(tmp_path, monkeypatch):
     names = zipfile.ZipFile(wheel).namelist()
     for needed in ("superpose/configs/demo.yaml", "superpose/configs/reproduce/cpu.yaml",
                    "superpose/configs/paper/copy.yaml", "superpose/report/templates/report.html.j2",
-                   "superpose/checkpoints/scratch-plus-cpu/model.safetensors"):
+                   "superpose/checkpoints/scratch-plus-cpu/model.safetensors",
+                   "superpose/explore/static/index.html", "superpose/explore/static/app.js",
+                   "superpose/explore/static/vendor/chart.umd.min.js",
+                   "superpose/explore/static/vendor/chart.js-LICENSE.md"):
         assert needed in names, needed
 
     # A fresh environment: the wheel in its own site-packages; the dependencies (torch, transformers,

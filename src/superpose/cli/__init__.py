@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "decode": "a model's most probable complete outputs after a prompt, with probabilities",
     "reproduce": "the whole study, every step as a run folder under one parent, then the report",
     "report": "one self-contained HTML page from run folders (opens from disk, no server)",
+    "serve": "a local web page to explore mixed prompts on one warm model",
     "tasks": "list the registered tasks by family, with an example",
     "models": "list the embedded models and whether they are installed",
 }

@@ -16,7 +16,8 @@ from typing import Callable
 import numpy as np
 from pydantic import Field, field_validator
 
-from superpose.backends import Backend, ScoreRequest, backend_class, check_model, load_backend
+from superpose.backends import (Backend, ContinuationScore, ScoreRequest, backend_class, check_model,
+                               load_backend)
 from superpose.backends.devices import resolve_device
 from superpose.backends.entry import ModelEntry, Models
 from superpose.config import check_unique, load_config
@@ -127,16 +128,7 @@ def run_probe(config: ProbeConfig, root: str | Path = DEFAULT_ROOT, resume: str 
         check_prompts_fit(backend, prompts, config.terminator)
         stream = backend.stream(requests, finished)
         for i, scores in track(stream, f"{model_name}: scoring prompts", total=finished.count(False)):
-            mixture, prompt = items[i]
-            run.append_record({
-                "model": model_name, "mixture": mixture, "index": prompt.index,
-                "tasks": prompt.tasks, "answers": prompt.answers,
-                "shares": prompt.in_context_distribution,
-                "logprobs": [s.logprob for s in scores],
-                "n_answer_tokens": [s.n_tokens for s in scores],
-                "straddles": [s.straddles for s in scores],
-                **({"lower_bound": True, "unexplored": scores[0].unexplored} if scores[0].lower_bound else {}),
-            })
+            run.append_record(probe_record(model_name, *items[i], scores))
         spent = backend.usage()
         if spent is not None:  # add to what earlier sessions of this run spent
             usage = dict(run.config_doc().get("usage") or {})
@@ -152,6 +144,19 @@ def run_probe(config: ProbeConfig, root: str | Path = DEFAULT_ROOT, resume: str 
     print_summary(summary)
     console.print(f"figures: {run.path / 'figures'}\nsummary: {run.path / 'summary.md'}")
     return run
+
+
+def probe_record(model: str, mixture: str, prompt: Prompt, scores: list[ContinuationScore]) -> dict:
+    """The record of one (model, mixture, prompt): every task's answer and its exact log P."""
+    return {
+        "model": model, "mixture": mixture, "index": prompt.index,
+        "tasks": prompt.tasks, "answers": prompt.answers,
+        "shares": prompt.in_context_distribution,
+        "logprobs": [s.logprob for s in scores],
+        "n_answer_tokens": [s.n_tokens for s in scores],
+        "straddles": [s.straddles for s in scores],
+        **({"lower_bound": True, "unexplored": scores[0].unexplored} if scores[0].lower_bound else {}),
+    }
 
 
 def collect(records: list[dict], config: ProbeConfig) -> dict:

@@ -244,7 +244,7 @@ def _provenance(doc: dict) -> list[tuple[str, str]]:
     return rows
 
 
-def load_run(path: str | Path) -> RunView:
+def read_run_view(path: str | Path) -> RunView:
     """Read one run folder into what the page shows of it."""
     folder = Path(path)
     if not folder.is_dir():
@@ -289,7 +289,7 @@ def render_report(runs: list[RunView], title: str = "superpose report") -> str:
 
 def write_report(folders: list[str | Path], out: str | Path, title: str = "superpose report") -> Path:
     """Render the run folders into one HTML file, written atomically (no half-written page)."""
-    runs = [load_run(f) for f in folders]  # every folder is read (and checked) before anything is written
+    runs = [read_run_view(f) for f in folders]  # every folder is read (and checked) before anything is written
     out = Path(out)
     if out.is_dir():
         raise SuperposeError(f"-o {out}: is a folder; give a file name such as {out / 'report.html'}")
