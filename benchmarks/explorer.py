@@ -32,6 +32,7 @@ import uvicorn
 from superpose import MixtureSpec, load_backend
 from superpose.explore import Explorer, create_app
 from superpose.prompts import build_prompt
+from timing import timed
 
 TASKS = ["copy_op1", "copy_op2", "op1_plus_op2"]
 
@@ -40,12 +41,6 @@ def _post(url: str, body: dict) -> dict:
     request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=300) as r:
         return json.loads(r.read())
-
-
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -79,15 +74,15 @@ def main() -> None:
     times: dict[str, list[float]] = {"backend": [], "re-score": [], "redraw": []}
     for _ in range(args.reps):
         for setting, p in zip(settings, prompts):
-            times["backend"].append(_timed(lambda: backend.score_one(p.text, p.answers)))
-            times["re-score"].append(_timed(lambda: _post(url + "/score", {"prompt": p.text, "answers": p.answers})))
+            times["backend"].append(timed(lambda: backend.score_one(p.text, p.answers)))
+            times["re-score"].append(timed(lambda: _post(url + "/score", {"prompt": p.text, "answers": p.answers})))
 
             def redraw() -> None:
                 drawn = _post(url + "/prompt", setting)
                 assert drawn["text"] == p.text  # the server draws the prompt this benchmark scores
                 _post(url + "/score", {"prompt": drawn["text"], "answers": drawn["answers"]})
 
-            times["redraw"].append(_timed(redraw))
+            times["redraw"].append(timed(redraw))
     server.should_exit = True
     thread.join(timeout=30)
     explorer.close()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 
@@ -27,18 +26,13 @@ from superpose import MixtureSpec, load_backend
 from superpose.backends import encode_prompt
 from superpose.prompts import build_prompt
 from superpose.naive import NaiveScorer
+from timing import timed
 
 SETTINGS = {
     "copy (K=3)": ["copy_op1", "copy_op2", "op1_plus_op2"],
     "letters (K=4)": ["first_letter", "first_letter_upper", "last_letter", "last_letter_upper"],
     "sum in words (K=4)": ["sum_numeral", "sum_english", "sum_french", "sum_spanish"],
 }
-
-
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -71,9 +65,9 @@ def main() -> None:
         times: dict[str, list[float]] = {"naive": [], "ours": [], "forward": []}
         for _ in range(args.reps):
             for p in prompts:
-                times["forward"].append(_timed(lambda: forward(p.text)))
-                times["ours"].append(_timed(lambda: (lm.score_one(p.text, p.answers), sync())))
-                times["naive"].append(_timed(lambda: (naive.score(p.text, p.answers), sync())))
+                times["forward"].append(timed(lambda: forward(p.text)))
+                times["ours"].append(timed(lambda: (lm.score_one(p.text, p.answers), sync())))
+                times["naive"].append(timed(lambda: (naive.score(p.text, p.answers), sync())))
         med = {key: statistics.median(v) for key, v in times.items()}
         n_tokens = statistics.mean(len(encode_prompt(lm.tokenizer, p.text)) for p in prompts)
         print(f"{name:<20} {n_tokens:>7.0f} {med['naive'] / med['ours']:>11.2f} {'>=' + format(0.8 * k, '.1f'):>7} "
