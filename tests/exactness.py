@@ -1,12 +1,12 @@
 """The cross-backend exactness check: real mixture prompts in five task families (Chinese, German and
 French answers among them) plus accented French and German words, scored against the naive
-one-pass-per-answer oracle (:class:`~superpose.scoring.NaiveScorer`)."""
+one-pass-per-answer oracle (:class:`~superpose.naive.NaiveScorer`)."""
 
 from __future__ import annotations
 
 from superpose.backends import ContinuationScore, ScoreRequest
 from superpose.prompts import MixtureSpec, build_prompt
-from superpose.scoring import NaiveScorer
+from superpose.naive import NaiveScorer
 
 FAMILIES = [["copy_op1", "copy_op2", "op1_plus_op2"],
             ["sum_numeral", "sum_chinese", "sum_german", "sum_french"],  # 六十九, fünfundsiebzig, ...

@@ -99,7 +99,7 @@ def test_a_lower_bound_of_zero_gives_a_defined_kl_and_says_why():
 
     import numpy as np
 
-    from superpose.metrics import summarize
+    from superpose.metrics import task_statistics
 
     logp = np.array([[math.log(0.5), math.log(0.3)],  # an ordinary prompt
                      [math.log(0.6), -math.inf],  # one bound of 0: KL infinite
@@ -107,7 +107,7 @@ def test_a_lower_bound_of_zero_gives_a_defined_kl_and_says_why():
     shares = np.full((3, 2), 0.5)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no numpy RuntimeWarning
-        s = summarize(["a", "b"], logp, shares)
+        s = task_statistics(["a", "b"], logp, shares)
     want = 0.5 * (math.log(0.5 / 0.5) + math.log(0.5 / 0.3))
     assert s["kl"] == pytest.approx(want) and math.isfinite(s["kl_normalized"])
     assert s["kl_excluded"] == 2 and "2 of 3 prompts left out" in s["kl_note"] and "P = 0" in s["kl_note"]

@@ -15,7 +15,7 @@ the model treats as end-of-sequence also ends an output (``ended_by="eos"``). Di
 can spell the same string (e.g. "17" as one token or as "1" + "7"): outputs are merged by string and
 their probabilities summed, so an output's probability is P(the model writes this string, then the
 terminator) over every path the search found. The probability of one path is exact (the chain rule
-in float32 log-probabilities, as :mod:`superpose.scoring` computes it).
+in float32 log-probabilities, as :mod:`superpose.naive` computes it).
 
 Mass accounting: every unit of probability ends in exactly one bucket, so
 ``covered + frontier + pruned + truncated == 1`` up to rounding:

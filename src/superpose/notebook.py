@@ -10,7 +10,7 @@
     res.records()    # the same tables; `superpose run` with the same seed writes the same numbers
 
 Both read the records the probe writes (:func:`superpose.experiments.probe.probe_record`), and the
-summary is computed from them with :func:`superpose.metrics.summarize`, the function that writes
+summary is computed from them with :func:`superpose.metrics.task_statistics`, the function that writes
 summary.json.
 """
 
@@ -70,7 +70,7 @@ class ProbeResults:
         other mass and KL repeated on each of its rows."""
         import pandas as pd
 
-        from superpose.metrics import summarize
+        from superpose.metrics import task_statistics
 
         groups: dict[tuple[str, str], list[dict]] = {}
         for r in self.raw_records:
@@ -78,7 +78,7 @@ class ProbeResults:
         rows = []
         for (model, mixture), records in groups.items():
             records.sort(key=lambda r: r["index"])
-            stats = summarize(records[0]["tasks"], np.array([r["logprobs"] for r in records]),
+            stats = task_statistics(records[0]["tasks"], np.array([r["logprobs"] for r in records]),
                               np.array([r["shares"] for r in records]))
             for task, s in stats["tasks"].items():
                 rows.append({"model": model, "mixture": mixture, "task": task, **s, "n_prompts": stats["n_prompts"],
