@@ -205,7 +205,9 @@ def test_verbose_lets_engines_print_on_the_console(monkeypatch):
 
     parser = argparse.ArgumentParser()
     add_model_flags(parser)
-    monkeypatch.delenv("SUPERPOSE_VERBOSE", raising=False)
+    # setenv first, so monkeypatch records the variable's state and removes what --verbose sets below
+    monkeypatch.setenv("SUPERPOSE_VERBOSE", "0")
+    monkeypatch.delenv("SUPERPOSE_VERBOSE")
     parser.parse_args([])
     assert not verbose()  # the default: engine log lines go to the run folder's vllm.log
     assert parser.parse_args(["--verbose"]).verbose and verbose()
