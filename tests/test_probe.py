@@ -84,6 +84,18 @@ def test_resume_after_interruption_repeats_and_loses_nothing(finished_run, tmp_p
         assert a["logprobs"] == pytest.approx(b["logprobs"], abs=1e-6)
 
 
+def test_resume_writes_the_prompts_a_kill_left_unwritten(finished_run, tmp_path):
+    """Killed after config.yaml but before prompts.jsonl: resuming writes the same prompts."""
+    copy = tmp_path / "killed-early"
+    shutil.copytree(finished_run.path, copy)
+    for name in ("prompts.jsonl", "records.jsonl", "summary.json"):
+        (copy / name).unlink()
+    RunFolder(copy)._set_status("running")
+
+    resumed = run_probe(None, resume=copy)
+    assert (resumed.path / "prompts.jsonl").read_bytes() == (finished_run.path / "prompts.jsonl").read_bytes()
+
+
 def test_same_seed_same_prompts(tmp_path):
     a = load_probe_config(write_config(tmp_path))
     from superpose.experiments.probe import make_prompts

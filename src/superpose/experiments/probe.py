@@ -109,6 +109,7 @@ def run_probe(config: ProbeConfig, root: str | Path = DEFAULT_ROOT, resume: str 
         prompts = make_prompts(config)
     else:
         console.print(f"run folder: [bold]{run.path}[/bold]")
+    if not (run.path / "prompts.jsonl").is_file():  # written atomically; a run killed before it gets it now
         run.write_jsonl("prompts.jsonl", ({"mixture": m, **p.to_dict()} for m, ps in prompts.items() for p in ps))
 
     done = {(r["model"], r["mixture"], r["index"]) for r in run.read_records()}
