@@ -107,6 +107,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--autocast", choices=["none", "bfloat16"], help="override the config's autocast")
     ap.add_argument("--compile", action="store_true", help="also time the compiled fast step")
+    ap.add_argument("--bf16", action="store_true", help="also time both steps under bfloat16 autocast, the "
+                    "fast one with transformers' matrix-product attention (configs/scratch/plus_cpu_bf16.yaml)")
     ap.add_argument("--profile", action="store_true", help="print torch.profiler tables of both steps")
     ap.add_argument("--mfu", action="store_true", help="model FLOP utilisation against a measured bf16 peak")
     ap.add_argument("--data-configs", nargs="*", default=["configs/scratch/plus_cpu.yaml",
@@ -129,8 +131,9 @@ def main() -> None:
     autocast = autocast_for(cfg, device)
     n = args.warmup + args.steps
 
-    def fresh():
+    def fresh(attention: str = cfg.attention):
         model = build_model(cfg.model, torch.Generator().manual_seed(cfg.seed)).to(device)
+        model.set_attn_implementation(attention)
         return model, make_optimizer(model, cfg, device)
 
     def string_batch(s):
@@ -151,6 +154,14 @@ def main() -> None:
         compiled = torch.compile(masked_loss, dynamic=False)
         loops["compiled"] = lambda: fast_train_step(m3, o3, ids, mask, cfg, autocast, compiled)
         print(f"torch.compile warm-up (first step): {timed(loops['compiled'], device):.1f} s")
+    if args.bf16:  # a change of precision, not only of speed: both steps, so that each has its baseline
+        bf16 = torch.autocast(device.type, dtype=torch.bfloat16)
+        m6, o6 = fresh()
+        loops["today bf16"] = lambda: train_step(m6, o6, ids, mask, cfg, bf16)
+        m7, o7 = fresh(attention="eager")
+        loss_bf16 = torch.compile(masked_loss, dynamic=False) if args.compile else masked_loss
+        loops["fast bf16"] = lambda: fast_train_step(m7, o7, ids, mask, cfg, bf16, loss_bf16)
+        print(f"first fast bf16 step: {timed(loops['fast bf16'], device):.1f} s")
     times = {k: [] for k in loops}
     for s in range(n):
         for name, fn in loops.items():
@@ -161,47 +172,52 @@ def main() -> None:
           f"{ids.shape[1]} tokens, {tokens} not padding, autocast {cfg.autocast}; median of {args.steps}):")
     rate = {k: tokens / statistics.median(v) for k, v in times.items()}
     for k, v in times.items():
-        print(f"  {k:>9}: {statistics.median(v) * 1000:8.1f} ms/step {rate[k]:>12,.0f} tokens/s  "
+        print(f"  {k:>10}: {statistics.median(v) * 1000:8.1f} ms/step {rate[k]:>12,.0f} tokens/s  "
               f"({rate[k] / rate['today']:.2f}x today's)")
     if args.mfu:
         peak = matmul_peak(device)
         flops = training_flops_per_token(cfg, ids.shape[1]) * ids.numel()  # every position is computed
         for k, v in times.items():
             achieved = flops / statistics.median(v)
-            print(f"  {k:>9}: {achieved / 1e12:7.1f} TFLOP/s = MFU {achieved / peak:.1%} of the measured bf16 "
+            print(f"  {k:>10}: {achieved / 1e12:7.1f} TFLOP/s = MFU {achieved / peak:.1%} of the measured bf16 "
                   f"peak {peak / 1e12:.0f} TFLOP/s ({achieved / 790e12:.1%} of 790)")
 
     # --- the trainer: data and step, as the loops run them -----------------------------------------
     m4, o4 = fresh()
-    m5, o5 = fresh()
-    fast_loss = compiled if args.compile else masked_loss
-    pending: list[torch.Tensor] = []
 
     def today_loop(s):
         for group in o4.param_groups:
             group["lr"] = lr_at(s, cfg)
         train_step(m4, o4, *string_batch(s), cfg, autocast)  # .item() inside: a sync every step
 
-    def fast_loop(s):
-        for group in o5.param_groups:
-            group["lr"] = lr_at(s, cfg)
-        b_ids, b_mask = gen.batch(s)
-        pending.append(fast_train_step(m5, o5, b_ids, b_mask, cfg, autocast, fast_loss))
-        if len(pending) == cfg.log_every or s == n - 1:
-            torch.stack(pending).tolist()  # the loss read: the loop's one sync
-            pending.clear()
+    def fast_loop(attention, cast, loss_fn):
+        model, opt = fresh(attention)
+        pending: list[torch.Tensor] = []
 
-    spans = {"today": [], "fast": []}
+        def run(s):
+            for group in opt.param_groups:
+                group["lr"] = lr_at(s, cfg)
+            b_ids, b_mask = gen.batch(s)
+            pending.append(fast_train_step(model, opt, b_ids, b_mask, cfg, cast, loss_fn))
+            if len(pending) == cfg.log_every or s == n - 1:
+                torch.stack(pending).tolist()  # the loss read: the loop's one sync
+                pending.clear()
+        return run
+
+    trainers = {"today": today_loop, "fast": fast_loop(cfg.attention, autocast, compiled if args.compile else masked_loss)}
+    if args.bf16:
+        trainers["fast bf16"] = fast_loop("eager", bf16, loss_bf16)
+    spans = {k: [] for k in trainers}
     for s in range(n):
-        spans["today"].append(timed(lambda: today_loop(s), device))
-        spans["fast"].append(timed(lambda: fast_loop(s), device))
+        for k, loop in trainers.items():
+            spans[k].append(timed(lambda: loop(s), device))
     gen.check()
-    print(f"trainer (data + step, steps {args.warmup}..{n - 1}; the fast loop reads its loss every "
+    print(f"trainer (data + step, steps {args.warmup}..{n - 1}; the fast loops read their loss every "
           f"{cfg.log_every} steps and at the end):")
     total = {k: sum(v[args.warmup:]) for k, v in spans.items()}
     for k, t in total.items():
-        print(f"  {k:>9}: {t / args.steps * 1000:8.1f} ms/step {tokens * args.steps / t:>12,.0f} tokens/s")
-    print(f"  ratio fast / today: {total['today'] / total['fast']:.2f}x")
+        print(f"  {k:>10}: {t / args.steps * 1000:8.1f} ms/step {tokens * args.steps / t:>12,.0f} tokens/s  "
+              f"({total['today'] / t:.2f}x today's)")
 
     if args.profile:
         from torch.profiler import ProfilerActivity, profile

@@ -122,6 +122,7 @@ def test_api_bad_input_is_a_4xx_with_a_message_and_the_server_keeps_serving(serv
         ("/api/prompt", {"tasks": ["copy_op1", "capital"]}, None, 400, "cannot be mixed"),
         ("/api/score", {"prompt": too_long, "answers": ["56", "78"]}, None, 400, "does not fit in the context"),
         ("/api/score", None, b"{'prompt': not json", 400, "not valid JSON"),
+        ("/api/score", None, b'["1@2=", "1"]', 422, "expected a JSON object"),
         ("/api/score", None, b"x" * 10_000_000, 413, "over the limit"),
         ("/api/score", None, json.dumps({"prompt": "a" * 10_000_000, "answers": ["1"]}).encode(), 413, "over the limit"),
         ("/api/prompt", {**COPY, "n_examples": "many"}, None, 422, "n_examples"),

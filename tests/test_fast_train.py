@@ -91,13 +91,13 @@ def todays_losses(cfg: TrainConfig) -> list[float]:
     return losses
 
 
-@pytest.mark.parametrize("architecture", ["llama", "gpt2"])
-def test_fast_loop_loss_curve_equals_todays(tmp_path, architecture):
+@pytest.mark.parametrize("architecture, attention", [("llama", "sdpa"), ("gpt2", "sdpa"), ("llama", "eager")])
+def test_fast_loop_loss_curve_equals_todays(tmp_path, architecture, attention):
     """20 steps, float32, one seed: the fast loop (tensor batches, full-width masked loss, the loss
-    read every 7 steps) against today's, within 1e-4 at every step."""
+    read every 7 steps; either attention kernel) against today's, within 1e-4 at every step."""
     model = ModelConfig(architecture=architecture, n_layers=2, d_model=32, n_heads=2, d_mlp=64,
                         max_position_embeddings=96)
-    cfg = small_config(tmp_path / "fast", model=model)
+    cfg = small_config(tmp_path / "fast", model=model, attention=attention)
     fast = train(cfg, progress=False)
     today = todays_losses(cfg)
     assert len(fast.losses) == len(today) == 20

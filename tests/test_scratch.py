@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from superpose.errors import ConfigError, SuperposeError
+from superpose.report.html import read_run_view
+from superpose.runs import read_status
 from superpose.scratch import (CHARACTERS, ModelConfig, TrainConfig, build_model, build_tokenizer,
                                char_vocab, make_batch, make_sequence)
 from superpose.scratch.data import sequence_rng
@@ -159,8 +161,13 @@ def test_time_limit_checkpoints_and_resume_continues(tmp_path):
     cut = train(tiny_config(tmp_path / "cut"), progress=False, time_limit_s=1e-9)  # out of time after a step
     assert cut.steps_done == 1 and cut.model_dir is None
     assert (tmp_path / "cut" / "checkpoint" / "state.pt").is_file()
+    status = read_status(tmp_path / "cut")  # says it stopped where --resume continues, not "running"
+    assert (status["status"], status["step"]) == ("stopped", 1) and "out of time at step 1 of 6" in status["reason"]
+    view = read_run_view(tmp_path / "cut")
+    assert (view.status, view.status_class) == ("stopped", "stopped") and "--resume" in view.reason
     resumed = train(tiny_config(tmp_path / "cut"), resume=True, progress=False)
     assert resumed.steps_done == 6 and resumed.losses == full.losses
+    assert read_status(tmp_path / "cut")["status"] == "complete"
 
 
 def test_data_workers_build_the_same_batches_and_run(tmp_path):
@@ -250,7 +257,6 @@ def test_varied_lengths_and_the_recorded_training_length(tmp_path):
 
     info = json.loads((result.model_dir / "training.json").read_text())
     assert info["trained_sequence_length"] == 24 and info["config"]["min_examples"] == 2
-    from superpose.report.html import read_run_view
 
     status = json.loads((result.out_dir / "status.json").read_text())
     assert (status["kind"], status["status"]) == ("train", "complete")

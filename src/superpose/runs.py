@@ -3,7 +3,8 @@
     config.yaml     the resolved config plus environment (package versions, git commit) and,
                     once models are loaded, their provenance (source, sha256 of weight files)
     status.json     "running" until the summary is written, then "complete"; "failed" with the
-                    reason when an error stopped the run (resuming sets it back to "running"); also
+                    reason when an error stopped the run (resuming sets it back to "running");
+                    "stopped" with the step for a training run that a time limit ended; also
                     the folder's ``kind`` (KINDS) and ``format`` (FORMAT_VERSION), so a reader knows
                     what it holds without guessing from its files (folders of older versions lack both)
     lock            while a process writes the folder: its pid (a second writer is refused; a lock
@@ -76,7 +77,7 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def write_status(folder: str | Path, status: str, kind: str | None, **extra: str) -> None:
+def write_status(folder: str | Path, status: str, kind: str | None, **extra) -> None:
     """Write ``folder/status.json``: the status, when, the folder's kind and format version."""
     if kind is not None and kind not in KINDS:
         raise ValueError(f"run folder kind {kind!r}: expected one of {', '.join(KINDS)}")

@@ -80,6 +80,8 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str]:
     bad_json = next((e for e in errors if e.get("type") == "json_invalid"), None)
     if bad_json is not None:
         return 400, f"request body: not valid JSON ({bad_json.get('ctx', {}).get('error', 'cannot parse')})"
+    if any(tuple(e["loc"]) == ("body",) and e.get("type") in ("dict_type", "model_attributes_type") for e in errors):
+        return 422, "request body: expected a JSON object of named fields"  # e.g. a list, or a bare string
     lines = []
     for e in errors:
         where = ".".join(str(p) for p in e["loc"] if p != "body") or "request body"

@@ -59,7 +59,7 @@ class RunView:
 
     @property
     def status_class(self) -> str:
-        return self.status if self.status in ("complete", "running", "failed") else "unknown"
+        return self.status if self.status in ("complete", "running", "stopped", "failed") else "unknown"
 
 
 def _markdown(text: str) -> str:
@@ -189,7 +189,7 @@ def _train_view(folder: Path, status: dict) -> RunView:
     done = (folder / "model").is_dir()
     view = RunView(str(folder), "train", str(config.get("name", folder.name)),
                    status.get("status") or ("complete" if done else "running"),
-                   config_text=yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+                   reason=str(status.get("reason", "")), config_text=yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     if log:
         tail = [r["loss"] for r in log[-50:]]
         view.blocks.append(Block(text=f"{len(log)} steps in {log[-1]['seconds']:.0f} s; mean loss of the last "

@@ -50,9 +50,15 @@ def make_sequence(tasks: Sequence[Task], n_examples: int, rng: random.Random,
     return TrainingSequence("".join(parts), mask, task.name)
 
 
-def sequence_rng(seed: int, index: int) -> random.Random:
-    """The random stream of sequence ``index`` (string seeds hash with SHA-512: stable across runs)."""
-    return random.Random(f"superpose-scratch:{seed}:{index}")
+def sequence_rng(seed: int, index: int, reuse: random.Random | None = None) -> random.Random:
+    """The random stream of sequence ``index`` (string seeds hash with SHA-512: stable across runs).
+
+    ``reuse``: a generator to re-seed and return instead of a new one (the same stream, without
+    building an object per sequence).
+    """
+    rng = reuse if reuse is not None else random.Random()
+    rng.seed(f"superpose-scratch:{seed}:{index}")
+    return rng
 
 
 def make_batch(tasks: Sequence[Task], n_examples: int, seed: int, start: int, batch_size: int,

@@ -13,7 +13,9 @@ schedule is a pure function of the step, so "scheduler state" is just the step n
     checkpoint/    the latest checkpoint: model (safetensors + config + tokenizer) and state.pt
                    (optimizer, step, elapsed time, RNG states)
     log.jsonl      one line per step: loss, learning rate, tokens, elapsed seconds
-    status.json    "running", then "complete" once model/ is written; kind "train" (superpose.runs)
+    status.json    "running"; "stopped" with the step when a time limit, stop_at or Ctrl-C ended
+                   the call at a checkpoint (--resume continues); "complete" once model/ is written;
+                   kind "train" (superpose.runs)
     model/         the final model, a Hugging Face folder (any command's --model accepts its path)
 """
 
@@ -73,12 +75,17 @@ class TrainConfig(BaseModel):
     checkpoint_every: int = Field(500, ge=1)
     out_dir: str = "runs/scratch/scratch"
     device: str = "auto"  # auto: cuda when available, else cpu
-    autocast: Literal["none", "bfloat16"] = "none"  # bfloat16 autocast for GPUs
+    autocast: Literal["none", "bfloat16"] = "none"  # bfloat16 autocast: GPUs, and CPUs with bf16 instructions
     threads: int | None = Field(None, ge=1)  # CPU threads for torch; None: torch's default
     fused_adamw: bool = True  # torch's fused AdamW kernel (CPU and CUDA)
     # torch.compile the model and loss (falls back to eager, saying so, where compiling fails).
     # It pays after a warm-up of 30 s to minutes, so it suits long runs (docs/scratch.md has numbers).
     compile: bool = False
+    # The attention kernel, a speed-only choice (the same softmax attention either way): "sdpa" is
+    # torch's fused kernel (flash attention on GPUs); "eager" is transformers' matrix products, which
+    # on a CPU with bfloat16 autocast ran 2.5x faster at short lengths (docs/scratch.md) but holds a
+    # [batch, heads, seq, seq] score tensor, too large for the study's sequences on a GPU.
+    attention: Literal["sdpa", "eager"] = "sdpa"
     # The loss is read from the device every log_every steps: one host sync per read, none in the
     # step. log.jsonl still holds every step's loss.
     log_every: int = Field(50, ge=1)
@@ -137,7 +144,7 @@ class TrainConfig(BaseModel):
 
 
 # Fields that change how fast a run goes, never its numbers: a resume may change them.
-SPEED_ONLY = {"out_dir", "threads", "compile", "log_every", "data_workers"}
+SPEED_ONLY = {"out_dir", "threads", "compile", "attention", "log_every", "data_workers"}
 
 
 def _natural(name: str) -> tuple:
@@ -452,6 +459,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
     tokenizer = build_tokenizer()
 
     model = build_model(cfg.model, torch.Generator().manual_seed(cfg.seed)).to(device)
+    model.set_attn_implementation(cfg.attention)  # not saved with the model: scoring picks its own
     if cfg.init_from is not None and not resume:
         _load_init(model, cfg.init_from, device)
     torch.manual_seed(cfg.seed)  # dropout draws from the global generator (restored on resume)
@@ -549,19 +557,28 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
             if step > start and not in_step:  # keep the work done: the next --resume starts here
                 read_losses()
                 _save_checkpoint(out_dir, model, tokenizer, optimizer, step, seconds, tokens, cfg)
+                _write_stopped(out_dir, step, cfg, "interrupted")
             raise
         finally:
             bar.close()
 
     losses = [r["loss"] for r in log]
     model_dir = None
-    if step >= cfg.steps:
+    if step < cfg.steps:
+        _write_stopped(out_dir, step, cfg, "out of time" if time_limit_s is not None and step < end else "stopped")
+    else:
         extra = {"loss_function": loss_fn.note}
         model_dir = _export(model, tokenizer, out_dir / "model", cfg, losses, seconds, tokens, extra)
         write_status(out_dir, "complete", kind="train")
         if export_dir is not None:
             _export(model, tokenizer, Path(export_dir), cfg, losses, seconds, tokens, extra)
     return TrainResult(out_dir, model_dir, step, losses, seconds, tokens)
+
+
+def _write_stopped(out_dir: Path, step: int, cfg: TrainConfig, why: str) -> None:
+    """status.json "stopped": a checkpoint at ``step`` that ``--resume`` continues (not a finished model)."""
+    write_status(out_dir, "stopped", kind="train", step=step,
+                 reason=f"{why} at step {step} of {cfg.steps}; superpose train --resume {out_dir} continues")
 
 
 def _export(model, tokenizer, folder: Path, cfg: TrainConfig, losses: list[float], seconds: float,
