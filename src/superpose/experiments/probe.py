@@ -230,6 +230,8 @@ def summary_markdown(summary: dict) -> str:
             if s.get("lower_bound"):
                 out.append(f"Every P above is a **lower bound** (API top-N search); the unseen mass per prompt "
                            f"averages {s['mean_unexplored']:.3f}, so each P lies within that above its bound.\n")
+            if s.get("kl_note"):
+                out.append(f"{s['kl_note']}.\n")
     for model, u in (summary.get("usage") or {}).items():
         cost = f", cost {u['cost']:.4f}" if "cost" in u else ""
         out.append(f"{md(model)}: {u['requests']} requests sent, {u['cached']} answered from the run's cache, "

@@ -65,7 +65,9 @@ def print_summary(summary: dict) -> None:
     for model, mixtures in summary["models"].items():
         for mixture, s in mixtures.items():
             out.print(f"\n{model} · {mixture} ({s['n_prompts']} prompts): other mass {s['other_mean']:.3f}, "
-                      f"KL(shares‖P) {s['kl']:.2f} nats", highlight=False, markup=False)
+                      f"KL(shares‖P) {s['kl']:.2f} nats"
+                      + (f" ({s['kl_excluded']} prompts with P = 0 left out)" if s.get("kl_excluded") else ""),
+                      highlight=False, markup=False)
             table = Table(box=None, pad_edge=False, show_edge=False)
             table.add_column("task", overflow="fold")
             for col in ("share", "mean P", "median P", "top-1"):
