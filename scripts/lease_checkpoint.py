@@ -1,7 +1,7 @@
 """A training run's small checkpoint in pieces under 16 MiB, and back (superpose.scratch.lease).
 
     python scripts/lease_checkpoint.py pack runs/scratch/ret_paper leases/ret_paper
-    python scripts/lease_checkpoint.py unpack leases/ret_paper/ret_paper.manifest.json runs/scratch/ret_paper
+    python scripts/lease_checkpoint.py unpack leases/ret_paper runs/scratch/ret_paper   # or the manifest file
     superpose train --resume runs/scratch/ret_paper          # continues the run
 
 ``pack`` writes ``<name>.tar.NNN`` and ``<name>.manifest.json`` (sha256 of every piece and of the
@@ -25,7 +25,7 @@ def main() -> int:
     p.add_argument("run_dir")
     p.add_argument("out")
     u = sub.add_parser("unpack", help="MANIFEST's pieces -> a resumable RUN_DIR")
-    u.add_argument("manifest")
+    u.add_argument("manifest", help="<name>.manifest.json, or the folder that holds it and its pieces")
     u.add_argument("run_dir")
     args = ap.parse_args()
     try:

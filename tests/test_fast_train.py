@@ -155,6 +155,10 @@ def test_pieces_are_checked_and_sized(tmp_path):
     piece.write_bytes(bytes(data))
     with pytest.raises(SuperposeError, match="sha256"):
         unpack(manifest, tmp_path / "elsewhere")
+    with pytest.raises(SuperposeError, match="sha256"):
+        unpack(tmp_path / "out", tmp_path / "elsewhere")  # the folder finds its one manifest
+    with pytest.raises(SuperposeError, match="expected one <name>.manifest.json in the folder, found 0"):
+        unpack(tmp_path, tmp_path / "elsewhere")
     assert not (tmp_path / "elsewhere").exists()  # nothing half-written
 
 

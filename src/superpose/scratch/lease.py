@@ -86,8 +86,18 @@ def pack(run_dir: str | Path, out: str | Path, name: str | None = None,
 
 
 def unpack(manifest: str | Path, run_dir: str | Path) -> dict:
-    """Join and check the pieces named by ``manifest`` (beside it) into a resumable ``run_dir``."""
+    """Join and check the pieces named by ``manifest`` (beside it) into a resumable ``run_dir``.
+
+    ``manifest``: the ``<name>.manifest.json`` that :func:`pack` wrote, or the folder holding it
+    (and no other manifest).
+    """
     manifest, run_dir = Path(manifest), Path(run_dir)
+    if manifest.is_dir():
+        found = sorted(manifest.glob("*.manifest.json"))
+        if len(found) != 1:
+            raise SuperposeError(f"{manifest}: expected one <name>.manifest.json in the folder, found {len(found)}"
+                                 + (f" ({', '.join(f.name for f in found)}); name one" if found else ""))
+        manifest = found[0]
     if not manifest.is_file():
         raise SuperposeError(f"{manifest}: no such manifest (expected <name>.manifest.json from pack)")
     facts = json.loads(manifest.read_text())
