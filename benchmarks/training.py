@@ -110,7 +110,7 @@ def main() -> None:
     ap.add_argument("--autocast", choices=["none", "bfloat16"], help="override the config's autocast")
     ap.add_argument("--compile", action="store_true", help="also time the compiled fast step")
     ap.add_argument("--bf16", action="store_true", help="also time both steps under bfloat16 autocast, the "
-                    "fast one with transformers' matrix-product attention (configs/scratch/plus_cpu_bf16.yaml)")
+                    "fast one with transformers' matrix-product attention (attention: eager; docs/scratch.md)")
     ap.add_argument("--profile", action="store_true", help="print torch.profiler tables of both steps")
     ap.add_argument("--mfu", action="store_true", help="model FLOP utilisation against a measured bf16 peak")
     ap.add_argument("--data-configs", nargs="*", default=["configs/scratch/plus_cpu.yaml",
