@@ -3,6 +3,7 @@
     python benchmarks/training.py                                   # CPU recipe, this machine
     python benchmarks/training.py --compile                         # also the compiled fast step
     python benchmarks/training.py --profile                         # where each step's time goes
+    python benchmarks/training.py --compile --bf16 --grid           # bfloat16 and the attention kernels
     python benchmarks/training.py --config configs/scratch/ret_paper.yaml --device cuda --compile --mfu
 
 Same model (same init), same batches, same thread count, loops interleaved step by step so that
@@ -90,6 +91,33 @@ def bench_data(configs: list[str], reps: int) -> None:
               f"{w * 1000:.1f} ms: at most {r / w:.0f}x)")
 
 
+def bench_grid(cfg, ids: torch.Tensor, mask: torch.Tensor, device: torch.device, steps: int) -> None:
+    """The fast step in each precision x attention kernel x eager/compiled, against the first."""
+    from superpose.scratch.model import build_model
+    from superpose.scratch.train import fast_train_step, make_optimizer, masked_loss
+
+    variants = {}
+    for compiled in (False, True):
+        for dtype in ("float32", "bfloat16"):
+            for attention in ("sdpa", "eager"):
+                model = build_model(cfg.model, torch.Generator().manual_seed(cfg.seed)).to(device)
+                model.set_attn_implementation(attention)
+                opt = make_optimizer(model, cfg, device)
+                cast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
+                loss_fn = torch.compile(masked_loss, dynamic=False) if compiled else masked_loss
+                step = (lambda m, o, c, f: lambda: fast_train_step(m, o, ids, mask, cfg, c, f))(model, opt, cast, loss_fn)
+                step()  # compiles (each model its own graph)
+                variants[f"{'compiled' if compiled else 'eager':>8}, {dtype:>8}, attention {attention}"] = step
+    times = {k: [] for k in variants}
+    for _ in range(steps):
+        for k, step in variants.items():
+            times[k].append(timed(step, device))
+    base = statistics.median(next(iter(times.values())))
+    print(f"fast step grid (median of {steps}, relative to the first line):")
+    for k, v in times.items():
+        print(f"  {k}: {statistics.median(v) * 1000:7.1f} ms/step  {base / statistics.median(v):.2f}x")
+
+
 def main() -> None:
     """Time the loops and print tokens per second and their ratios."""
     from superpose.scratch.data import make_batch
@@ -111,6 +139,8 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true", help="also time the compiled fast step")
     ap.add_argument("--bf16", action="store_true", help="also time both steps under bfloat16 autocast, the "
                     "fast one with transformers' matrix-product attention (attention: eager; docs/scratch.md)")
+    ap.add_argument("--grid", action="store_true", help="also time the fast step in float32/bfloat16 x "
+                    "sdpa/eager attention x eager/compiled")
     ap.add_argument("--profile", action="store_true", help="print torch.profiler tables of both steps")
     ap.add_argument("--mfu", action="store_true", help="model FLOP utilisation against a measured bf16 peak")
     ap.add_argument("--data-configs", nargs="*", default=["configs/scratch/plus_cpu.yaml",
@@ -183,6 +213,9 @@ def main() -> None:
             achieved = flops / statistics.median(v)
             print(f"  {k:>10}: {achieved / 1e12:7.1f} TFLOP/s = MFU {achieved / peak:.1%} of the measured bf16 "
                   f"peak {peak / 1e12:.0f} TFLOP/s ({achieved / 790e12:.1%} of 790)")
+
+    if args.grid:
+        bench_grid(cfg, ids, mask, device, args.steps)
 
     # --- the trainer: data and step, as the loops run them -----------------------------------------
     m4, o4 = fresh()
