@@ -83,7 +83,7 @@ class TrainConfig(BaseModel):
     compile: bool = False
     # The attention kernel, a speed-only choice (the same softmax attention either way): "sdpa" is
     # torch's fused kernel (flash attention on GPUs); "eager" is transformers' matrix products, which
-    # on a CPU with bfloat16 autocast ran 2.5x faster, compiled, at 84 tokens (docs/scratch.md), but
+    # on a CPU with bfloat16 autocast ran 2.4x faster, compiled, at 84 tokens (docs/scratch.md), but
     # keeps a [batch, heads, seq, seq] score tensor per layer (~6 GB in bfloat16 for the study's
     # 400 x 1111-token batch): keep "sdpa" for long sequences and on GPUs.
     attention: Literal["sdpa", "eager"] = "sdpa"
