@@ -170,6 +170,39 @@ def test_time_limit_checkpoints_and_resume_continues(tmp_path):
     assert read_status(tmp_path / "cut")["status"] == "complete"
 
 
+def test_ctrl_c_finishes_the_step_checkpoints_and_resume_continues(tmp_path):
+    """Ctrl-C as a terminal sends it (SIGINT to the whole process group, data workers included):
+    the step in flight finishes, a checkpoint is written, status.json says "stopped", nothing
+    prints a traceback, and --resume continues the same run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    cfg = tiny_config(tmp_path / "w", tasks=["copy_op1"], steps=100_000, warmup_steps=0, decay_steps=0,
+                      checkpoint_every=100_000, data_workers=2)  # copy_op1: string batches, from the workers
+    (tmp_path / "w.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    run = subprocess.Popen([sys.executable, "-m", "superpose.cli", "train", "w.yaml", "--no-progress"], cwd=tmp_path,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+    log, deadline = tmp_path / "w" / "log.jsonl", time.monotonic() + 180
+    while time.monotonic() < deadline and (not log.exists() or log.read_text().count("\n") < 50):
+        time.sleep(0.2)
+    os.killpg(run.pid, signal.SIGINT)
+    err = run.communicate(timeout=180)[1]
+    assert run.returncode == 130 and "Traceback" not in err, err
+    assert "finishing this step and checkpointing" in err
+    status = read_status(tmp_path / "w")
+    step = status["step"]
+    assert status["status"] == "stopped" and step >= 50 and f"interrupted at step {step}" in status["reason"]
+    assert log.read_text().count("\n") == step  # every step up to the checkpoint is logged
+    resumed = train(cfg, resume=True, progress=False, stop_at=step + 3)
+    straight = train(cfg.model_copy(update={"out_dir": str(tmp_path / "straight")}), progress=False, stop_at=step + 3)
+    assert resumed.losses == straight.losses and len(resumed.losses) == step + 3
+
+
 def test_data_workers_build_the_same_batches_and_run(tmp_path):
     from superpose.scratch.data import BatchStream
 

@@ -109,10 +109,14 @@ class BatchStream:
         self.pool = None
         if workers:
             import multiprocessing
+            import signal
             from concurrent.futures import ProcessPoolExecutor
 
-            # spawn, not fork: the parent may already hold a CUDA context, which a fork must not copy
-            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+            # spawn, not fork: the parent may already hold a CUDA context, which a fork must not copy.
+            # Workers ignore Ctrl-C (a terminal sends it to them too): the loop checkpoints and stops
+            # them, and each would otherwise print its own traceback.
+            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN))
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(input_ids [batch, seq] long, loss_mask [batch, seq] bool) of ``step``."""

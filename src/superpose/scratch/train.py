@@ -26,7 +26,9 @@ import fnmatch
 import json
 import math
 import shutil
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -524,7 +526,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
         pending.clear()
         bar.set_postfix(loss=f"{log[-1]['loss']:.4f}", lr=f"{log[-1]['lr']:.2e}")
 
-    with open(log_path, "a") as log_file, _batches(cfg, device) as batches:
+    interrupt = DeferredInterrupt(say)
+    with open(log_path, "a") as log_file, _batches(cfg, device) as batches, interrupt:
         try:
             if moments == "rebuilt":
                 k = rebuild_moments(model, optimizer, batches, start, cfg, autocast, loss_fn)
@@ -546,15 +549,16 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
                 bar.update(1)
                 out_of_time = (time_limit_s is not None
                                and session_seconds + time.perf_counter() - clock >= time_limit_s)
-                checkpoint = step % cfg.checkpoint_every == 0 or step == end or out_of_time
+                stop_now = out_of_time or interrupt.requested
+                checkpoint = step % cfg.checkpoint_every == 0 or step == end or stop_now
                 if checkpoint or step % cfg.log_every == 0:
                     read_losses()
                 if checkpoint:
                     _save_checkpoint(out_dir, model, tokenizer, optimizer, step, seconds, tokens, cfg)
                     clock = time.perf_counter()  # writing the checkpoint is not training time
-                if out_of_time:
+                if stop_now:
                     break
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # a second Ctrl-C, or one before the loop
             if step > start and not in_step:  # keep the work done: the next --resume starts here
                 read_losses()
                 _save_checkpoint(out_dir, model, tokenizer, optimizer, step, seconds, tokens, cfg)
@@ -565,6 +569,9 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
 
     losses = [r["loss"] for r in log]
     model_dir = None
+    if interrupt.requested:  # checkpointed above; the caller sees the Ctrl-C
+        _write_stopped(out_dir, step, cfg, "interrupted")
+        raise KeyboardInterrupt
     if step < cfg.steps:
         _write_stopped(out_dir, step, cfg, "out of time" if time_limit_s is not None and step < end else "stopped")
     else:
@@ -574,6 +581,33 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
         if export_dir is not None:
             _export(model, tokenizer, Path(export_dir), cfg, losses, seconds, tokens, extra)
     return TrainResult(out_dir, model_dir, step, losses, seconds, tokens)
+
+
+class DeferredInterrupt:
+    """Ctrl-C in the training loop: finish the step, checkpoint, then stop (a second one stops at once).
+
+    Most of a step's time is inside the step, where a checkpoint would hold half-updated weights,
+    so an interrupt that arrived there was lost work. Handled in the main thread only (where
+    Python delivers signals); elsewhere Ctrl-C keeps its usual meaning.
+    """
+
+    def __init__(self, say=print):
+        self.requested, self.say, self._previous = False, say, None
+
+    def __enter__(self) -> "DeferredInterrupt":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.say("interrupted: finishing this step and checkpointing (Ctrl-C again to stop at once)")
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def _write_stopped(out_dir: Path, step: int, cfg: TrainConfig, why: str) -> None:
