@@ -569,7 +569,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
 
     losses = [r["loss"] for r in log]
     model_dir = None
-    if interrupt.requested:  # checkpointed above; the caller sees the Ctrl-C
+    if interrupt.requested and step < cfg.steps:  # checkpointed above; the caller sees the Ctrl-C
         _write_stopped(out_dir, step, cfg, "interrupted")
         raise KeyboardInterrupt
     if step < cfg.steps:
