@@ -336,3 +336,19 @@ def test_loss_by_example_falls_only_for_a_model_that_learns_in_context():
                             torch.Generator().manual_seed(0))
     flat = loss_by_example(untrained, plus, 20, n_sequences=8)
     assert min(flat) > 4.0 and max(flat) - min(flat) < 0.2  # ≈ ln(vocabulary) everywhere
+
+
+def test_plot_training_draws_runs_and_refuses_a_folder_without_a_log(tmp_path):
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "plot_training.py"
+    runs = [train(tiny_config(tmp_path / name, seed=seed), progress=False).out_dir for name, seed in (("a", 1), ("b", 2))]
+    out = tmp_path / "curves.png"
+    done = subprocess.run([sys.executable, str(script), *map(str, runs), "--smooth", "2", "--color-by", "seed",
+                           "--out", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0 and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = subprocess.run([sys.executable, str(script), str(runs[0]), str(tmp_path), "--out", str(tmp_path / "x.png")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.strip() == f"error: {tmp_path}: not a training run folder (no log.jsonl)"
+    assert not (tmp_path / "x.png").exists()  # nothing drawn
