@@ -27,23 +27,19 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 
 import torch
+from timing import sync, timed
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+def fresh_model(cfg, device: torch.device, attention: str | None = None):
+    """(model, optimizer) as ``superpose train`` starts them: the config's init, on ``device``."""
+    from superpose.scratch.model import build_model
+    from superpose.scratch.train import make_optimizer
 
-
-def timed(fn, device: torch.device) -> float:
-    """Seconds one call of ``fn`` takes, the device's queue included."""
-    sync(device)
-    t0 = time.perf_counter()
-    fn()
-    sync(device)
-    return time.perf_counter() - t0
+    model = build_model(cfg.model, torch.Generator().manual_seed(cfg.seed)).to(device)
+    model.set_attn_implementation(attention or cfg.attention)
+    return model, make_optimizer(model, cfg, device)
 
 
 def training_flops_per_token(cfg, seq: int) -> float:
@@ -81,9 +77,9 @@ def bench_data(configs: list[str], reps: int) -> None:
         ref, fast, words = [], [], []
         for s in range(reps):
             ref.append(timed(lambda: make_batch(tasks, cfg.n_examples, cfg.seed, s * cfg.batch_size, cfg.batch_size,
-                                                char_vocab(), min_examples=cfg.min_examples), torch.device("cpu")))
-            fast.append(timed(lambda: gen.batch(s), torch.device("cpu")))
-            words.append(timed(lambda: gen.words(s * cfg.batch_size), torch.device("cpu")))
+                                                char_vocab(), min_examples=cfg.min_examples)))
+            fast.append(timed(lambda: gen.batch(s)))
+            words.append(timed(lambda: gen.words(s * cfg.batch_size)))
         gen.check()
         r, f, w = statistics.median(ref), statistics.median(fast), statistics.median(words)
         print(f"  {cfg.name:>10} ({cfg.batch_size} x {gen.width} tokens): strings {r * 1000:7.1f} ms, "
@@ -93,16 +89,13 @@ def bench_data(configs: list[str], reps: int) -> None:
 
 def bench_grid(cfg, ids: torch.Tensor, mask: torch.Tensor, device: torch.device, steps: int) -> None:
     """The fast step in each precision x attention kernel x eager/compiled, against the first."""
-    from superpose.scratch.model import build_model
-    from superpose.scratch.train import fast_train_step, make_optimizer, masked_loss
+    from superpose.scratch.train import fast_train_step, masked_loss
 
     variants = {}
     for compiled in (False, True):
         for dtype in ("float32", "bfloat16"):
             for attention in ("sdpa", "eager"):
-                model = build_model(cfg.model, torch.Generator().manual_seed(cfg.seed)).to(device)
-                model.set_attn_implementation(attention)
-                opt = make_optimizer(model, cfg, device)
+                model, opt = fresh_model(cfg, device, attention)
                 cast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
                 loss_fn = torch.compile(masked_loss, dynamic=False) if compiled else masked_loss
                 step = (lambda m, o, c, f: lambda: fast_train_step(m, o, ids, mask, cfg, c, f))(model, opt, cast, loss_fn)
@@ -121,11 +114,10 @@ def bench_grid(cfg, ids: torch.Tensor, mask: torch.Tensor, device: torch.device,
 def main() -> None:
     """Time the loops and print tokens per second and their ratios."""
     from superpose.scratch.data import make_batch
-    from superpose.scratch.model import build_model
     from superpose.scratch.tensor_data import TensorBatches
     from superpose.scratch.tokenizer import char_vocab
-    from superpose.scratch.train import (autocast_for, fast_train_step, load_train_config, lr_at, make_optimizer,
-                                         masked_loss, train_step)
+    from superpose.scratch.train import (autocast_for, fast_train_step, load_train_config, lr_at, masked_loss,
+                                         train_step)
     from superpose.tasks import get_task
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -163,10 +155,8 @@ def main() -> None:
     autocast = autocast_for(cfg, device)
     n = args.warmup + args.steps
 
-    def fresh(attention: str = cfg.attention):
-        model = build_model(cfg.model, torch.Generator().manual_seed(cfg.seed)).to(device)
-        model.set_attn_implementation(attention)
-        return model, make_optimizer(model, cfg, device)
+    def fresh(attention: str | None = None):
+        return fresh_model(cfg, device, attention)
 
     def string_batch(s):
         ids, mask = make_batch(tasks, cfg.n_examples, cfg.seed, s * cfg.batch_size, cfg.batch_size, char_vocab(),

@@ -39,7 +39,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from training import matmul_peak, timed, training_flops_per_token  # noqa: E402  (benchmarks/training.py)
+from timing import timed  # noqa: E402  (benchmarks/timing.py)
+from training import fresh_model, matmul_peak, training_flops_per_token  # noqa: E402  (benchmarks/training.py)
 
 RECIPES = {"ret": ROOT / "configs/scratch/ret_paper.yaml", "plus": ROOT / "configs/scratch/plus_paper.yaml"}
 
@@ -58,10 +59,8 @@ def config(kind: str, args, **over):
 
 def speed(kind: str, args, peak: float) -> dict:
     """tokens/s and MFU of today's step and the fast one (eager, compiled) on the recipe's model and batch."""
-    from superpose.scratch.model import build_model
     from superpose.scratch.tensor_data import TensorBatches
-    from superpose.scratch.train import (autocast_for, fast_train_step, make_optimizer, masked_loss,
-                                         train_step)
+    from superpose.scratch.train import autocast_for, fast_train_step, masked_loss, train_step
 
     cfg = config(kind, args)
     device = torch.device(cfg.device)
@@ -77,8 +76,7 @@ def speed(kind: str, args, peak: float) -> dict:
     if cfg.compile:
         variants.append(("fast_compiled", torch.compile(masked_loss, dynamic=False)))
     for name, fn in variants:
-        model = build_model(cfg.model, torch.Generator().manual_seed(cfg.seed)).to(device)
-        opt = make_optimizer(model, cfg, device)
+        model, opt = fresh_model(cfg, device)
         step = ((lambda: train_step(model, opt, ids, mask, cfg, autocast)) if fn is None
                 else (lambda: fast_train_step(model, opt, ids, mask, cfg, autocast, fn)))
         first = timed(step, device)  # the compile, for the compiled one

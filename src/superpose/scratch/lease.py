@@ -1,7 +1,7 @@
 """A training run in pieces small enough to come back from a short GPU lease, and back again.
 
     pack(run_dir, out)        out/<name>.tar.000, .001, ... (each < 16 MiB) and out/<name>.manifest.json
-    unpack(out, name, run_dir)  a run folder that ``superpose train --resume run_dir`` continues
+    unpack(manifest, run_dir) a run folder that ``superpose train --resume run_dir`` continues
 
 The small checkpoint holds the weights in float32 (exactly the run's), the step, the time and
 tokens so far, the RNG states, the config, the tokenizer and the loss log. Adam's moments go in

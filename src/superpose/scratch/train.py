@@ -569,11 +569,11 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
 
     losses = [r["loss"] for r in log]
     model_dir = None
-    if interrupt.requested and step < cfg.steps:  # checkpointed above; the caller sees the Ctrl-C
-        _write_stopped(out_dir, step, cfg, "interrupted")
-        raise KeyboardInterrupt
-    if step < cfg.steps:
-        _write_stopped(out_dir, step, cfg, "out of time" if time_limit_s is not None and step < end else "stopped")
+    if step < cfg.steps:  # checkpointed above
+        why = "interrupted" if interrupt.requested else "out of time" if step < end else "stopped"
+        _write_stopped(out_dir, step, cfg, why)
+        if interrupt.requested:  # the caller sees the Ctrl-C
+            raise KeyboardInterrupt
     else:
         extra = {"loss_function": loss_fn.note}
         model_dir = _export(model, tokenizer, out_dir / "model", cfg, losses, seconds, tokens, extra)
