@@ -162,6 +162,19 @@ def load_train_config(path: str | Path, **overrides) -> TrainConfig:
     return validate(TrainConfig, data, str(path))
 
 
+def read_run_config(path: Path) -> TrainConfig:
+    """The recipe a training run folder recorded (its config.json); a damaged file is one line naming it."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise SuperposeError(f"{path}: damaged, not the JSON recipe `superpose train` writes "
+                             f"({str(e).splitlines()[0][:120]})") from None
+    if not isinstance(data, dict):
+        raise SuperposeError(f"{path}: damaged, expected the JSON recipe `superpose train` writes, "
+                             f"got a {type(data).__name__}")
+    return validate(TrainConfig, data, str(path))
+
+
 def trained_length(cfg: TrainConfig) -> int:
     """Tokens in the longest training sequence of ``cfg`` (n_examples examples plus the query).
 
