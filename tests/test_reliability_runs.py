@@ -31,9 +31,13 @@ def cli(capsys, *args):
     return code, out, err
 
 
-def one_line_error(code, err, *needles, status=2):
+def one_line_error(code, err, *needles, status=2, after_progress=False):
+    """The command failed with one line (after its progress lines, when ``after_progress``), no traceback."""
     assert code == status, err
-    assert err.startswith("error: ") and err.strip().count("\n") == 0 and "Traceback" not in err, err
+    assert "Traceback" not in err, err
+    if after_progress:
+        err = err.strip().splitlines()[-1]
+    assert err.startswith("error: ") and err.strip().count("\n") == 0, err
     for n in needles:
         assert n in err, (n, err)
 
@@ -91,3 +95,136 @@ def test_resume_of_a_copy_beside_the_original_trains_the_copy(stopped_training, 
     assert code == 0, err
     assert read_status(copy)["status"] == "complete" and losses(copy) == straight
     assert snapshot(original) == before
+
+
+# --- 4. an unexpected error after the folder exists: one line, "failed", never a complete one undone --
+
+TINY_PROBE = {"name": "tiny", "models": ["smollm2-135m"], "seed": 1, "n_prompts": 3,
+              "mixtures": [{"name": "copy", "tasks": ["copy_op1", "copy_op2"], "n_examples": 6}]}
+
+
+@pytest.fixture(scope="module")
+def finished_probe(tmp_path_factory):
+    root = tmp_path_factory.mktemp("probe")
+    (root / "c.yaml").write_text(yaml.safe_dump(TINY_PROBE))
+    assert main(["run", str(root / "c.yaml"), "--out", str(root / "out"), "--no-progress"]) == 0
+    (folder,) = (root / "out").iterdir()
+    return folder
+
+
+def copy_of(folder: Path, where: Path, status: str | None = None) -> Path:
+    """A copy of ``folder``; with ``status`` "running", its last record and summary gone (killed mid-run)."""
+    copy = where / folder.name
+    shutil.copytree(folder, copy)
+    if status == "running":
+        lines = (copy / "records.jsonl").read_text().splitlines()
+        (copy / "records.jsonl").write_text("".join(line + "\n" for line in lines[:-1]))
+        (copy / "summary.json").unlink()
+        from superpose.runs import write_status
+
+        write_status(copy, "running", "probe")
+    return copy
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 KiB tmpfs: a disk that fills up. Needs the right to mount (root); skipped otherwise."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill up (needs root): {done.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", "--lazy", str(mount)], check=True)  # lazy: a failed test may hold a file open
+
+
+def assert_failed(folder: Path, *needles):
+    status = read_status(folder)
+    assert status["status"] == "failed", status
+    for n in needles:
+        assert n in status["reason"], (n, status)
+    assert not (folder / "lock").exists()
+    assert not list(folder.rglob("*.tmp")), list(folder.rglob("*.tmp"))  # nothing half-written left
+
+
+def test_a_full_disk_during_a_probe_fails_the_folder_in_one_line(small_disk, tmp_path, capsys):
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({**TINY_PROBE, "n_prompts": 400}))  # prompts.jsonl > 64 KiB
+    code, out, err = cli(capsys, "run", tmp_path / "c.yaml", "--out", small_disk)
+    one_line_error(code, err, "No space left on device", "marked failed", "--verbose", status=1, after_progress=True)
+    (folder,) = small_disk.iterdir()
+    assert_failed(folder, "No space left on device")
+
+
+def test_a_full_disk_during_training_fails_the_folder_in_one_line(small_disk, tmp_path, capsys):
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump({**TINY_TRAIN, "out_dir": str(small_disk / "tiny")}))
+    code, out, err = cli(capsys, "train", tmp_path / "t.yaml")  # the first checkpoint does not fit
+    one_line_error(code, err, "marked failed", status=1, after_progress=True)
+    assert_failed(small_disk / "tiny")
+    assert not (small_disk / "tiny" / "checkpoint").exists()
+
+
+@pytest.mark.parametrize("damage", ["gguf", "safetensors"])
+def test_a_damaged_model_file_fails_the_folder_in_one_line(damage, stopped_training, tmp_path, capsys, monkeypatch):
+    if damage == "gguf":  # the magic bytes, then too little for a header
+        model = tmp_path / "cut.gguf"
+        model.write_bytes(b"GGUF\x03\x00\x00\x00garbage")
+        config = TINY_PROBE
+    else:  # a trained model folder whose weights were cut short
+        model = tmp_path / "cut-model"
+        shutil.copytree(stopped_training[0].parents[1] / "straight" / "model", model)
+        weights = model / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+        config = {**TINY_PROBE, "mixtures": [{"name": "plus", "tasks": ["plus_1", "plus_2"], "n_examples": 4}]}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    code, out, err = cli(capsys, "run", tmp_path / "c.yaml", "--model", model, "--out", tmp_path / "runs")
+    one_line_error(code, err, "marked failed", status=1, after_progress=True)
+    (folder,) = (tmp_path / "runs").iterdir()
+    assert_failed(folder)
+    monkeypatch.setenv("SUPERPOSE_VERBOSE", "1")  # the debug flag: the traceback, and the folder still failed
+    with pytest.raises(Exception):
+        main(["run", str(tmp_path / "c.yaml"), "--model", str(model), "--out", str(tmp_path / "again"), "--no-progress"])
+    (folder,) = (tmp_path / "again").iterdir()
+    assert_failed(folder)
+
+
+@pytest.mark.parametrize("record", [b'{"index": 9, "model": "\xff"}\n', b'{"foreign": "record"}\n', b"[1, 2]\n"])
+def test_a_bad_record_on_resume_fails_an_unfinished_folder_and_leaves_a_complete_one_complete(
+        record, finished_probe, tmp_path, capsys):
+    for status in ("running", "complete"):
+        copy = copy_of(finished_probe, tmp_path / status, status)
+        (copy / "records.jsonl").write_bytes(record + (copy / "records.jsonl").read_bytes())
+        code, out, err = cli(capsys, "run", "--resume", copy)
+        one_line_error(code, err, status=code if code in (1, 2) else 2, after_progress=True)
+        assert "UnicodeDecodeError" not in err, err
+        if status == "running":
+            assert_failed(copy)
+        else:
+            assert read_status(copy)["status"] == "complete" and "failed" not in err
+            assert not (copy / "lock").exists()
+
+
+# --- 12. reading a run folder never writes it ---------------------------------------------------------
+
+def test_load_run_never_writes_and_names_a_damaged_records_file(finished_probe, tmp_path):
+    import superpose
+    from superpose.errors import SuperposeError
+
+    copy = copy_of(finished_probe, tmp_path)
+    lines = (copy / "records.jsonl").read_text().splitlines()
+    damaged = "\n".join([lines[0], lines[0], lines[1], lines[2][:20]])  # a record twice, a last line cut short
+    (copy / "records.jsonl").write_text(damaged)
+    before = snapshot(copy)
+    run = superpose.load_run(copy)
+    assert sorted(r["index"] for r in run.raw_records) == [0, 1]
+    assert snapshot(copy) == before  # read, not repaired: that is the writer's job
+    read_only = tmp_path / "ro"  # a folder on a read-only mount reads the same
+    read_only.mkdir()
+    if subprocess.run(["mount", "--bind", "-o", "ro", str(copy), str(read_only)], capture_output=True).returncode == 0:
+        try:
+            subprocess.run(["mount", "-o", "remount,bind,ro", str(read_only)], check=True)
+            assert len(superpose.load_run(read_only).records()) == 4  # 2 prompts x 2 tasks
+        finally:
+            subprocess.run(["umount", str(read_only)], check=True)
+    (copy / "records.jsonl").write_bytes(lines[0].encode() + b"\n" + b'{"model": "\xff"}\n')
+    with pytest.raises(SuperposeError, match=r"records.jsonl, line 2: damaged record \(byte 0xff is not UTF-8\)"):
+        superpose.load_run(copy)

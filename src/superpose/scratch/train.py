@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from superpose.config import read_yaml, validate
 from superpose.errors import ConfigError, SuperposeError
-from superpose.runs import write_status
+from superpose.runs import RunFolder, write_status
 from superpose.scratch.data import BatchStream, make_sequence, sequence_rng
 from superpose.scratch.model import ModelConfig, build_model
 from superpose.scratch.tokenizer import build_tokenizer, char_vocab
@@ -368,12 +368,16 @@ def _save_checkpoint(out_dir: Path, model, tokenizer, optimizer, step: int, seco
     # Write beside the old checkpoint, then swap: a kill mid-write leaves the previous one intact.
     tmp, final, old = out_dir / "checkpoint.tmp", out_dir / "checkpoint", out_dir / "checkpoint.old"
     shutil.rmtree(tmp, ignore_errors=True)
-    _save_quietly(model, tokenizer, tmp)
-    torch.save({
-        "step": step, "optimizer": optimizer.state_dict(), "seconds": seconds, "tokens": tokens,
-        "config": cfg.model_dump(mode="json"), "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-    }, tmp / "state.pt")
+    try:
+        _save_quietly(model, tokenizer, tmp)
+        torch.save({
+            "step": step, "optimizer": optimizer.state_dict(), "seconds": seconds, "tokens": tokens,
+            "config": cfg.model_dump(mode="json"), "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        }, tmp / "state.pt")
+    except BaseException:  # a full disk, say: no half-written checkpoint left beside the last good one
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if final.exists():
         final.rename(old)
     tmp.rename(final)
@@ -501,7 +505,12 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
     elif ckpt.exists() or (out_dir / "model").exists():
         raise SuperposeError(f"{out_dir} already holds a run; pass --resume to continue it, "
                              "or set another out_dir")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a file where the folder should be, a read-only place
+        raise SuperposeError(f"out_dir {out_dir}: cannot make the run folder there ({e.strerror})") from None
+    held = RunFolder(out_dir, kind="train")
+    held.hold()  # from here an error marks the folder failed (superpose.cli), never a complete one
     (out_dir / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2) + "\n")
     write_status(out_dir, "running", kind="train")
     log_path = out_dir / "log.jsonl"
@@ -576,6 +585,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
                 read_losses()
                 _save_checkpoint(out_dir, model, tokenizer, optimizer, step, seconds, tokens, cfg)
                 _write_stopped(out_dir, step, cfg, "interrupted")
+                held.unlock()
             raise
         finally:
             bar.close()
@@ -585,12 +595,14 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
     if step < cfg.steps:  # checkpointed above
         why = "interrupted" if interrupt.requested else "out of time" if step < end else "stopped"
         _write_stopped(out_dir, step, cfg, why)
+        held.unlock()
         if interrupt.requested:  # the caller sees the Ctrl-C
             raise KeyboardInterrupt
     else:
         extra = {"loss_function": loss_fn.note}
         model_dir = _export(model, tokenizer, out_dir / "model", cfg, losses, seconds, tokens, extra)
         write_status(out_dir, "complete", kind="train")
+        held.unlock()
         if export_dir is not None:
             _export(model, tokenizer, Path(export_dir), cfg, losses, seconds, tokens, extra)
     return TrainResult(out_dir, model_dir, step, losses, seconds, tokens)
