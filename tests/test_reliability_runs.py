@@ -228,3 +228,63 @@ def test_load_run_never_writes_and_names_a_damaged_records_file(finished_probe, 
     (copy / "records.jsonl").write_bytes(lines[0].encode() + b"\n" + b'{"model": "\xff"}\n')
     with pytest.raises(SuperposeError, match=r"records.jsonl, line 2: damaged record \(byte 0xff is not UTF-8\)"):
         superpose.load_run(copy)
+
+
+# --- 8. damaged checkpoints and run config: one line naming the file, and the previous checkpoint ----
+
+@pytest.fixture(scope="module")
+def two_checkpoints(tmp_path_factory):
+    """A training run stopped at step 3, checkpointing every step: checkpoint/ (3) and checkpoint.old/ (2)."""
+    from superpose.scratch.train import TrainConfig, train
+
+    folder = tmp_path_factory.mktemp("two") / "tiny"
+    train(TrainConfig(**{**TINY_TRAIN, "checkpoint_every": 1, "out_dir": str(folder)}), stop_at=3, progress=False)
+    assert (folder / "checkpoint.old" / "state.pt").is_file()
+    return folder
+
+
+def cut(path: Path, keep: float = 0.5) -> None:
+    path.write_bytes(path.read_bytes()[: int(path.stat().st_size * keep)])
+
+
+@pytest.mark.parametrize("damage, file, needle", [
+    ("cut weights", "checkpoint/model.safetensors", "damaged, not a whole safetensors file"),
+    ("empty weights", "checkpoint/model.safetensors", "damaged, not a whole safetensors file"),
+    ("cut state", "checkpoint/state.pt", "damaged, torch cannot read it"),
+    ("foreign state", "checkpoint/state.pt", "not a `superpose train` checkpoint"),
+    ("garbage config", "config.json", "damaged, not the JSON recipe"),
+])
+def test_a_damaged_checkpoint_or_config_is_one_line_naming_it(damage, file, needle, two_checkpoints, stopped_training,
+                                                            tmp_path, capsys):
+    import torch
+
+    for source, previous in ((two_checkpoints, True), (stopped_training[0], False)):
+        copy = tmp_path / f"copy-{previous}"
+        shutil.copytree(source, copy)
+        target = copy / file
+        if damage == "empty weights":
+            target.write_bytes(b"")
+        elif damage == "foreign state":
+            torch.save({"epoch": 3, "model": {}}, target)
+        elif damage == "garbage config":
+            target.write_bytes(b"\x00\xffnot json")
+        else:
+            cut(target)
+        code, out, err = cli(capsys, "train", "--resume", copy)
+        one_line_error(code, err, f"{target}: {needle}")
+        if file != "config.json":  # the way back: the checkpoint before, or why there is none
+            assert (f"the previous checkpoint is {copy / 'checkpoint.old'}" in err) == previous, err
+            assert ("no earlier checkpoint is kept" in err) == (not previous), err
+        assert read_status(copy)["status"] == "stopped"  # nothing written, nothing marked
+
+
+def test_the_previous_checkpoint_resumes_when_the_latest_is_damaged(two_checkpoints, stopped_training, tmp_path, capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(two_checkpoints, copy)
+    cut(copy / "checkpoint" / "model.safetensors")
+    assert cli(capsys, "train", "--resume", copy)[0] == 2
+    shutil.rmtree(copy / "checkpoint")
+    (copy / "checkpoint.old").rename(copy / "checkpoint")  # as the error says
+    code, out, err = cli(capsys, "train", "--resume", copy)
+    assert code == 0, err
+    assert losses(copy) == stopped_training[1]  # from step 2, the same run as one never interrupted
