@@ -288,3 +288,51 @@ def test_the_previous_checkpoint_resumes_when_the_latest_is_damaged(two_checkpoi
     code, out, err = cli(capsys, "train", "--resume", copy)
     assert code == 0, err
     assert losses(copy) == stopped_training[1]  # from step 2, the same run as one never interrupted
+
+
+# --- 13. report: damaged folders are one line, and a page never says "complete" and "resume" at once --
+
+def status_line(page: str) -> str:
+    import re
+
+    (line,) = re.findall(r'status <span class="status-[a-z]+">[^<]*</span>[^<]*', page)
+    return line
+
+
+@pytest.mark.parametrize("damage, needle", [
+    ("config.yaml", "config.yaml: not UTF-8 text (byte 0xff"),
+    ("kind sweep", "status.json says kind 'sweep', but summary.json is not a sweep summary"),
+    ("kind bogus", "status.json: kind 'bogus' is not one of probe, sweep"),
+])
+def test_report_of_a_damaged_folder_is_one_line(damage, needle, finished_probe, tmp_path, capsys):
+    copy = copy_of(finished_probe, tmp_path)
+    if damage == "config.yaml":
+        (copy / "config.yaml").write_bytes(b"config: {name: caf\xff}\n")
+    else:
+        status = json.loads((copy / "status.json").read_text())
+        (copy / "status.json").write_text(json.dumps({**status, "kind": damage.split()[1]}))
+    code, out, err = cli(capsys, "report", copy, "-o", tmp_path / "r.html")
+    one_line_error(code, err, needle)
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_report_of_a_complete_folder_with_a_cut_summary_says_damaged_not_complete(finished_probe, tmp_path, capsys):
+    copy = copy_of(finished_probe, tmp_path)
+    cut(copy / "summary.json")
+    assert cli(capsys, "report", copy, "-o", tmp_path / "r.html")[0] == 0
+    page = (tmp_path / "r.html").read_text()
+    line = status_line(page)
+    assert ">damaged<" in line and "resuming the run writes it again" in line, line
+    assert "No summary yet" not in page
+    assert cli(capsys, "run", "--resume", copy)[0] == 0  # as the page says
+    assert cli(capsys, "report", copy, "-o", tmp_path / "r.html")[0] == 0
+    assert ">complete<" in status_line((tmp_path / "r.html").read_text())
+
+
+def test_report_of_a_training_run_killed_mid_log_line(stopped_training, tmp_path, capsys):
+    copy = tmp_path / "tiny"
+    shutil.copytree(stopped_training[0], copy)
+    with open(copy / "log.jsonl", "a") as f:
+        f.write('{"step": 3, "loss": 2.')  # a kill in the middle of a write
+    assert cli(capsys, "report", copy, "-o", tmp_path / "r.html")[0] == 0
+    assert "3 steps in" in (tmp_path / "r.html").read_text()
