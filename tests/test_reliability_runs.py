@@ -336,3 +336,40 @@ def test_report_of_a_training_run_killed_mid_log_line(stopped_training, tmp_path
         f.write('{"step": 3, "loss": 2.')  # a kill in the middle of a write
     assert cli(capsys, "report", copy, "-o", tmp_path / "r.html")[0] == 0
     assert "3 steps in" in (tmp_path / "r.html").read_text()
+
+
+# --- 14. sweep checks its model before a folder exists ------------------------------------------------
+
+TINY_SWEEP = {"name": "sw", "model": "smollm2-135m", "task1": "plus_1", "task2": "plus_2", "n_examples": 4,
+              "n_prompts": 2, "lambdas": [0.0, 0.5, 1.0]}
+
+
+def test_sweep_on_a_training_run_folder_is_refused_before_any_folder(stopped_training, tmp_path, capsys):
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(TINY_SWEEP))
+    unfinished, finished = stopped_training[0], stopped_training[0].parents[1] / "straight"
+    for run, hint in ((unfinished, "once training completes"), (finished, f"its model is {finished / 'model'}")):
+        code, out, err = cli(capsys, "sweep", tmp_path / "s.yaml", "--model", run, "--out", tmp_path / "runs")
+        one_line_error(code, err, f"model folder {run}: a `superpose train` run folder, not a model", hint)
+        assert not (tmp_path / "runs").exists()
+    code, out, err = cli(capsys, "sweep", tmp_path / "s.yaml", "--model", finished / "model", "--out", tmp_path / "runs")
+    assert code == 0, err  # what the message points to works
+
+
+def test_a_file_that_is_not_gguf_is_refused_before_any_folder(tmp_path, capsys):
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(TINY_SWEEP))
+    (tmp_path / "m.gguf").write_bytes(b"<html>not found</html>")  # a download gone wrong
+    code, out, err = cli(capsys, "sweep", tmp_path / "s.yaml", "--model", tmp_path / "m.gguf", "--out", tmp_path / "runs")
+    one_line_error(code, err, "not a GGUF file")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_sweep_with_an_api_model_checks_the_server_before_any_folder(tmp_path, capsys, monkeypatch):
+    from servers import free_port
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-sent-anywhere")
+    url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    model = {"name": "openai:smollm2-135m", "options": {"base_url": url, "max_retries": 0, "timeout": 5}}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({**TINY_SWEEP, "model": model, "out_root": str(tmp_path / "runs")}))
+    code, out, err = cli(capsys, "sweep", tmp_path / "s.yaml")
+    one_line_error(code, err, "cannot reach")
+    assert not (tmp_path / "runs").exists()

@@ -45,7 +45,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from superpose.backends import Backend, ScoreRequest, check_model, load_backend
+from superpose.backends import Backend, ScoreRequest, backend_class, check_model, load_backend
 from superpose.backends.devices import resolve_device
 from superpose.backends.entry import ModelEntry
 from superpose.config import check_resume_unchanged, config_from_dict, load_config
@@ -156,6 +156,8 @@ def run_sweep(cfg: SweepConfig | None, resume: str | Path | None = None, progres
     if backend is None:
         resolve_device(cfg.device)  # a missing GPU fails before a run folder is made
         check_model(cfg.entry.name, purpose="superpose sweep")  # so does an unknown model
+        if backend_class(cfg.entry.name).remote:  # and a refused key or an unknown served model
+            load_backend(cfg.entry.name, cfg.dtype, cfg.device, **cfg.entry.options).check_access()
     run, cfg = open_run("sweep", SweepConfig, cfg, cfg.out_root, resume)
     done = {(r.get("fixed_last", 0), r["lambda"], r["index"]) for r in run.read_records()}
     items = [(m, lam, i) for m in cfg.fixed_last for lam in cfg.lambdas for i in range(cfg.n_prompts)]
