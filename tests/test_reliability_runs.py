@@ -373,3 +373,61 @@ def test_sweep_with_an_api_model_checks_the_server_before_any_folder(tmp_path, c
     code, out, err = cli(capsys, "sweep", tmp_path / "s.yaml")
     one_line_error(code, err, "cannot reach")
     assert not (tmp_path / "runs").exists()
+
+
+# --- 15. bounded prompts, atomic folder names, an output place that cannot hold folders -------------
+
+def test_n_prompts_is_bounded_when_the_config_is_read(tmp_path, capsys):
+    from superpose.prompts import MAX_PROMPTS
+
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({**TINY_PROBE, "n_prompts": 100_000_000}))
+    code, out, err = cli(capsys, "run", tmp_path / "c.yaml", "--out", tmp_path / "runs")
+    one_line_error(code, err, "n_prompts", f"less than or equal to {MAX_PROMPTS}")
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({**TINY_SWEEP, "out_root": str(tmp_path / "runs")}))
+    code, out, err = cli(capsys, "sweep", tmp_path / "s.yaml", "--n-prompts", 100_000_000)
+    one_line_error(code, err, "n_prompts", f"less than or equal to {MAX_PROMPTS}")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_many_runs_created_at_once_get_one_folder_each(tmp_path):
+    """Threads released together by a barrier: each create checks and makes its folder in the same
+    instant (system calls let the others run in between). Before mkdir became the check, 2 to 29
+    of 64 failed with FileExistsError here."""
+    import threading
+
+    from superpose.runs import RunFolder
+
+    for attempt in range(3):
+        root, n = tmp_path / f"runs{attempt}", 64
+        barrier, paths, errors = threading.Barrier(n), [], []
+
+        def create():
+            barrier.wait()
+            try:
+                run = RunFolder.create("same", {"name": "same"}, root, kind="probe")
+                run.finish({})
+                paths.append(run.path)
+            except Exception as e:  # noqa: BLE001 (the test counts every failure)
+                errors.append(repr(e))
+
+        threads = [threading.Thread(target=create) for _ in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == [] and len(set(paths)) == n and len(list(root.iterdir())) == n
+        assert all(read_status(p)["status"] == "complete" for p in paths)
+
+
+@pytest.mark.parametrize("where", ["/etc/passwd", "a file", "below a file"])
+def test_an_output_place_that_cannot_hold_folders_is_one_line(where, tmp_path, capsys):
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(TINY_PROBE))
+    (tmp_path / "f").write_text("a file\n")
+    out = {"/etc/passwd": Path("/etc/passwd"), "a file": tmp_path / "f", "below a file": tmp_path / "f" / "runs"}[where]
+    before = out.read_bytes() if out.is_file() else None
+    code, _, err = cli(capsys, "run", tmp_path / "c.yaml", "--out", out)
+    one_line_error(code, err, f"output folder {out}: cannot make run folders there")
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(TINY_TRAIN))
+    code, _, err = cli(capsys, "train", tmp_path / "t.yaml", "--out", out)
+    one_line_error(code, err, f"out_dir {out / 'tiny'}: cannot make the run folder there")
+    assert (out.read_bytes() if out.is_file() else None) == before

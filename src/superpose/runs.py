@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import atexit
 import importlib.metadata
+import itertools
 import json
 import os
 import platform
@@ -119,13 +120,22 @@ class RunFolder:
         if not _NAME.match(name or ""):
             raise SuperposeError(f"name {name!r}: a run name is letters, digits and . _ + = -, starting with a "
                                  "letter or digit (it becomes a folder inside the output root)")
+        root = Path(root)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # a file of that name, a read-only place
+            why = "a file, not a folder" if root.is_file() else e.strerror or str(e)
+            raise SuperposeError(f"output folder {root}: cannot make run folders there ({why})") from None
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        path = Path(root) / f"{name}-{stamp}"
-        suffix = 1
-        while path.exists():
-            suffix += 1
-            path = Path(root) / f"{name}-{stamp}-{suffix}"
-        path.mkdir(parents=True)
+        for suffix in itertools.count(1):
+            path = root / (f"{name}-{stamp}" if suffix == 1 else f"{name}-{stamp}-{suffix}")
+            try:
+                path.mkdir()  # atomic: of runs started in the same second, each gets its own name
+                break
+            except FileExistsError:
+                continue
+            except OSError as e:
+                raise SuperposeError(f"output folder {root}: cannot make a run folder there ({e.strerror})") from None
         run = cls(path, kind)
         run.lock()
         run._set_status("running")  # first: a folder that has its config.yaml always has a status

@@ -52,7 +52,7 @@ from superpose.config import check_resume_unchanged, config_from_dict, load_conf
 from superpose.report.console import track
 from superpose.errors import SuperposeError
 from superpose.experiments.base import ExperimentConfig, open_run
-from superpose.prompts import MixtureSpec, build_prompt
+from superpose.prompts import MAX_PROMPTS, MixtureSpec, build_prompt
 from superpose.runs import DEFAULT_ROOT, RunFolder
 from superpose.report.figures import save_figure
 
@@ -73,7 +73,7 @@ class SweepConfig(ExperimentConfig):
     task1: str
     task2: str
     n_examples: int = Field(40, ge=1)
-    n_prompts: int = Field(20, ge=1)  # prompts per λ
+    n_prompts: int = Field(20, ge=1, le=MAX_PROMPTS)  # prompts per λ
     lambdas: list[float] = Field(default_factory=lambda: list(DEFAULT_LAMBDAS))
     counts: Literal["exact", "iid"] = "exact"
     reference: Literal["none", "plus", "ret"] = "none"  # a study curve to draw and compare with
