@@ -431,3 +431,48 @@ def test_an_output_place_that_cannot_hold_folders_is_one_line(where, tmp_path, c
     code, _, err = cli(capsys, "train", tmp_path / "t.yaml", "--out", out)
     one_line_error(code, err, f"out_dir {out / 'tiny'}: cannot make the run folder there")
     assert (out.read_bytes() if out.is_file() else None) == before
+
+
+# --- 17. bfloat16 on a CPU without bf16 instructions warns once ---------------------------------------
+
+AMD_AVX2 = ("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B12\n"
+            "flags\t\t: fpu sse sse2 ssse3 sse4_1 sse4_2 avx avx2 fma bmi2\n")
+XEON_AMX = ("processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Processor\n"
+            "flags\t\t: fpu sse2 avx avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n")
+ARM_BF16 = "processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n"
+
+
+@pytest.mark.parametrize("cpuinfo, slow", [(AMD_AVX2, True), (XEON_AMX, False), (ARM_BF16, False)])
+def test_the_bf16_check_reads_the_cpus_flags(cpuinfo, slow, tmp_path):
+    from superpose.backends.devices import bfloat16_cpu_warning, cpu_flags
+
+    (tmp_path / "cpuinfo").write_text(cpuinfo)
+    flags = cpu_flags(str(tmp_path / "cpuinfo"))
+    assert ("avx2" in flags) == ("avx2" in cpuinfo)
+    assert (bfloat16_cpu_warning(flags) is not None) == slow
+    assert bfloat16_cpu_warning(None) is None  # no /proc/cpuinfo (macOS): nothing known, nothing said
+    assert cpu_flags(str(tmp_path / "missing")) is None
+
+
+def test_bfloat16_on_a_cpu_without_bf16_warns_once(tmp_path, capsys, monkeypatch):
+    from superpose.backends import devices
+
+    monkeypatch.setattr(devices, "_warned_bfloat16", False)  # this process may have warned already
+    (tmp_path / "cpuinfo").write_text(AMD_AVX2)
+    flags = devices.cpu_flags(str(tmp_path / "cpuinfo"))
+    assert devices.warn_bfloat16_on_cpu(flags) and not devices.warn_bfloat16_on_cpu(flags)
+    err = capsys.readouterr().err
+    assert err.count("warning: bfloat16 on this CPU") == 1 and "slower than float32" in err
+
+
+def test_this_cpus_answer_reaches_the_trainer(tmp_path, capsys, monkeypatch):
+    """The trainer asks on its own: this machine's answer, whichever it is, decides the line."""
+    from superpose.backends import devices
+
+    monkeypatch.setattr(devices, "_warned_bfloat16", False)
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump({**TINY_TRAIN, "autocast": "bfloat16", "steps": 4,
+                                                     "out_dir": str(tmp_path / "tiny")}))
+    code, out, err = cli(capsys, "train", tmp_path / "t.yaml")
+    assert code == 0, err
+    slow = devices.bfloat16_cpu_warning(devices.cpu_flags()) is not None
+    assert ("warning: bfloat16 on this CPU" in err) == slow, err

@@ -524,6 +524,10 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
 
     out_dir = Path(cfg.out_dir)
     device = _device(cfg)
+    if cfg.autocast == "bfloat16" and device.type == "cpu":
+        from superpose.backends.devices import warn_bfloat16_on_cpu
+
+        warn_bfloat16_on_cpu()
     if cfg.threads and device.type == "cpu":
         torch.set_num_threads(cfg.threads)
     tokenizer = build_tokenizer()
