@@ -200,7 +200,8 @@ def build_prompt(spec: MixtureSpec, seed: int, index: int) -> Prompt:
 
 
 # A run builds all its prompts in memory before scoring: 100,000 copy prompts of 60 examples took
-# 0.7 GB and 48 s (a shared 2-core Intel Xeon, 2026-12-06). Configs refuse more per mixture (per λ, per group) when they are read.
+# 0.7 GB and 48 s (a shared 2-core Intel Xeon, 2026-12-06). Configs refuse more per mixture (per λ,
+# per group) when they are read.
 MAX_PROMPTS = 100_000
 
 
