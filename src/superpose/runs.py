@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import atexit
 import importlib.metadata
+import itertools
 import json
 import os
 import platform
@@ -73,8 +74,12 @@ def _git_commit() -> str | None:
 
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except BaseException:  # a full disk, say: leave the old file, and no half-written copy beside it
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_status(folder: str | Path, status: str, kind: str | None, **extra) -> None:
@@ -83,7 +88,12 @@ def write_status(folder: str | Path, status: str, kind: str | None, **extra) -> 
         raise ValueError(f"run folder kind {kind!r}: expected one of {', '.join(KINDS)}")
     doc = {"status": status, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
            **({"kind": kind, "format": FORMAT_VERSION} if kind is not None else {}), **extra}
-    _write_atomic(Path(folder) / "status.json", json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    path = Path(folder) / "status.json"
+    try:
+        _write_atomic(path, text)
+    except OSError:  # a full disk has no room for a second copy; rewriting in place reuses the old one's
+        path.write_text(text, encoding="utf-8")
 
 
 def read_status(folder: str | Path) -> dict:
@@ -101,6 +111,7 @@ class RunFolder:
     def __init__(self, path: Path, kind: str | None = None):
         self.path = Path(path)
         self.kind = kind if kind is not None else read_status(self.path).get("kind")
+        self.status_before: dict = {}  # status.json when this process took the folder (hold)
 
     @classmethod
     def create(cls, name: str, config: dict, root: str | Path = DEFAULT_ROOT, kind: str | None = None) -> "RunFolder":
@@ -109,13 +120,22 @@ class RunFolder:
         if not _NAME.match(name or ""):
             raise SuperposeError(f"name {name!r}: a run name is letters, digits and . _ + = -, starting with a "
                                  "letter or digit (it becomes a folder inside the output root)")
+        root = Path(root)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # a file of that name, a read-only place
+            why = "a file, not a folder" if root.is_file() else e.strerror or str(e)
+            raise SuperposeError(f"output folder {root}: cannot make run folders there ({why})") from None
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        path = Path(root) / f"{name}-{stamp}"
-        suffix = 1
-        while path.exists():
-            suffix += 1
-            path = Path(root) / f"{name}-{stamp}-{suffix}"
-        path.mkdir(parents=True)
+        for suffix in itertools.count(1):
+            path = root / (f"{name}-{stamp}" if suffix == 1 else f"{name}-{stamp}-{suffix}")
+            try:
+                path.mkdir()  # atomic: of runs started in the same second, each gets its own name
+                break
+            except FileExistsError:
+                continue
+            except OSError as e:
+                raise SuperposeError(f"output folder {root}: cannot make a run folder there ({e.strerror})") from None
         run = cls(path, kind)
         run.lock()
         run._set_status("running")  # first: a folder that has its config.yaml always has a status
@@ -159,9 +179,16 @@ class RunFolder:
             with os.fdopen(fd, "w") as f:
                 f.write(str(os.getpid()))
             atexit.register(self.unlock)
-            _HELD.append(self)
+            self.hold()
             return
         raise SuperposeError(f"{self.path}: could not take the lock file {path}")
+
+    def hold(self) -> None:
+        """Count the folder as written by this process: an error that stops the process marks it failed
+        (:func:`fail_held_runs`). :meth:`lock` holds; a training folder holds without a lock file."""
+        if self not in _HELD:
+            self.status_before = read_status(self.path)
+            _HELD.append(self)
 
     def unlock(self) -> None:
         """Release the folder if this process holds it."""
@@ -234,24 +261,34 @@ class RunFolder:
 
     def read_records(self, name: str = "records.jsonl") -> list[dict]:
         """All complete records; a truncated last line from an interrupted write is dropped, and a record
-        written twice (two writers before locks existed) is kept once."""
+        written twice (two writers before locks existed) is kept once. Only the process writing the
+        folder (:meth:`hold`) rewrites the file without them; a reader never writes."""
         path = self.path / name
         if not path.exists():
             return []
-        records = []
-        lines = path.read_text(encoding="utf-8").split("\n")
+        try:
+            lines = path.read_text(encoding="utf-8").split("\n")
+        except UnicodeDecodeError as e:
+            line = e.object[:e.start].count(b"\n") + 1
+            raise SuperposeError(f"{path}, line {line}: damaged record (byte 0x{e.object[e.start]:02x} is not "
+                                 "UTF-8); remove that line to resume") from None
+        records, cut = [], False
         for i, line in enumerate(lines):
             if not line.strip():
                 continue
             try:
-                records.append(json.loads(line))
+                record = json.loads(line)
             except json.JSONDecodeError:
-                if i >= len(lines) - 2:  # last line: a write cut short; drop it and rewrite the file
-                    self.write_jsonl(name, records)
+                if i >= len(lines) - 2:  # last line: a write cut short; drop it
+                    cut = True
                     break
                 raise SuperposeError(f"{path}, line {i + 1}: corrupt record (not JSON)") from None
+            if not isinstance(record, dict):
+                raise SuperposeError(f"{path}, line {i + 1}: not a record (expected a JSON object, got a "
+                                     f"{type(record).__name__})")
+            records.append(record)
         unique = list({json.dumps(r, sort_keys=True): r for r in records}.values())
-        if len(unique) < len(records):
+        if self in _HELD and (cut or len(unique) < len(records)):  # the writer repairs; a reader never writes
             self.write_jsonl(name, unique)
         return unique
 
@@ -272,11 +309,24 @@ class RunFolder:
 _HELD: list[RunFolder] = []  # folders this process has locked and not finished
 
 
-def fail_held_runs(reason: str) -> None:
-    """Mark every folder this process is writing "failed" with ``reason`` (an error stopped the run)."""
+def fail_held_runs(reason: str) -> list[Path]:
+    """Mark every folder this process is writing "failed" with ``reason`` (an error stopped the run);
+    returns them. A folder that was complete before this process took it (a resume that re-read it)
+    stays complete: its results are whole, only the resume failed."""
+    failed = []
     for run in list(_HELD):
-        run._set_status("failed", reason=reason)
+        before = run.status_before
+        try:
+            if before.get("status") == "complete":
+                write_status(run.path, "complete", before.get("kind", run.kind),  # as it was, its time too
+                             **{k: v for k, v in before.items() if k not in ("status", "kind", "format")})
+            else:
+                run._set_status("failed", reason=reason)
+                failed.append(run.path)
+        except OSError:  # nowhere to write (a read-only or vanished folder): the error itself still prints
+            pass
         run.unlock()
+    return failed
 
 
 def _pid_in(path: Path) -> int | None:

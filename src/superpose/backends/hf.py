@@ -31,7 +31,7 @@ from typing import Any, ClassVar, Iterator, Sequence
 import torch
 
 from superpose.backends.base import ContinuationScore, Encoded, ScoreRequest, TokenizedBackend
-from superpose.backends.devices import resolve_device
+from superpose.backends.devices import resolve_device, warn_bfloat16_on_cpu
 from superpose.backends.residual import Patch, capture_residuals, n_layers, patching
 from superpose.errors import ModelNotAvailable
 from superpose.models.convert import quiet_transformers_in_logs
@@ -215,6 +215,8 @@ def load_hf(model: str, dtype: str = "float32", device: str | None = None, batch
     quiet_transformers_in_logs()
 
     where_device = resolve_device(device)
+    if dtype == "bfloat16" and where_device == "cpu":
+        warn_bfloat16_on_cpu()
     if threads is not None:
         torch.set_num_threads(threads)
     name, folder, info = model_source(model)

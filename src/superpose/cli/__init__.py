@@ -9,6 +9,9 @@ and messages go to stderr; results go to stdout, and a command that writes a run
 with ``run folder: PATH``.
 
 Errors the user can fix (SuperposeError, config validation) print one clear message and exit 2.
+Any other exception (a full disk, a damaged model file, a bug) prints one line and exits 1, its
+traceback only with ``--verbose`` (or ``SUPERPOSE_VERBOSE=1``). Either way a run folder the command
+was writing says ``failed`` with the reason (a folder that was complete before stays complete).
 """
 
 from __future__ import annotations
@@ -57,7 +60,18 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
             importlib.import_module(f"superpose.cli.{name}").configure(p)
             p.add_argument("--no-progress", action="store_true",
                            help="no progress bars or progress lines (results and errors still print)")
+            add_verbose_flag(p)
     return parser
+
+
+def add_verbose_flag(parser: argparse.ArgumentParser) -> None:
+    """``--verbose`` on every command (those that load a model have it from cli/flags.py already)."""
+    from superpose.cli.flags import VERBOSE_HELP, Verbose
+
+    try:
+        parser.add_argument("--verbose", action=Verbose, nargs=0, help=VERBOSE_HELP)
+    except argparse.ArgumentError:  # added by add_model_flags
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,4 +97,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted; finished work is kept (resume with --resume RUN_FOLDER)", file=sys.stderr)
         return 130
+    except Exception as e:  # not the project's own: a full disk, a damaged file, a bug
+        from superpose.runs import fail_held_runs
+
+        kind = type(e).__qualname__ if type(e).__module__ == "builtins" else f"{type(e).__module__}.{type(e).__qualname__}"
+        reason = f"{kind}: {str(e).strip().splitlines()[0][:300] if str(e).strip() else '(no message)'}"
+        failed = fail_held_runs(reason)
+        if os.environ.get("SUPERPOSE_VERBOSE", "") not in ("", "0"):
+            raise
+        marked = f"; run folder {', '.join(map(str, failed))} marked failed" if failed else ""
+        print(f"error: {reason}{marked} (--verbose shows the traceback)", file=sys.stderr)
+        return 1
 

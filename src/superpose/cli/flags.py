@@ -29,12 +29,15 @@ def add_model_flags(parser: argparse.ArgumentParser, several: bool = False) -> N
                              "batch_size=16 (repeatable; VALUE is read as YAML)")
     parser.add_argument("--dtype", choices=DTYPES, help="weights' dtype (default float32, the reference)")
     parser.add_argument("--device", metavar="DEVICE", help=DEVICE_HELP + " (default cpu)")
-    parser.add_argument("--verbose", action=_Verbose, nargs=0,
-                        help="let model engines (vLLM) print their own log lines here, not into the run folder")
+    parser.add_argument("--verbose", action=Verbose, nargs=0, help=VERBOSE_HELP)
 
 
-class _Verbose(argparse.Action):
-    """``--verbose``: engines read it from the environment (``SUPERPOSE_VERBOSE``), whoever loads them."""
+VERBOSE_HELP = ("let model engines (vLLM) print their own log lines here, not into the run folder; "
+                "show the traceback of an unexpected error")
+
+
+class Verbose(argparse.Action):
+    """``--verbose``: engines (and main's error handler) read it from the environment (``SUPERPOSE_VERBOSE``)."""
 
     def __call__(self, parser, namespace, values, option_string=None):
         import os

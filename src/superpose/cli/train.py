@@ -29,18 +29,21 @@ def configure(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """Train (or resume training) and name the run folder."""
     from superpose.errors import SuperposeError
-    from superpose.scratch.train import TrainConfig, load_train_config, train
+    from superpose.scratch.train import TrainConfig, load_train_config, read_run_config, train
 
     overrides = {"steps": args.steps, "seed": args.seed, "device": args.device}
     if args.resume:
         saved = Path(args.resume) / "config.json"
         if not saved.is_file():
             raise SuperposeError(f"--resume {args.resume}: not a training run folder (no config.json)")
-        cfg = TrainConfig.model_validate_json(saved.read_text())
+        cfg = read_run_config(saved)
         if args.config:  # train() refuses a recipe that differs from the folder's
-            cfg = load_train_config(args.config, out_dir=str(args.resume), **overrides)
+            cfg = load_train_config(args.config, **overrides)
         elif any(v is not None for v in overrides.values()):
             cfg = TrainConfig.model_validate({**cfg.model_dump(), **{k: v for k, v in overrides.items() if v is not None}})
+        # Train exactly the folder given: config.json's out_dir is where the run started (relative to
+        # the directory it started from), not where a copied or moved folder is now.
+        cfg = cfg.model_copy(update={"out_dir": str(args.resume)})
     elif args.config:
         cfg = load_train_config(args.config, **overrides)
         if args.out:

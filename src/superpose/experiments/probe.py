@@ -24,7 +24,7 @@ from superpose.config import check_unique, load_config
 from superpose.errors import PromptTooLong, SuperposeError
 from superpose.experiments.base import ExperimentConfig, open_run
 from superpose.metrics import task_statistics
-from superpose.prompts import MixtureSpec, Prompt, build_prompts
+from superpose.prompts import MAX_PROMPTS, MixtureSpec, Prompt, build_prompts
 from superpose.report.console import console, print_summary, track
 from superpose.report.figures import plot_distributions, plot_means
 from superpose.report.text import md
@@ -44,7 +44,7 @@ class ProbeConfig(ExperimentConfig):
 
     name: str = "probe"
     models: Models = Field(default_factory=lambda: ["gemma-3-270m"], min_length=1)
-    n_prompts: int = Field(100, ge=1)
+    n_prompts: int = Field(100, ge=1, le=MAX_PROMPTS)
     terminator: str = ""  # "" scores the answer alone (the study); "\n" scores answer + newline
     mixtures: list[Mixture] = Field(min_length=1)
 

@@ -38,7 +38,7 @@ from superpose.experiments.base import ExperimentConfig, open_run
 from superpose.experiments.probe import Mixture, check_prompts_fit
 from superpose.experiments.topk import analyse_prompt, plot_reliability, summarize_model
 from superpose.models import EMBEDDED_MODELS
-from superpose.prompts import Prompt, build_prompts
+from superpose.prompts import MAX_PROMPTS, Prompt, build_prompts
 from superpose.report.console import console, track
 from superpose.runs import DEFAULT_ROOT, RunFolder
 from superpose.report.figures import save_figure
@@ -90,7 +90,7 @@ class ScaleConfig(ExperimentConfig):
     models: Models = Field(default_factory=list)
     scratch: ScratchFamily | None = None
     threads: int | None = Field(None, ge=1)  # torch CPU threads for scoring; None: torch's default
-    n_prompts: int = Field(20, ge=1)  # per mixture
+    n_prompts: int = Field(20, ge=1, le=MAX_PROMPTS)  # per mixture
     mixtures: list[Mixture] = Field(min_length=1)
     single_task_baselines: bool = True  # add a K = 1 mixture for every task of a mixed one
     enumerate: EnumerateSettings = Field(default_factory=lambda: EnumerateSettings(

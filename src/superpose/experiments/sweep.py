@@ -45,14 +45,14 @@ from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from superpose.backends import Backend, ScoreRequest, check_model, load_backend
+from superpose.backends import Backend, ScoreRequest, backend_class, check_model, load_backend
 from superpose.backends.devices import resolve_device
 from superpose.backends.entry import ModelEntry
 from superpose.config import check_resume_unchanged, config_from_dict, load_config
 from superpose.report.console import track
 from superpose.errors import SuperposeError
 from superpose.experiments.base import ExperimentConfig, open_run
-from superpose.prompts import MixtureSpec, build_prompt
+from superpose.prompts import MAX_PROMPTS, MixtureSpec, build_prompt
 from superpose.runs import DEFAULT_ROOT, RunFolder
 from superpose.report.figures import save_figure
 
@@ -73,7 +73,7 @@ class SweepConfig(ExperimentConfig):
     task1: str
     task2: str
     n_examples: int = Field(40, ge=1)
-    n_prompts: int = Field(20, ge=1)  # prompts per λ
+    n_prompts: int = Field(20, ge=1, le=MAX_PROMPTS)  # prompts per λ
     lambdas: list[float] = Field(default_factory=lambda: list(DEFAULT_LAMBDAS))
     counts: Literal["exact", "iid"] = "exact"
     reference: Literal["none", "plus", "ret"] = "none"  # a study curve to draw and compare with
@@ -156,6 +156,8 @@ def run_sweep(cfg: SweepConfig | None, resume: str | Path | None = None, progres
     if backend is None:
         resolve_device(cfg.device)  # a missing GPU fails before a run folder is made
         check_model(cfg.entry.name, purpose="superpose sweep")  # so does an unknown model
+        if backend_class(cfg.entry.name).remote:  # and a refused key or an unknown served model
+            load_backend(cfg.entry.name, cfg.dtype, cfg.device, **cfg.entry.options).check_access()
     run, cfg = open_run("sweep", SweepConfig, cfg, cfg.out_root, resume)
     done = {(r.get("fixed_last", 0), r["lambda"], r["index"]) for r in run.read_records()}
     items = [(m, lam, i) for m in cfg.fixed_last for lam in cfg.lambdas for i in range(cfg.n_prompts)]

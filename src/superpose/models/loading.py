@@ -29,8 +29,16 @@ def resolve_model(name_or_path: str) -> tuple[str, Path | str, dict]:
     if path.exists():
         if path.is_file() and path.suffix != ".gguf":
             raise ModelNotAvailable(f"model file {path}: expected a .gguf file or a model folder")
+        if path.is_file() and _magic(path) != b"GGUF":
+            raise ModelNotAvailable(f"model file {path}: not a GGUF file (it does not start with the bytes 'GGUF')")
         if path.is_dir() and not (path / "config.json").exists():
             raise ModelNotAvailable(f"model folder {path}: no config.json (is this a Hugging Face model folder?)")
+        if path.is_dir() and _is_training_run(path):
+            model = path / "model"
+            raise ModelNotAvailable(
+                f"model folder {path}: a `superpose train` run folder, not a model; its model is {model}"
+                + ("" if model.is_dir() else " once training completes (the latest checkpoint, "
+                                             f"{path / 'checkpoint'}, loads as a model too)"))
         return path.stem if path.is_file() else path.name, path, {}
     if _HUB_ID.match(name_or_path):
         return name_or_path, name_or_path, {"hub_id": name_or_path}
@@ -38,6 +46,22 @@ def resolve_model(name_or_path: str) -> tuple[str, Path | str, dict]:
     raise ModelNotAvailable(
         f"unknown model '{name_or_path}': not an embedded model ({known}), an existing file or folder, "
         "or a Hugging Face id like 'Qwen/Qwen1.5-0.5B'. Run `superpose models` to list them.")
+
+
+def _magic(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(4)
+
+
+def _is_training_run(folder: Path) -> bool:
+    """Whether ``folder`` is a `superpose train` run folder: its config.json is a recipe, not a model's."""
+    import json
+
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and "tasks" in config and "model_type" not in config
 
 
 def model_source(name_or_path: str) -> tuple[str, Path | str, dict]:

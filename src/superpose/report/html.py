@@ -25,7 +25,8 @@ from pathlib import Path
 import yaml
 
 from superpose.errors import SuperposeError
-from superpose.runs import read_status
+from superpose.files import load_yaml
+from superpose.runs import KINDS, read_status
 
 
 @dataclass
@@ -183,9 +184,28 @@ def _construct_blocks(s: dict) -> list[Block]:
                   verdict=True)]
 
 
+def _read_log(path: Path) -> list[dict]:
+    """A training run's log.jsonl: every whole line (a last line cut by a kill is left out)."""
+    try:
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError as e:
+        raise SuperposeError(f"{path}: damaged (byte 0x{e.object[e.start]:02x} at offset {e.start} is not UTF-8)") from None
+    rows = []
+    for i, line in enumerate(lines):
+        try:
+            row = json.loads(line)
+            rows.append({"step": int(row["step"]), "loss": float(row["loss"]), "seconds": float(row["seconds"])})
+        except (ValueError, KeyError, TypeError):
+            if i == len(lines) - 1:
+                break
+            raise SuperposeError(f"{path}, line {i + 1}: damaged (expected a JSON object with step, loss and "
+                                 "seconds)") from None
+    return rows
+
+
 def _train_view(folder: Path, status: dict) -> RunView:
     config = _read_json(folder / "config.json")
-    log = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines() if line.strip()]
+    log = _read_log(folder / "log.jsonl")
     done = (folder / "model").is_dir()
     view = RunView(str(folder), "train", str(config.get("name", folder.name)),
                    status.get("status") or ("complete" if done else "running"),
@@ -252,21 +272,33 @@ def read_run_view(path: str | Path) -> RunView:
     status = read_status(folder)
     summary = _read_json(folder / "summary.json")
     kind = status.get("kind") or _guess_kind(summary, folder)
+    if "kind" in status and kind not in KINDS:
+        raise SuperposeError(f"{folder / 'status.json'}: kind {str(kind)[:40]!r} is not one of {', '.join(KINDS)}")
     if kind == "train" and (folder / "log.jsonl").exists():
         return _train_view(folder, status)
     if not (folder / "config.yaml").is_file():
         raise SuperposeError(f"{folder} is not a run folder (no config.yaml, and no log.jsonl of a training run)")
-    doc = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) or {}
-    config = doc.get("config") or {}
+    doc = load_yaml(folder / "config.yaml", str(folder / "config.yaml"))
+    if not isinstance(doc, dict):
+        raise SuperposeError(f"{folder / 'config.yaml'}: expected the mapping a run folder's config.yaml holds")
+    config = doc.get("config") if isinstance(doc.get("config"), dict) else {}
     view = RunView(str(folder), kind, str(config.get("name", folder.name)), status.get("status", "unknown"),
                    reason=str(status.get("reason", "")), provenance=_provenance(doc),
                    config_text=yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     if config.get("description"):
         view.blocks.append(Block(text=str(config["description"])))
-    if not summary:
+    if not summary and view.status == "complete":  # a summary deleted or cut short after the run finished
+        view.status, view.reason = "damaged", ("summary.json is missing or cut short; the records are kept, and "
+                                               "resuming the run writes it again from them")
+    elif not summary:
         view.blocks.append(Block(text="No summary yet: this run has not finished (resume it with --resume).", verdict=True))
     elif kind in _KIND_BLOCKS:
-        view.blocks += _KIND_BLOCKS[kind](summary, folder)
+        try:
+            view.blocks += _KIND_BLOCKS[kind](summary, folder)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise SuperposeError(f"{folder / 'status.json'} says kind '{kind}', but summary.json is not a {kind} "
+                                 f"summary ({type(e).__name__}: {e}); correct the kind or remove the folder from "
+                                 "the report") from None
     if (folder / "summary.md").is_file():
         view.blocks.append(Block(markdown=_markdown((folder / "summary.md").read_text(encoding="utf-8"))))
     for png in sorted((folder / "figures").glob("*.png")) if (folder / "figures").is_dir() else []:

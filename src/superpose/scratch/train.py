@@ -12,6 +12,7 @@ schedule is a pure function of the step, so "scheduler state" is just the step n
 
     checkpoint/    the latest checkpoint: model (safetensors + config + tokenizer) and state.pt
                    (optimizer, step, elapsed time, RNG states)
+    checkpoint.old/  the one before (a fallback, should the latest be damaged)
     log.jsonl      one line per step: loss, learning rate, tokens, elapsed seconds
     status.json    "running"; "stopped" with the step when a time limit, stop_at or Ctrl-C ended
                    the call at a checkpoint (--resume continues); "complete" once model/ is written;
@@ -40,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from superpose.config import read_yaml, validate
 from superpose.errors import ConfigError, SuperposeError
-from superpose.runs import write_status
+from superpose.runs import RunFolder, write_status
 from superpose.scratch.data import BatchStream, make_sequence, sequence_rng
 from superpose.scratch.model import ModelConfig, build_model
 from superpose.scratch.tokenizer import build_tokenizer, char_vocab
@@ -159,6 +160,19 @@ def load_train_config(path: str | Path, **overrides) -> TrainConfig:
     """A validated :class:`TrainConfig` from YAML; ``overrides`` replace top-level fields."""
     data = read_yaml(path)
     data.update({k: v for k, v in overrides.items() if v is not None})
+    return validate(TrainConfig, data, str(path))
+
+
+def read_run_config(path: Path) -> TrainConfig:
+    """The recipe a training run folder recorded (its config.json); a damaged file is one line naming it."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise SuperposeError(f"{path}: damaged, not the JSON recipe `superpose train` writes "
+                             f"({str(e).splitlines()[0][:120]})") from None
+    if not isinstance(data, dict):
+        raise SuperposeError(f"{path}: damaged, expected the JSON recipe `superpose train` writes, "
+                             f"got a {type(data).__name__}")
     return validate(TrainConfig, data, str(path))
 
 
@@ -353,18 +367,71 @@ def _device(cfg: TrainConfig) -> torch.device:
 def _save_checkpoint(out_dir: Path, model, tokenizer, optimizer, step: int, seconds: float,
                      tokens: int, cfg: TrainConfig) -> None:
     # Write beside the old checkpoint, then swap: a kill mid-write leaves the previous one intact.
+    # The previous one is kept (checkpoint.old) until the next save, to resume from if this one is damaged.
     tmp, final, old = out_dir / "checkpoint.tmp", out_dir / "checkpoint", out_dir / "checkpoint.old"
     shutil.rmtree(tmp, ignore_errors=True)
-    _save_quietly(model, tokenizer, tmp)
-    torch.save({
-        "step": step, "optimizer": optimizer.state_dict(), "seconds": seconds, "tokens": tokens,
-        "config": cfg.model_dump(mode="json"), "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-    }, tmp / "state.pt")
-    if final.exists():
+    try:
+        _save_quietly(model, tokenizer, tmp)
+        torch.save({
+            "step": step, "optimizer": optimizer.state_dict(), "seconds": seconds, "tokens": tokens,
+            "config": cfg.model_dump(mode="json"), "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        }, tmp / "state.pt")
+    except BaseException:  # a full disk, say: no half-written checkpoint left beside the last good one
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if final.exists():  # the one before stays as checkpoint.old: a fallback if the latest is damaged
+        shutil.rmtree(old, ignore_errors=True)
         final.rename(old)
     tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
+
+
+_STATE_KEYS = ("step", "optimizer", "seconds", "tokens", "config", "torch_rng")  # what state.pt must hold
+
+
+def _load_checkpoint(out_dir: Path, cfg: TrainConfig, model, optimizer, device: torch.device) -> dict:
+    """Load ``out_dir/checkpoint`` into ``model`` and ``optimizer``; returns its state.pt.
+
+    A missing, damaged or foreign file is one line naming it and what is wrong, and where the
+    previous checkpoint (``checkpoint.old``, one save older) is, if there is one.
+    """
+    from safetensors.torch import load_file
+
+    ckpt, old = out_dir / "checkpoint", out_dir / "checkpoint.old"
+    fallback = (f"; the previous checkpoint is {old} (move it to {ckpt} to resume from it)"
+                if (old / "state.pt").is_file() else "; no earlier checkpoint is kept")
+
+    def damaged(path: Path, what: str, error: Exception | None = None) -> SuperposeError:
+        detail = f" ({str(error).strip().splitlines()[0][:160]})" if error is not None and str(error).strip() else ""
+        return SuperposeError(f"{path}: {what}{detail}{fallback}")
+
+    if not (ckpt / "state.pt").is_file():
+        raise SuperposeError(f"nothing to resume in {out_dir} (no checkpoint/state.pt)"
+                             + (fallback if old.exists() else ""))
+    try:
+        state = torch.load(ckpt / "state.pt", map_location=device, weights_only=False)
+    except Exception as e:  # a cut file, or not a torch file at all: torch and pickle raise many kinds
+        raise damaged(ckpt / "state.pt", "damaged, torch cannot read it", e) from None
+    if not isinstance(state, dict) or any(k not in state for k in _STATE_KEYS):
+        raise damaged(ckpt / "state.pt", f"not a `superpose train` checkpoint (expected {', '.join(_STATE_KEYS)})")
+    try:
+        saved = TrainConfig.model_validate(state["config"])
+    except ValueError as e:
+        raise damaged(ckpt / "state.pt", "its recorded config is not a training recipe", e) from None
+    if saved.model_dump(exclude=SPEED_ONLY) != cfg.model_dump(exclude=SPEED_ONLY):
+        raise ConfigError(f"{out_dir}: the config differs from the one this run started with; "
+                          "resume with the same config (or start a new out_dir)")
+    try:
+        weights = load_file(ckpt / "model.safetensors", device=str(device))
+    except Exception as e:  # safetensors' own error for a cut or empty file; OSError for a missing one
+        raise damaged(ckpt / "model.safetensors", "damaged, not a whole safetensors file", e) from None
+    try:
+        model.load_state_dict(weights)
+        if state["optimizer"] is not None:
+            optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise damaged(ckpt, "its weights or optimizer state do not fit the run's model", e) from None
+    return state
 
 
 def _save_quietly(model, tokenizer, folder: Path) -> None:
@@ -457,6 +524,10 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
 
     out_dir = Path(cfg.out_dir)
     device = _device(cfg)
+    if cfg.autocast == "bfloat16" and device.type == "cpu":
+        from superpose.backends.devices import warn_bfloat16_on_cpu
+
+        warn_bfloat16_on_cpu()
     if cfg.threads and device.type == "cpu":
         torch.set_num_threads(cfg.threads)
     tokenizer = build_tokenizer()
@@ -470,25 +541,19 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
     start, seconds, tokens, moments = 0, 0.0, 0, None
     ckpt = out_dir / "checkpoint"
     if resume:
-        if not (ckpt / "state.pt").exists():
-            raise SuperposeError(f"nothing to resume in {out_dir} (no checkpoint/state.pt)")
-        state = torch.load(ckpt / "state.pt", map_location=device, weights_only=False)
-        saved = TrainConfig.model_validate(state["config"])
-        if saved.model_dump(exclude=SPEED_ONLY) != cfg.model_dump(exclude=SPEED_ONLY):
-            raise ConfigError(f"{out_dir}: the config differs from the one this run started with; "
-                              "resume with the same config (or start a new out_dir)")
-        from safetensors.torch import load_file
-
-        model.load_state_dict(load_file(ckpt / "model.safetensors", device=str(device)))
-        if state["optimizer"] is not None:
-            optimizer.load_state_dict(state["optimizer"])
+        state = _load_checkpoint(out_dir, cfg, model, optimizer, device)
         torch.set_rng_state(state["torch_rng"])
         start, seconds, tokens = state["step"], state["seconds"], state["tokens"]
         moments = "kept" if state["optimizer"] is not None else "rebuilt"
     elif ckpt.exists() or (out_dir / "model").exists():
         raise SuperposeError(f"{out_dir} already holds a run; pass --resume to continue it, "
                              "or set another out_dir")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a file where the folder should be, a read-only place
+        raise SuperposeError(f"out_dir {out_dir}: cannot make the run folder there ({e.strerror})") from None
+    held = RunFolder(out_dir, kind="train")
+    held.hold()  # from here an error marks the folder failed (superpose.cli), never a complete one
     (out_dir / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2) + "\n")
     write_status(out_dir, "running", kind="train")
     log_path = out_dir / "log.jsonl"
@@ -563,6 +628,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
                 read_losses()
                 _save_checkpoint(out_dir, model, tokenizer, optimizer, step, seconds, tokens, cfg)
                 _write_stopped(out_dir, step, cfg, "interrupted")
+                held.unlock()
             raise
         finally:
             bar.close()
@@ -572,12 +638,14 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
     if step < cfg.steps:  # checkpointed above
         why = "interrupted" if interrupt.requested else "out of time" if step < end else "stopped"
         _write_stopped(out_dir, step, cfg, why)
+        held.unlock()
         if interrupt.requested:  # the caller sees the Ctrl-C
             raise KeyboardInterrupt
     else:
         extra = {"loss_function": loss_fn.note}
         model_dir = _export(model, tokenizer, out_dir / "model", cfg, losses, seconds, tokens, extra)
         write_status(out_dir, "complete", kind="train")
+        held.unlock()
         if export_dir is not None:
             _export(model, tokenizer, Path(export_dir), cfg, losses, seconds, tokens, extra)
     return TrainResult(out_dir, model_dir, step, losses, seconds, tokens)

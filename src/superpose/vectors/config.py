@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from superpose.config import check_unique, config_from_dict, load_config
 from superpose.errors import ConfigError
 from superpose.experiments.base import ExperimentConfig
-from superpose.prompts import MixtureSpec
+from superpose.prompts import MAX_PROMPTS, MixtureSpec
 from superpose.vectors.extract import Group, default_groups, make_group
 
 
@@ -29,7 +29,7 @@ class MixtureEntry(_Strict):
 class ExtractConfig(_Strict):
     """Part 1: separator states of single-task and mixed prompts."""
 
-    n_prompts: int = Field(100, ge=1)  # per group (the study: 100)
+    n_prompts: int = Field(100, ge=1, le=MAX_PROMPTS)  # per group (the study: 100)
     n_examples: int = Field(30, ge=1)  # per prompt (the study: 30)
     counts: Literal["exact", "iid"] = "exact"
     mixtures: list[MixtureEntry] | None = None  # None: every pair at 50/50, plus all tasks in equal shares
@@ -64,7 +64,7 @@ class InterpolateConfig(_Strict):
     n_points: int = Field(21, ge=2)
     n_queries: int = Field(20, ge=1)
     real_lambdas: list[float] = Field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
-    n_prompts: int = Field(20, ge=0)  # real mixed prompts per λ (0: no reference curve)
+    n_prompts: int = Field(20, ge=0, le=MAX_PROMPTS)  # real mixed prompts per λ (0: no reference curve)
 
     @field_validator("pair")
     @classmethod
@@ -87,7 +87,7 @@ class SteerConfig(_Strict):
     mixture: str | None = None  # a mixture group's name; default: the first two-task mixture
     targets: list[str] | None = None  # default: the mixture's tasks
     alphas: list[float] = Field(default_factory=lambda: [0.0, 0.25, 0.5, 1.0, 1.5, 2.0])
-    n_prompts: int = Field(10, ge=1)
+    n_prompts: int = Field(10, ge=1, le=MAX_PROMPTS)
 
 
 class VectorsConfig(ExperimentConfig):
