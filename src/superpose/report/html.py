@@ -25,7 +25,9 @@ from pathlib import Path
 import yaml
 
 from superpose.errors import SuperposeError
+from superpose.metrics import verdict
 from superpose.runs import read_status
+from superpose.stats import fmt_key
 
 
 @dataclass
@@ -153,12 +155,31 @@ def _probe_blocks(s: dict) -> list[Block]:
             tasks = m["tasks"]
             above = sum(v["mean"] >= 0.05 for v in tasks.values())
             rows.append([f"{model} · {mixture}", f"{above} of {len(tasks)}",
-                         ", ".join(f"{t} {v['mean']:.2f}" for t, v in tasks.items()), _f(m["other_mean"])])
+                         ", ".join(f"{t} {fmt_key(v, 'mean')}" for t, v in tasks.items()), fmt_key(m, "other_mean")])
     return [Block(heading="Beside the study (Figure 2)",
                   text="The study's Figure 2: a pretrained model given examples of K tasks puts probability on "
                        "every task's answer at once. Ours, per mixture: how many tasks' answers get a mean "
-                       "probability of at least 0.05, the means, and the mass left for other outputs.",
-                  table={"header": ["model · mixture", "tasks with mean P ≥ 0.05", "mean P per task", "other"],
+                       "probability of at least 0.05, the means, and the mass left for other outputs, each with "
+                       "its bootstrap interval over prompts.",
+                  table={"header": ["model · mixture", "tasks with mean P ≥ 0.05", "mean P per task [CI]", "other [CI]"],
+                         "rows": rows, "text": True})] + _control_blocks(s)
+
+
+def _control_blocks(s: dict) -> list[Block]:
+    """The in-context effect of every task (controls), or a line saying no controls ran."""
+    rows = [[f"{model} · {mixture}", t, fmt_key(m["tasks"][t], "mean"), fmt_key(c, "mean_without"),
+             fmt_key(c, "effect"), fmt_key(c, "ratio_to_single", 2), verdict(c)]
+            for model, mixtures in s["models"].items() for mixture, m in mixtures.items()
+            for t, c in (m.get("controls") or {}).items()]
+    if not rows:
+        return [Block(heading="Controls", text="No controls run (controls: true in the config), so no task is "
+                                               "called superposed.", verdict=True)]
+    return [Block(heading="Controls: the in-context effect",
+                  text="In-context effect = P(answer | mixed) − P(answer | the task's examples given to the other "
+                       "tasks), with a paired bootstrap interval over prompts; a task is superposed when that "
+                       "interval lies above 0. mixed / single: the mixed P over the P with only the task's examples.",
+                  table={"header": ["model · mixture", "task", "mixed P [CI]", "without its examples [CI]",
+                                    "in-context effect [CI]", "mixed / single [CI]", "verdict"],
                          "rows": rows, "text": True})]
 
 
@@ -265,10 +286,16 @@ def read_run_view(path: str | Path) -> RunView:
         view.blocks.append(Block(text=str(config["description"])))
     if not summary:
         view.blocks.append(Block(text="No summary yet: this run has not finished (resume it with --resume).", verdict=True))
-    elif kind in _KIND_BLOCKS:
+    summary_md = (folder / "summary.md").read_text(encoding="utf-8") if (folder / "summary.md").is_file() else None
+    if summary and kind == "probe":  # a folder from before intervals gets them from its records
+        from superpose.experiments.probe import summary_with_intervals
+
+        summary, fresh_md = summary_with_intervals(folder, summary)
+        summary_md = fresh_md or summary_md
+    if summary and kind in _KIND_BLOCKS:
         view.blocks += _KIND_BLOCKS[kind](summary, folder)
-    if (folder / "summary.md").is_file():
-        view.blocks.append(Block(markdown=_markdown((folder / "summary.md").read_text(encoding="utf-8"))))
+    if summary_md is not None:
+        view.blocks.append(Block(markdown=_markdown(summary_md)))
     for png in sorted((folder / "figures").glob("*.png")) if (folder / "figures").is_dir() else []:
         view.figures.append({"name": png.stem, "mime": "image/png", "data": base64.b64encode(png.read_bytes()).decode()})
     return view
