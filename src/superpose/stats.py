@@ -113,11 +113,11 @@ def with_interval(out: dict, key: str, ci: Interval) -> dict:
 
 
 def fmt(value: float | None, lo: float | None = None, hi: float | None = None, digits: int = 3) -> str:
-    """``0.147 [0.09, 0.21]``; the value alone without an interval, "–" without a value."""
+    """``0.147 [0.090, 0.210]``; the value alone without an interval, "–" without a value."""
     if value is None:
         return "–"
-    text, ci = f"{value:.{digits}f}", max(2, digits - 1)  # the interval one digit shorter: it is less sure
-    return text if lo is None or hi is None else f"{text} [{lo:.{ci}f}, {hi:.{ci}f}]"
+    text = f"{value:.{digits}f}"
+    return text if lo is None or hi is None else f"{text} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
 def fmt_key(d: dict, key: str, digits: int = 3) -> str:
