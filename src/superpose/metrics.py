@@ -155,4 +155,4 @@ def verdict(control: dict | None) -> str:
         return "no controls run"
     if control["superposed"] is None:
         return "no interval (one prompt)"
-    return "superposed" if control["superposed"] else "not shown (interval reaches 0)"
+    return "superposed" if control["superposed"] else "not shown (CI reaches 0)"

@@ -72,19 +72,24 @@ def print_summary(summary: dict) -> None:
                       + (f" ({s['kl_excluded']} prompts with P = 0 left out)" if s.get("kl_excluded") else ""),
                       highlight=False, markup=False)
             controls = s.get("controls")
-            table = Table(box=None, pad_edge=False, show_edge=False)
-            table.add_column("task", overflow="fold")
             level = f"{s.get('ci_level', DEFAULT_LEVEL):.0%}"
-            columns = ["share", f"mean P [{level} CI]", "median P", "top-1"]
-            columns += ["in-context effect [CI]", "verdict"] if controls else []
-            for col in columns:
-                table.add_column(col, justify="right", no_wrap=True)
+            table = _table(["share", f"mean P [{level} CI]", "median P", "top-1"])
             for task, v in s["tasks"].items():
-                row = [task, f"{v['share']:.2f}", fmt_key(v, "mean"), f"{v['median']:.3f}", fmt_key(v, "top1_rate", 2)]
-                if controls:
-                    row += [fmt_key(controls[task], "effect"), verdict(controls[task])]
-                table.add_row(*row)
+                table.add_row(task, f"{v['share']:.2f}", fmt_key(v, "mean"), f"{v['median']:.3f}", fmt_key(v, "top1_rate", 2))
             out.print(table)
             if not controls:
-                out.print("no controls run (controls: true in the config): no task is called superposed",
-                          highlight=False, markup=False)
+                out.print("no controls run (--controls): no task is called superposed", highlight=False, markup=False)
+                continue
+            table = _table(["in-context effect [CI]", "verdict"])  # a second table: one would pass 80 columns
+            for task, c in controls.items():
+                table.add_row(task, fmt_key(c, "effect"), verdict(c))
+            out.print(table)
+
+
+def _table(columns: list[str]) -> Table:
+    """A borderless table: the task column folds, number columns never wrap."""
+    table = Table(box=None, pad_edge=False, show_edge=False)
+    table.add_column("task", overflow="fold")
+    for col in columns:
+        table.add_column(col, justify="right", no_wrap=True)
+    return table
