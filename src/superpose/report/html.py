@@ -108,7 +108,8 @@ def _sweep_blocks(s: dict) -> list[Block]:
 
     ref = s.get("reference")
     header = ["λ"] + ([f"study ({ref['name']}_k)"] if ref else []) + [f"P({s['task1']})", f"P({s['task2']})", "other"]
-    rows = [[_f(c["lambda"], 1)] + ([_f(ref["p1"][i])] if ref else []) + [_f(c["p1"]), _f(c["p2"]), _f(c["other"])]
+    rows = [[_f(c["lambda"], 1)] + ([_f(ref["p1"][i])] if ref else []) + [fmt_key(c, "p1"), fmt_key(c, "p2"),
+                                                                          fmt_key(c, "other")]
             for i, c in enumerate(s["curve"])]
     blocks = [Block(heading=f"λ sweep: {s['task1']} vs {s['task2']} on {s['model']}",
                     text=f"{s['n_prompts']} prompts per λ, {s['n_examples']} examples each ({s['counts']} counts). "
