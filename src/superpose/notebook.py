@@ -164,4 +164,42 @@ def probe(model: "str | Backend", tasks: Sequence[str], n_examples: int = 30, n_
     return ProbeResults(records, [{"mixture": name, **p.to_dict()} for p in prompts], seed=seed)
 
 
-__all__ = ["ProbeResults", "load_run", "probe"]
+def seed_spread(folders: Sequence[str | Path]) -> "pd.DataFrame":
+    """Across sweep (or scale) run folders that differ in their seed: one row per number -- each λ's
+    P(task 1), P(task 2) and other (each model's KLs and rates) -- with its mean, standard deviation,
+    min and max over the seeds (:func:`superpose.metrics.seed_spread`)."""
+    import json
+
+    import pandas as pd
+
+    from superpose.metrics import seed_spread as spread
+    from superpose.runs import RunFolder, read_status
+
+    values: dict[tuple, list[float]] = {}
+    kinds, seeds = set(), []
+    for folder in folders:
+        run = RunFolder.open(folder)
+        kind = read_status(run.path).get("kind")
+        summary_path = run.path / "summary.json"
+        if kind not in ("sweep", "scale") or not summary_path.is_file():
+            raise SuperposeError(f"{run.path}: not a finished sweep or scale run folder")
+        kinds.add(kind)
+        seeds.append(run.config.get("seed"))
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        if kind == "sweep":
+            for c in summary["curve"]:
+                for key in ("p1", "p2", "other"):
+                    values.setdefault((f"λ={c['lambda']:g}", key), []).append(c[key])
+        else:
+            for model, m in summary["models"].items():
+                for key in ("kl", "kl_normalized", "fraction_solved", "all_solved_rate", "single_top1"):
+                    if m.get(key) is not None:
+                        values.setdefault((model, key), []).append(m[key])
+    if len(kinds) > 1:
+        raise SuperposeError(f"seed_spread: the folders mix kinds {sorted(kinds)}; give folders of one kind")
+    if len(set(seeds)) != len(seeds):
+        raise SuperposeError(f"seed_spread: the folders repeat a seed ({seeds}); give one folder per seed")
+    return pd.DataFrame([{"where": where, "number": key, **spread(v)} for (where, key), v in values.items()])
+
+
+__all__ = ["ProbeResults", "load_run", "probe", "seed_spread"]
