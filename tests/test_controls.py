@@ -85,3 +85,21 @@ def test_summary_has_effects_and_intervals_equal_to_a_direct_bootstrap(two_runs)
     md = (run.path / "summary.md").read_text()
     assert "in-context effect [CI]" in md and "no controls run" not in md.lower()
     assert (run.path / "figures" / "controls.png").stat().st_size > 10_000
+
+
+def test_dataframes_carry_the_same_intervals_and_effects(two_runs):
+    import superpose
+
+    run = two_runs[0]
+    s = json.loads((run.path / "summary.json").read_text())["models"]["smollm2-135m"]["copy"]
+    res = superpose.load_run(run.path)
+    table = res.summary().set_index("task")
+    for task, v in s["tasks"].items():
+        for key in ("mean", "mean_lo", "mean_hi", "top1_rate_lo", "mean_normalized_hi"):
+            assert table.loc[task, key] == pytest.approx(v[key])
+        for key in ("effect", "effect_lo", "effect_hi", "ratio_to_single", "superposed"):
+            assert table.loc[task, key] == pytest.approx(s["controls"][task][key])
+        assert table.loc[task, "kl_lo"] == pytest.approx(s["kl_lo"])
+    records = res.records()
+    assert set(records["control"]) == {"", "without", "single"}
+    assert len(records[records["control"] == ""]) == 4 * 3
