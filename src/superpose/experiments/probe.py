@@ -32,8 +32,8 @@ from superpose.prompts import Control, MixtureSpec, Prompt, build_controls, buil
 from superpose.report.console import console, print_summary, track
 from superpose.report.figures import plot_controls, plot_distributions, plot_means
 from superpose.report.text import md
-from superpose.stats import DEFAULT_LEVEL, fmt_key, generator
 from superpose.runs import DEFAULT_ROOT, RunFolder
+from superpose.stats import DEFAULT_LEVEL, fmt_key, generator
 
 DEFAULT_CONFIG_NAME = "configs/demo.yaml"  # packaged: found from any folder (config.find_config)
 
@@ -146,7 +146,8 @@ def run_probe(config: ProbeConfig, root: str | Path = DEFAULT_ROOT, resume: str 
         backend.bind_run(run.path)
         provenance[model_name] = backend.provenance
         run.update_config("models", provenance)
-        check_prompts_fit(backend, prompts, config.terminator)
+        check_prompts_fit(backend, {m: ps + [c.prompt for per_prompt in controls.get(m, []) for c in per_prompt]
+                                    for m, ps in prompts.items()}, config.terminator)
         stream = backend.stream(requests, finished)
         for i, scores in track(stream, f"{model_name}: scoring prompts", total=finished.count(False)):
             mixture, prompt, control = items[i]
