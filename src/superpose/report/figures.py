@@ -136,12 +136,13 @@ def plot_controls(table: dict, path: Path) -> Path | None:
                    label=label, color=color)
         for k, t in enumerate(tasks):  # the verdict above each task's bars
             if stats["controls"][t]["superposed"]:
-                ax.text(k, 1.0, "✓", ha="center", va="top", fontsize=9)
+                ax.text(k, 1.02, "✓", ha="center", va="bottom", fontsize=9)
         ax.set_xticks(range(len(tasks)), tasks, rotation=25, ha="right", fontsize=8)
-        ax.set_ylim(0, 1.05)
+        ax.set_ylim(0, 1.32)  # room above 1 for the ticks and the legend
+        ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
         ax.set_title(f"{model}\n{mixture}", fontsize=9)
         if c == 0:
             ax.set_ylabel(f"mean P(answer) ({stats.get('ci_level', 0.95):.0%} CI)")
-    axes[0][-1].legend(fontsize=7)
+    axes[0][-1].legend(fontsize=7, loc="upper center", ncol=3, frameon=False)
     return save_figure(fig, path, "Controls: each task's answer without its examples, in the mixture, and with "
                                   "only its examples (✓: in-context effect's interval above 0)")
