@@ -24,7 +24,7 @@ from superpose.backends import (Backend, ContinuationScore, ScoreRequest, backen
                                load_backend)
 from superpose.backends.devices import resolve_device
 from superpose.backends.entry import ModelEntry, Models
-from superpose.config import check_unique, config_from_dict, load_config
+from superpose.config import check_unique, load_config
 from superpose.errors import PromptTooLong, SuperposeError
 from superpose.experiments.base import ExperimentConfig, open_run
 from superpose.metrics import control_statistics, paired_difference, task_statistics, verdict
@@ -193,10 +193,15 @@ def probe_record(model: str, mixture: str, prompt: Prompt, scores: list[Continua
     }
 
 
-def collect(records: list[dict], config: ProbeConfig) -> dict:
-    """Records grouped as ``table[model][mixture] = {tasks, logp [N, K], shares [N, K]}`` in config order."""
-    models = {m.display: i for i, m in enumerate(config.entries)}
-    mixtures = {m.name: i for i, m in enumerate(config.mixtures)}
+def collect(records: list[dict], config: ProbeConfig | None = None) -> dict:
+    """Records grouped as ``table[model][mixture] = {tasks, logp [N, K], shares [N, K]}`` in config order
+    (without a config: in the order the records first name them)."""
+    if config is not None:
+        models = {m.display: i for i, m in enumerate(config.entries)}
+        mixtures = {m.name: i for i, m in enumerate(config.mixtures)}
+    else:
+        models = {m: i for i, m in enumerate(dict.fromkeys(r["model"] for r in records))}
+        mixtures = {m: i for i, m in enumerate(dict.fromkeys(r["mixture"] for r in records))}
     table: dict = {}
     for r in sorted(records, key=lambda r: (models[r["model"]], mixtures[r["mixture"]], r["index"])):
         entry = table.setdefault(r["model"], {}).setdefault(
@@ -277,8 +282,11 @@ def summary_with_intervals(folder: str | Path, summary: dict) -> tuple[dict, str
     if not mixtures or all("ci_level" in m for m in mixtures):
         return summary, None
     run = RunFolder.open(folder)
-    config = config_from_dict(ProbeConfig, run.config, f"{run.path}/config.yaml")
-    fresh, _ = probe_summary(collect(run.read_records(), config), config, run.config_doc().get("usage"))
+    # only the header is needed: not validated, so a folder whose user task files are gone still reports
+    raw = run.config
+    header = ProbeConfig.model_construct(name=str(raw.get("name", "probe")), seed=int(raw.get("seed", 0)),
+                                         ci_level=float(raw.get("ci_level", DEFAULT_LEVEL)))
+    fresh, _ = probe_summary(collect(run.read_records()), header, run.config_doc().get("usage"))
     return fresh, summary_markdown(fresh)
 
 
