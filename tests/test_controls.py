@@ -103,3 +103,20 @@ def test_dataframes_carry_the_same_intervals_and_effects(two_runs):
     records = res.records()
     assert set(records["control"]) == {"", "without", "single"}
     assert len(records[records["control"] == ""]) == 4 * 3
+
+
+def test_two_models_on_the_same_prompts_are_compared_pairwise(tmp_path, smollm):
+    """The same model under two labels: every per-prompt difference is 0, so the paired interval is [0, 0]
+    and the sign test sees no prompt either way (a comparison that misaligned prompts would not)."""
+    config = {**CONFIG, "controls": False, "n_prompts": 3,
+              "models": [{"name": "smollm2-135m", "label": "a"}, {"name": "smollm2-135m", "label": "b"}]}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    run = run_probe(load_probe_config(tmp_path / "c.yaml"), root=tmp_path / "runs", load=lambda entry: smollm)
+    comparisons = json.loads((run.path / "summary.json").read_text())["comparisons"]
+    assert [(c["model_a"], c["model_b"], c["task"]) for c in comparisons] == [
+        ("a", "b", t) for t in CONFIG["mixtures"][0]["tasks"]]
+    for c in comparisons:
+        assert c["difference"] == 0.0 and (c["difference_lo"], c["difference_hi"]) == (0.0, 0.0)
+        assert (c["n_above"], c["n_below"], c["p_value"]) == (0, 0, 1.0)
+    md = (run.path / "summary.md").read_text()
+    assert "Models compared on the same prompts" in md and "No controls run" in md
