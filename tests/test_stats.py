@@ -22,8 +22,7 @@ def test_95_percent_interval_covers_a_known_mean_in_90_to_99_percent_of_200_sets
 
 
 def test_an_interval_that_ignores_the_spread_would_fail_coverage():
-    # the same check on a deliberately too narrow interval (90 % asked, 95 % demanded) is not vacuous:
-    # a 50 % interval covers far less often
+    # the coverage check is not vacuous: a 50 % interval of the same sets covers far less often
     sim, rng = np.random.default_rng(1), generator(0, "narrow")
     covered = sum(lo <= 0.2 <= hi for lo, hi in (interval(sim.beta(0.6, 2.4, size=40), rng, level=0.5)
                                                  for _ in range(100)))
