@@ -100,7 +100,7 @@ def test_only_the_command_layer_parses_arguments():
 # The most specific prefix decides (vectors/experiment.py is an experiment, vectors/ a mechanism).
 LAYERS = {
     "superpose.errors": 0, "superpose.files": 0,
-    "superpose.tasks": 1, "superpose.prompts": 1, "superpose.metrics": 1, "superpose.runs": 1, "superpose.config": 1,
+    "superpose.tasks": 1, "superpose.prompts": 1, "superpose.metrics": 1, "superpose.stats": 1, "superpose.runs": 1, "superpose.config": 1,
     "superpose.report": 1, "superpose.report.console": 1, "superpose.report.figures": 1, "superpose.report.text": 1,
     "superpose.models": 2,
     "superpose.backends": 3, "superpose.naive": 3,

@@ -4,6 +4,7 @@ headless Chromium with no console errors, decoded images, and a user's `<script>
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -31,7 +32,7 @@ def reproduced(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("reproduce")
     (tmp / "evil.csv").write_text("input,upper,evil\n" + "".join(f"{c},{c.upper()},{EVIL}\n" for c in "abcdefghij"))
     (tmp / "probe.yaml").write_text(yaml.safe_dump({
-        "name": "evil", "models": ["smollm2-135m"], "n_prompts": 2, "task_files": ["evil.csv"],
+        "name": "evil", "models": ["smollm2-135m"], "n_prompts": 2, "task_files": ["evil.csv"], "controls": True,
         "mixtures": [{"name": EVIL_MIXTURE, "tasks": ["upper", "evil"], "n_examples": 4}]}))
     (tmp / "plan.yaml").write_text(yaml.safe_dump({"name": "tiny", "models": ["smollm2-135m"], "steps": [
         {"name": "construct", "study": "Theorem 1",
@@ -105,6 +106,12 @@ def test_report_in_headless_chromium(reproduced, tmp_path):
     assert len(images) == n_figures and all(ok and w > 100 and h > 100 for ok, w, h in images), images
     assert visit.evaluated["scripts"] == 0 and visit.evaluated["pwned"] == "undefined"
     assert EVIL in visit.evaluated["text"] and EVIL_MIXTURE in visit.evaluated["text"]  # shown as text
+    text = visit.evaluated["text"]
+    # intervals beside the means, and the controls with their verdicts (issue #30)
+    assert re.search(r"\d\.\d{3} \[-?\d\.\d{3}, -?\d\.\d{3}\]", text)
+    assert "Controls: the in-context effect" in text and "in-context effect [CI]" in text
+    names = [p.stem for p in reproduced["probe"].glob("figures/*.png")]
+    assert {"means", "controls"} <= set(names)  # the means with error bars, the controls' bars
     shot = np.asarray(Image.open(io.BytesIO(visit.screenshot)).convert("L"), dtype=float)
     assert shot.shape[1] >= 1000 and shot.std() > 20  # not blank: dark header, text, figures
 
@@ -132,6 +139,25 @@ def test_run_folders_say_their_kind_and_older_folders_still_report(reproduced, t
         assert [b.heading for b in older.blocks] == [b.heading for b in new.blocks] and new.blocks
     assert main(["report", str(tmp_path / "probe"), str(tmp_path / "sweep"), "-o", str(tmp_path / "old.html")]) == 0
     assert "Beside the study (Figure 2)" in (tmp_path / "old.html").read_text(encoding="utf-8")
+
+    # a probe folder from before intervals (no *_lo/_hi, no ci_level, no controls in its summary):
+    # the report computes them from its records
+    pre = tmp_path / "pre-intervals"
+    shutil.copytree(tmp_path / "probe", pre)
+    summary = json.loads((pre / "summary.json").read_text())
+    for mixtures in summary["models"].values():
+        for m in mixtures.values():
+            for key in [k for k in m if k.endswith(("_lo", "_hi")) or k in ("ci_level", "controls")]:
+                del m[key]
+            for t in m["tasks"].values():
+                for key in [k for k in t if k.endswith(("_lo", "_hi"))]:
+                    del t[key]
+    (pre / "summary.json").write_text(json.dumps(summary))
+    (pre / "summary.md").write_text("# Probe evil\n\nmean P 0.5\n")
+    view = read_run_view(pre)
+    table = next(b.table for b in view.blocks if b.heading == "Beside the study (Figure 2)")
+    assert re.search(r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", table["rows"][0][2])
+    assert any(b.markdown and "95% CI" in b.markdown for b in view.blocks)
 
 
 def test_report_refuses_what_is_not_a_run_folder(tmp_path, capsys):

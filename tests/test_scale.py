@@ -130,6 +130,8 @@ def test_scratch_family_end_to_end_with_resume_and_a_skipped_model(tmp_path):
     for m in summary["models"].values():
         assert 0.0 <= m["fraction_solved"] <= 1.0 and m["kl"] >= 0 and m["single_top1"] is not None
         assert [r["task"] for r in m["table2"]] == ["plus_1", "plus_3"]
+        assert m["kl_lo"] <= m["kl"] <= m["kl_hi"] and m["ci_level"] == 0.95  # the curves' bands (issue #30)
+        assert m["fraction_solved_lo"] <= m["fraction_solved"] <= m["fraction_solved_hi"]
     assert (tmp_path / "figs" / "scale_t.png").stat().st_size > 0
     assert (tmp_path / "figs" / "scale_t_reliability.png").stat().st_size > 0
     assert "Table 2" in (run.path / "summary.md").read_text()

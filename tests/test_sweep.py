@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from superpose.errors import ConfigError
+from superpose.errors import ConfigError, SuperposeError
 from superpose.experiments.sweep import (STUDY_CURVES, SweepConfig, load_sweep_config, per_prompt_split,
                                          run_sweep)
 from superpose.backends import load_backend
@@ -241,3 +241,26 @@ def test_position_control_config_errors(tmp_path):
         load("fixed_last: [0, 10]\n")
     with pytest.raises(ConfigError, match=r"fixed_task"):
         load("fixed_task: 3\n")
+
+
+def test_sweep_curve_has_intervals_and_seeds_have_a_spread(tmp_path, scratch_lm):
+    """Each λ's mean carries its bootstrap interval; two seeds give a spread per λ (issue #30)."""
+    import superpose
+
+    runs = []
+    for seed in (1, 2):
+        cfg = SweepConfig(model="scratch-plus-cpu", task1="plus_3", task2="plus_8", n_examples=20, n_prompts=6,
+                          lambdas=[0.0, 0.5, 1.0], seed=seed, out_root=str(tmp_path))
+        run, s = run_sweep(cfg, progress=False, backend=scratch_lm)
+        runs.append((run, s))
+        for c in s["curve"]:
+            assert c["p1_lo"] <= c["p1"] <= c["p1_hi"] and c["other_lo"] <= c["other"] <= c["other_hi"]
+        half = next(c for c in s["curve"] if c["lambda"] == 0.5)
+        assert half["p1_hi"] > half["p1_lo"]  # six prompts that differ: a real interval
+    spread = superpose.seed_spread([r.path for r, _ in runs])
+    row = spread[(spread["where"] == "λ=0.5") & (spread["number"] == "p1")].iloc[0]
+    p1s = [next(c["p1"] for c in s["curve"] if c["lambda"] == 0.5) for _, s in runs]
+    assert row["n_seeds"] == 2 and row["mean"] == pytest.approx(sum(p1s) / 2)
+    assert row["min"] == min(p1s) and row["max"] == max(p1s)
+    with pytest.raises(SuperposeError, match="repeat a seed"):
+        superpose.seed_spread([runs[0][0].path, runs[0][0].path])

@@ -19,9 +19,9 @@ from superpose.errors import SuperposeError
 from superpose.tasks import Task, get_task, list_tasks
 from superpose.prompts import MixtureSpec, Prompt, build_prompts
 from superpose.backends import Backend, ScoreRequest, load_backend
-from superpose.notebook import ProbeResults, load_run, probe
+from superpose.notebook import ProbeResults, load_run, probe, seed_spread
 
 __all__ = [
     "SuperposeError", "Task", "get_task", "list_tasks", "MixtureSpec", "Prompt", "build_prompts",
-    "Backend", "ScoreRequest", "load_backend", "ProbeResults", "load_run", "probe", "__version__",
+    "Backend", "ScoreRequest", "load_backend", "ProbeResults", "load_run", "probe", "seed_spread", "__version__",
 ]

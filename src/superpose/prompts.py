@@ -153,6 +153,11 @@ class Prompt:
 
 def build_prompt(spec: MixtureSpec, seed: int, index: int) -> Prompt:
     """Draw prompt number ``index`` of the mixture ``spec`` (deterministic in seed and index)."""
+    return _draw(spec, seed, index)[0]
+
+
+def _draw(spec: MixtureSpec, seed: int, index: int) -> tuple[Prompt, random.Random, list, object]:
+    """The prompt, its Random stream (positioned after every draw the prompt made), examples and query."""
     rng = random.Random(f"superpose:{seed}:{index}")
     tasks: list[Task] = [get_task(n) for n in spec.tasks]
     space = common_space(tasks)
@@ -186,15 +191,22 @@ def build_prompt(spec: MixtureSpec, seed: int, index: int) -> Prompt:
         raise SuperposeError(
             f"could not find a query whose answers differ across tasks {spec.tasks} "
             f"after {MAX_QUERY_RESAMPLES} tries; these tasks agree on (almost) every input")
+    return _render(spec, index, task_ids, examples, query_x, answers, spec.shares), rng, examples, query_x
 
+
+def _render(spec: MixtureSpec, index: int, task_ids: list[int], examples: list, query_x: object,
+            answers: list[str], shares: list[float]) -> Prompt:
+    """The prompt whose example i is task ``task_ids[i]`` applied to ``examples[i]``, then the query."""
+    tasks: list[Task] = [get_task(n) for n in spec.tasks]
+    space = common_space(tasks)
     lines = [tasks[k].example(x) for k, x in zip(task_ids, examples)]
     query = tasks[0].query(query_x)
     text = spec.template.format(
         examples=spec.example_separator.join(lines), example_separator=spec.example_separator,
         query=query)
     return Prompt(
-        index=index, text=text, tasks=list(spec.tasks), shares=spec.shares,
-        example_inputs=[space.render(x) for x in examples], example_tasks=task_ids,
+        index=index, text=text, tasks=list(spec.tasks), shares=list(shares),
+        example_inputs=[space.render(x) for x in examples], example_tasks=list(task_ids),
         query_input=space.render(query_x), answers=answers,
     )
 
@@ -203,6 +215,53 @@ def build_prompt(spec: MixtureSpec, seed: int, index: int) -> Prompt:
 # 0.7 GB and 48 s (a shared 2-core Intel Xeon, 2026-12-06). Configs refuse more per mixture (per λ,
 # per group) when they are read.
 MAX_PROMPTS = 100_000
+
+
+@dataclass
+class Control:
+    """A control prompt of one mixture prompt: ``kind`` "without" (task ``task``'s examples given to the
+    other tasks) or "single" (every example task ``task``'s); same inputs, positions and query."""
+
+    kind: Literal["without", "single"]
+    task: int
+    prompt: Prompt
+
+    def to_dict(self) -> dict:
+        """A JSON-serialisable record."""
+        return {"control": self.kind, "control_task": self.task, **self.prompt.to_dict()}
+
+
+def build_controls(spec: MixtureSpec, seed: int, index: int) -> list[Control]:
+    """The 2K control prompts of mixture prompt ``index``: K leave-one-task-out, then K single-task.
+
+    Drawn from the mixture prompt's own Random stream after everything the mixture prompt drew, so
+    the mixture prompt is the same with or without controls. Leave-one-out gives task k's positions
+    to the other tasks in turn (as even as the count allows, in a shuffled order); with one task
+    there is no other task and no control.
+    """
+    prompt, rng, examples, query_x = _draw(spec, seed, index)
+    n_tasks = len(spec.tasks)
+    if n_tasks < 2:
+        return []
+    out = []
+    for k in range(n_tasks):
+        positions = [i for i, t in enumerate(prompt.example_tasks) if t == k]
+        others = [t for t in range(n_tasks) if t != k]
+        fill = [others[j % len(others)] for j in range(len(positions))]
+        rng.shuffle(fill)
+        task_ids = list(prompt.example_tasks)
+        for i, t in zip(positions, fill):
+            task_ids[i] = t
+        out.append(Control("without", k, _control_prompt(spec, prompt, task_ids, examples, query_x)))
+    for k in range(n_tasks):
+        out.append(Control("single", k, _control_prompt(spec, prompt, [k] * len(examples), examples, query_x)))
+    return out
+
+
+def _control_prompt(spec: MixtureSpec, prompt: Prompt, task_ids: list[int], examples: list, query_x: object) -> Prompt:
+    n = len(task_ids)
+    shares = [task_ids.count(k) / n if n else 0.0 for k in range(len(spec.tasks))]
+    return _render(spec, prompt.index, task_ids, examples, query_x, prompt.answers, shares)
 
 
 def build_prompts(spec: MixtureSpec, n_prompts: int, seed: int) -> list[Prompt]:

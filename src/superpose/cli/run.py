@@ -14,6 +14,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?", help=f"probe config YAML (default: {DEFAULT_CONFIG_NAME})")
     add_model_flags(p, several=True)
     p.add_argument("--n-prompts", type=int, dest="n_prompts", help="prompts per mixture (default: the config's)")
+    p.add_argument("--controls", action="store_const", const=True, default=None,
+                   help="also score leave-one-task-out and single-task prompts: each task's in-context effect "
+                        "((2K+1)x the prompts; default: the config's `controls`)")
+    p.add_argument("--ci-level", type=float, dest="ci_level", help="confidence level of every interval (default 0.95)")
     add_run_flags(p)
     p.set_defaults(func=main)
 
@@ -21,7 +25,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run (or resume) a probe and name its folder."""
     overrides = {"models": model_overrides(args), "dtype": args.dtype, "device": args.device, "n_prompts": args.n_prompts,
-                 "seed": args.seed}
+                 "seed": args.seed, "controls": args.controls, "ci_level": args.ci_level}
     if args.resume:
         check_resume_args(ProbeConfig, args.resume, load_probe_config(args.config, overrides) if args.config else None,
                           overrides)

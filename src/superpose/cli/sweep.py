@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from superpose.cli.flags import add_model_flags, add_run_flags, model_overrides, print_run_folder
+from superpose.stats import fmt_key
 
 
 def configure(s: argparse.ArgumentParser) -> None:
@@ -40,9 +41,9 @@ def main(args: argparse.Namespace) -> int:
         raise SuperposeError("give a sweep config (e.g. configs/sweep/plus_scratch.yaml) or --resume RUN_FOLDER")
     run, summary = run_sweep(cfg, resume=args.resume, progress=not args.no_progress)
     cfg = SweepConfig.model_validate(run.config)  # the folder's own, when resumed
-    print(f"{'λ':>5} {'P(' + cfg.task1 + ')':>14} {'P(' + cfg.task2 + ')':>14} {'other':>8}")
+    print(f"{'λ':>5} {'P(' + cfg.task1 + ') [CI]':>22} {'P(' + cfg.task2 + ') [CI]':>22} {'other':>8}")
     for c in summary["curve"]:
-        print(f"{c['lambda']:>5.2f} {c['p1']:>14.3f} {c['p2']:>14.3f} {c['other']:>8.3f}")
+        print(f"{c['lambda']:>5.2f} {fmt_key(c, 'p1'):>22} {fmt_key(c, 'p2'):>22} {c['other']:>8.3f}")
     rho = summary["spearman_p1_vs_lambda"]  # None with fewer than three λ
     print(f"Spearman(P1, λ) = {'–' if rho is None else format(rho, '.3f')}{spearman_caveat(summary)}; mean other = "
           f"{summary['mean_other']:.3f}" + (

@@ -5,6 +5,10 @@ each model -- any backend (:mod:`superpose.backends`): transformers in-process, 
 task's answer to every query, and one record per (model, mixture, prompt) is appended to the run folder. The summary and figures are made from
 the records, so an interrupted run resumes where it stopped (``--resume``) and its numbers are the
 same as an uninterrupted run's.
+
+With ``controls: true`` every mixture prompt also gets its 2K control prompts
+(:func:`superpose.prompts.build_controls`: K leave-one-task-out, K single-task), scored the same way and
+recorded with ``control`` / ``control_task``; the summary then gives each task's in-context effect.
 """
 
 from __future__ import annotations
@@ -23,12 +27,13 @@ from superpose.backends.entry import ModelEntry, Models
 from superpose.config import check_unique, load_config
 from superpose.errors import PromptTooLong, SuperposeError
 from superpose.experiments.base import ExperimentConfig, open_run
-from superpose.metrics import task_statistics
-from superpose.prompts import MAX_PROMPTS, MixtureSpec, Prompt, build_prompts
+from superpose.metrics import control_statistics, paired_difference, task_statistics, verdict
+from superpose.prompts import MAX_PROMPTS, Control, MixtureSpec, Prompt, build_controls, build_prompts
 from superpose.report.console import console, print_summary, track
-from superpose.report.figures import plot_distributions, plot_means
+from superpose.report.figures import plot_controls, plot_distributions, plot_means
 from superpose.report.text import md
 from superpose.runs import DEFAULT_ROOT, RunFolder
+from superpose.stats import DEFAULT_LEVEL, fmt_key, generator
 
 DEFAULT_CONFIG_NAME = "configs/demo.yaml"  # packaged: found from any folder (config.find_config)
 
@@ -47,6 +52,8 @@ class ProbeConfig(ExperimentConfig):
     n_prompts: int = Field(100, ge=1, le=MAX_PROMPTS)
     terminator: str = ""  # "" scores the answer alone (the study); "\n" scores answer + newline
     mixtures: list[Mixture] = Field(min_length=1)
+    ci_level: float = Field(DEFAULT_LEVEL, gt=0, lt=1)  # confidence level of every interval
+    controls: bool = False  # also score the leave-one-task-out and single-task prompts: (2K+1)x the prompts
 
     @property
     def entries(self) -> list[ModelEntry]:
@@ -68,6 +75,13 @@ def load_probe_config(path: str | Path, overrides: dict | None = None) -> ProbeC
 def make_prompts(config: ProbeConfig) -> dict[str, list[Prompt]]:
     """The prompts of every mixture; identical for every model."""
     return {m.name: build_prompts(m, config.n_prompts, config.seed) for m in config.mixtures}
+
+
+def make_controls(config: ProbeConfig) -> dict[str, list[list[Control]]]:
+    """The control prompts of every mixture prompt (``[mixture][prompt] -> 2K controls``); {} without controls."""
+    if not config.controls:
+        return {}
+    return {m.name: [build_controls(m, config.seed, i) for i in range(config.n_prompts)] for m in config.mixtures}
 
 
 def requests_of(prompt: Prompt, terminator: str = "") -> ScoreRequest:
@@ -111,14 +125,20 @@ def run_probe(config: ProbeConfig, root: str | Path = DEFAULT_ROOT, resume: str 
         console.print(f"run folder: [bold]{run.path}[/bold]")
     if not (run.path / "prompts.jsonl").is_file():  # written atomically; a run killed before it gets it now
         run.write_jsonl("prompts.jsonl", ({"mixture": m, **p.to_dict()} for m, ps in prompts.items() for p in ps))
+    controls = make_controls(config)
+    if controls and not (run.path / "controls.jsonl").is_file():
+        run.write_jsonl("controls.jsonl", ({"mixture": m, **c.to_dict()} for m, cs in controls.items()
+                                           for per_prompt in cs for c in per_prompt))
 
-    done = {(r["model"], r["mixture"], r["index"]) for r in run.read_records()}
+    done = {_record_key(r) for r in run.read_records()}
     provenance = dict(run.config_doc().get("models") or {})
-    items = [(m, p) for m, ps in prompts.items() for p in ps]
-    requests = [requests_of(p, config.terminator) for _, p in items]
+    # the mixture prompts first, then their controls: without controls the records are as before
+    items: list[tuple[str, Prompt, Control | None]] = [(m, p, None) for m, ps in prompts.items() for p in ps]
+    items += [(m, c.prompt, c) for m, cs in controls.items() for per_prompt in cs for c in per_prompt]
+    requests = [requests_of(p, config.terminator) for _, p, _ in items]
     for entry in config.entries:
         model_name = entry.display
-        finished = [(model_name, m, p.index) in done for m, p in items]
+        finished = [_item_key(model_name, m, p, c) in done for m, p, c in items]
         if all(finished):
             continue
         console.print(f"loading model [bold]{entry.name}[/bold] ({config.dtype})")
@@ -126,10 +146,15 @@ def run_probe(config: ProbeConfig, root: str | Path = DEFAULT_ROOT, resume: str 
         backend.bind_run(run.path)
         provenance[model_name] = backend.provenance
         run.update_config("models", provenance)
-        check_prompts_fit(backend, prompts, config.terminator)
+        check_prompts_fit(backend, {m: ps + [c.prompt for per_prompt in controls.get(m, []) for c in per_prompt]
+                                    for m, ps in prompts.items()}, config.terminator)
         stream = backend.stream(requests, finished)
         for i, scores in track(stream, f"{model_name}: scoring prompts", total=finished.count(False)):
-            run.append_record(probe_record(model_name, *items[i], scores))
+            mixture, prompt, control = items[i]
+            record = probe_record(model_name, mixture, prompt, scores)
+            if control is not None:
+                record.update(control=control.kind, control_task=prompt.tasks[control.task])
+            run.append_record(record)
         spent = backend.usage()
         if spent is not None:  # add to what earlier sessions of this run spent
             usage = dict(run.config_doc().get("usage") or {})
@@ -147,6 +172,14 @@ def run_probe(config: ProbeConfig, root: str | Path = DEFAULT_ROOT, resume: str 
     return run
 
 
+def _item_key(model: str, mixture: str, prompt: Prompt, control: Control | None) -> tuple:
+    return (model, mixture, prompt.index) + ((control.kind, prompt.tasks[control.task]) if control else ())
+
+
+def _record_key(r: dict) -> tuple:
+    return (r["model"], r["mixture"], r["index"]) + ((r["control"], r["control_task"]) if "control" in r else ())
+
+
 def probe_record(model: str, mixture: str, prompt: Prompt, scores: list[ContinuationScore]) -> dict:
     """The record of one (model, mixture, prompt): every task's answer and its exact log P."""
     return {
@@ -160,14 +193,23 @@ def probe_record(model: str, mixture: str, prompt: Prompt, scores: list[Continua
     }
 
 
-def collect(records: list[dict], config: ProbeConfig) -> dict:
-    """Records grouped as ``table[model][mixture] = {tasks, logp [N, K], shares [N, K]}`` in config order."""
-    models = {m.display: i for i, m in enumerate(config.entries)}
-    mixtures = {m.name: i for i, m in enumerate(config.mixtures)}
+def collect(records: list[dict], config: ProbeConfig | None = None) -> dict:
+    """Records grouped as ``table[model][mixture] = {tasks, logp [N, K], shares [N, K]}`` in config order
+    (without a config: in the order the records first name them)."""
+    if config is not None:
+        models = {m.display: i for i, m in enumerate(config.entries)}
+        mixtures = {m.name: i for i, m in enumerate(config.mixtures)}
+    else:
+        models = {m: i for i, m in enumerate(dict.fromkeys(r["model"] for r in records))}
+        mixtures = {m: i for i, m in enumerate(dict.fromkeys(r["mixture"] for r in records))}
     table: dict = {}
     for r in sorted(records, key=lambda r: (models[r["model"]], mixtures[r["mixture"]], r["index"])):
         entry = table.setdefault(r["model"], {}).setdefault(
-            r["mixture"], {"tasks": r["tasks"], "logp": [], "shares": [], "straddles": 0, "unexplored": []})
+            r["mixture"], {"tasks": r["tasks"], "logp": [], "shares": [], "straddles": 0, "unexplored": [],
+                           "controls": {}})
+        if "control" in r:  # a control prompt's record: kept apart, by (kind, task), in prompt order
+            entry["controls"].setdefault((r["control"], r["control_task"]), []).append(r["logprobs"])
+            continue
         entry["logp"].append(r["logprobs"])
         if r.get("lower_bound"):
             entry["unexplored"].append(r["unexplored"])
@@ -176,15 +218,40 @@ def collect(records: list[dict], config: ProbeConfig) -> dict:
     return table
 
 
+def mixture_statistics(tasks: list[str], logp: list, shares: list, controls: dict, seed: int, model: str,
+                       mixture: str, level: float = DEFAULT_LEVEL) -> dict:
+    """The statistics of one (model, mixture) with intervals, and the controls' when there are any
+    (``controls[(kind, task)]`` = the control prompts' log P rows); what summary.json and the notebook show."""
+    rng = generator(seed, model, mixture)
+    stats = task_statistics(tasks, np.array(logp), np.array(shares), rng, level)
+    if controls:
+        stats["controls"] = control_statistics(
+            tasks, np.array(logp), [np.array(controls[("without", t)]) for t in tasks],
+            [np.array(controls[("single", t)]) for t in tasks], rng, level)
+    return stats
+
+
 def summarize_probe(run: RunFolder, config: ProbeConfig) -> dict:
     """Statistics, summary.md and figures from a run folder's records; marks the run complete."""
     table = collect(run.read_records(), config)
-    expected = len(config.models) * len(config.mixtures) * config.n_prompts
-    found = sum(len(e["logp"]) for mixtures in table.values() for e in mixtures.values())
+    expected = len(config.models) * config.n_prompts * sum(
+        1 + (2 * len(m.tasks) if config.controls and len(m.tasks) > 1 else 0) for m in config.mixtures)
+    found = sum(len(e["logp"]) + sum(map(len, e["controls"].values()))
+                for mixtures in table.values() for e in mixtures.values())
     if found != expected:
         raise SuperposeError(f"{run.path}: {found} of {expected} records present; resume with --resume {run.path}")
+    summary, plot_table = probe_summary(table, config, run.config_doc().get("usage"))
+    plot_distributions(plot_table, run.figure_path("distributions"))
+    plot_means(plot_table, run.figure_path("means"))
+    plot_controls(plot_table, run.figure_path("controls"))
+    run.write_text("summary.md", summary_markdown(summary))
+    run.finish(summary)
+    return summary
+
+
+def probe_summary(table: dict, config: ProbeConfig, usage: dict | None = None) -> tuple[dict, dict]:
+    """summary.json's content from grouped records (:func:`collect`), and the table the figures draw."""
     summary = {"config": config.name, "models": {}}
-    usage = run.config_doc().get("usage")
     if usage:
         summary["usage"] = usage
     plot_table: dict = {}
@@ -192,7 +259,8 @@ def summarize_probe(run: RunFolder, config: ProbeConfig) -> dict:
         summary["models"][model] = {}
         plot_table[model] = {}
         for mixture, e in mixtures.items():
-            stats = task_statistics(e["tasks"], np.array(e["logp"]), np.array(e["shares"]))
+            stats = mixture_statistics(e["tasks"], e["logp"], e["shares"], e["controls"], config.seed, model,
+                                       mixture, config.ci_level)
             stats["boundary_straddles"] = e["straddles"]
             if e["unexplored"]:  # an API search: every P is a lower bound, truth within + unexplored
                 stats["lower_bound"] = True
@@ -200,12 +268,43 @@ def summarize_probe(run: RunFolder, config: ProbeConfig) -> dict:
             summary["models"][model][mixture] = stats
             plot_table[model][mixture] = {
                 "tasks": e["tasks"], "probs": np.exp(np.array(e["logp"])),
-                "shares": np.array(e["shares"]).mean(axis=0)}
-    plot_distributions(plot_table, run.figure_path("distributions"))
-    plot_means(plot_table, run.figure_path("means"))
-    run.write_text("summary.md", summary_markdown(summary))
-    run.finish(summary)
-    return summary
+                "shares": np.array(e["shares"]).mean(axis=0), "stats": stats}
+    comparisons = compare_models(table, config)
+    if comparisons:
+        summary["comparisons"] = comparisons
+    return summary, plot_table
+
+
+def summary_with_intervals(folder: str | Path, summary: dict) -> tuple[dict, str | None]:
+    """A probe folder's summary and summary.md: as written, or -- a folder from before intervals --
+    recomputed from its records (nothing written), so old folders report with intervals too."""
+    mixtures = [m for mixtures in summary.get("models", {}).values() for m in mixtures.values()]
+    if not mixtures or all("ci_level" in m for m in mixtures):
+        return summary, None
+    run = RunFolder.open(folder)
+    # only the header is needed: not validated, so a folder whose user task files are gone still reports
+    raw = run.config
+    header = ProbeConfig.model_construct(name=str(raw.get("name", "probe")), seed=int(raw.get("seed", 0)),
+                                         ci_level=float(raw.get("ci_level", DEFAULT_LEVEL)))
+    fresh, _ = probe_summary(collect(run.read_records()), header, run.config_doc().get("usage"))
+    return fresh, summary_markdown(fresh)
+
+
+def compare_models(table: dict, config: ProbeConfig) -> list[dict]:
+    """Each later model against the first, per mixture and task: mean P difference on the same prompts,
+    its paired interval and a sign test ([] with one model)."""
+    models = list(table)
+    out = []
+    for other in models[1:]:
+        for mixture, e in table[models[0]].items():
+            if mixture not in table[other]:
+                continue
+            p_a, p_b = np.exp(np.array(e["logp"])), np.exp(np.array(table[other][mixture]["logp"]))  # [N, K]
+            rng = generator(config.seed, "compare", models[0], other, mixture)
+            for k, task in enumerate(e["tasks"]):
+                out.append({"model_a": models[0], "model_b": other, "mixture": mixture, "task": task,
+                            **paired_difference(p_a[:, k], p_b[:, k], rng, config.ci_level)})
+    return out
 
 
 def _num(x: float | None, fmt: str) -> str:
@@ -218,23 +317,50 @@ def summary_markdown(summary: dict) -> str:
     for model, mixtures in summary["models"].items():
         for mixture, s in mixtures.items():
             out.append(f"## {md(model)} — {md(mixture)} ({s['n_prompts']} prompts)\n")
-            out.append("| task | share | mean P | median P | var P (unbiased) | mean P (normalised over tasks) | top-1 rate |")
+            level = f"{s.get('ci_level', DEFAULT_LEVEL):.0%}"
+            out.append(f"| task | share | mean P [{level} CI] | median P | var P (unbiased) "
+                       "| mean P (normalised over tasks) | top-1 rate |")
             out.append("|---|---|---|---|---|---|---|")
             for t, v in s["tasks"].items():
-                out.append(f"| {md(t)} | {v['share']:.3f} | {v['mean']:.3f} | {v['median']:.3f} | {_num(v['variance'], '.4f')} "
-                           f"| {v['mean_normalized']:.3f} | {v['top1_rate']:.2f} |")
+                out.append(f"| {md(t)} | {v['share']:.3f} | {fmt_key(v, 'mean')} | {v['median']:.3f} "
+                           f"| {_num(v['variance'], '.4f')} | {fmt_key(v, 'mean_normalized')} | {fmt_key(v, 'top1_rate', 2)} |")
             sorted_means = ", ".join(f"{x:.3f}" for x in s["sorted_means"])
-            out.append(f"\nother mass {s['other_mean']:.3f} · KL(shares‖P) {s['kl']:.3f} nats · "
-                       f"KL after normalising {s['kl_normalized']:.3f} · sorted means [{sorted_means}] · "
-                       f"boundary straddles {s['boundary_straddles']}\n")
+            out.append(f"\nother mass {fmt_key(s, 'other_mean')} · KL(shares‖P) {fmt_key(s, 'kl')} nats · "
+                       f"KL after normalising {fmt_key(s, 'kl_normalized')} · sorted means [{sorted_means}] · "
+                       f"boundary straddles {s['boundary_straddles']} · intervals: {level} bootstrap over prompts\n")
+            out += _controls_markdown(s)
             if s.get("lower_bound"):
                 out.append(f"Every P above is a **lower bound** (API top-N search); the unseen mass per prompt "
                            f"averages {s['mean_unexplored']:.3f}, so each P lies within that above its bound.\n")
             if s.get("kl_note"):
                 out.append(f"{s['kl_note']}.\n")
+    if summary.get("comparisons"):
+        out.append("## Models compared on the same prompts\n")
+        out.append("| mixture | task | mean P(a) − P(b) [CI] | a | b | prompts a > b / a < b | sign test p |")
+        out.append("|---|---|---|---|---|---|---|")
+        for c in summary["comparisons"]:
+            out.append(f"| {md(c['mixture'])} | {md(c['task'])} | {fmt_key(c, 'difference')} | {md(c['model_a'])} "
+                       f"| {md(c['model_b'])} | {c['n_above']} / {c['n_below']} | {c['p_value']:.3g} |")
+        out.append("")
     for model, u in (summary.get("usage") or {}).items():
         cost = f", cost {u['cost']:.4f}" if "cost" in u else ""
         out.append(f"{md(model)}: {u['requests']} requests sent, {u['cached']} answered from the run's cache, "
                    f"{u['prompt_tokens']} prompt and {u['completion_tokens']} completion tokens{cost}.\n")
     return "\n".join(out)
 
+
+
+def _controls_markdown(s: dict) -> list[str]:
+    """The in-context effect table of one (model, mixture), or the line saying no controls ran."""
+    if "controls" not in s:
+        return ["No controls run (set `controls: true`): no task is called superposed.\n"]
+    out = ["In-context effect: P(answer | mixed) − P(answer | the task's examples given to the other tasks), "
+           "paired over prompts; mixed / single-task: mixed P over P when every example is the task's. "
+           "*superposed* = the effect's interval lies above 0.\n",
+           "| task | in-context effect [CI] | P without its examples [CI] | P single-task [CI] | mixed / single [CI] | verdict |",
+           "|---|---|---|---|---|---|"]
+    for t, c in s["controls"].items():
+        out.append(f"| {md(t)} | {fmt_key(c, 'effect')} | {fmt_key(c, 'mean_without')} | {fmt_key(c, 'mean_single')} "
+                   f"| {fmt_key(c, 'ratio_to_single', 2)} | {verdict(c)} |")
+    out.append("")
+    return out

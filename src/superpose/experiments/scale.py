@@ -43,6 +43,7 @@ from superpose.report.console import console, track
 from superpose.runs import DEFAULT_ROOT, RunFolder
 from superpose.report.figures import save_figure
 from superpose.report.text import md
+from superpose.stats import DEFAULT_LEVEL, fmt_key, generator
 
 
 class ScratchFamily(BaseModel):
@@ -96,6 +97,7 @@ class ScaleConfig(ExperimentConfig):
     enumerate: EnumerateSettings = Field(default_factory=lambda: EnumerateSettings(
         min_prob=1e-3, max_expansions=64, max_tokens=12, max_outputs=10))
     figure_name: str = "scale"  # figures copied as <--figures DIR>/scale_<figure_name>*.png
+    ci_level: float = Field(DEFAULT_LEVEL, gt=0, lt=1)  # confidence level of the curves' bands
 
     @model_validator(mode="after")
     def _check(self) -> "ScaleConfig":
@@ -276,7 +278,8 @@ def summarize_scale(run: RunFolder, config: ScaleConfig, labels: list[str],
                                  f"resume with --resume {run.path}")
     models = {}
     for m in sorted(measured, key=lambda m: provenance[m]["n_parameters"]):
-        models[m] = {"n_parameters": int(provenance[m]["n_parameters"]), **summarize_model(by_model[m])}
+        models[m] = {"n_parameters": int(provenance[m]["n_parameters"]),
+                     **summarize_model(by_model[m], generator(config.seed, "scale", m), config.ci_level)}
     sizes = [v["n_parameters"] for v in models.values()]
     summary = {
         "config": config.name, "models": models, "skipped": skipped,
@@ -314,7 +317,8 @@ def summary_markdown(summary: dict) -> str:
     out.append("| model | parameters | " + " | ".join(t for _, t in METRICS) + " |")
     out.append("|---|---:|" + "---:|" * len(METRICS))
     for m, v in summary["models"].items():
-        out.append(f"| {md(m)} | {_params(v['n_parameters'])} | " + " | ".join(_fmt(v[k]) for k, _ in METRICS) + " |")
+        out.append(f"| {md(m)} | {_params(v['n_parameters'])} | " + " | ".join(
+            fmt_key(v, k) if v.get(k) is not None else "–" for k, _ in METRICS) + " |")
     trend = ", ".join(f"{k} ρ={t['spearman']:+.2f}" for k, t in summary["trend"].items() if t)
     if trend:
         out.append(f"\nSpearman correlation with parameter count: {trend}.\n")
@@ -339,8 +343,17 @@ def summary_markdown(summary: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def _band(ax, x: np.ndarray, models: dict[str, dict], labels: list[str], key: str, color) -> None:
+    """The bootstrap interval of ``key`` as a shaded band (folders from before intervals: none)."""
+    lo = np.array([np.nan if models[m].get(f"{key}_lo") is None else models[m][f"{key}_lo"] for m in labels])
+    hi = np.array([np.nan if models[m].get(f"{key}_hi") is None else models[m][f"{key}_hi"] for m in labels])
+    if np.isfinite(lo).any():
+        ax.fill_between(x, lo, hi, color=color, alpha=0.18, linewidth=0)
+
+
 def plot_scale(models: dict[str, dict], path: Path, title: str = "") -> Path:
-    """KL (raw, normalised) and tasks solved (mixed top-K, single top-1) against parameters, log x."""
+    """KL (raw, normalised) and tasks solved (mixed top-K, single top-1) against parameters, log x;
+    shaded: bootstrap intervals over prompts."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -352,13 +365,15 @@ def plot_scale(models: dict[str, dict], path: Path, title: str = "") -> Path:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
     for key, name, marker in [("kl", "KL(shares ‖ P)", "o"), ("kl_normalized", "KL after normalising", "s")]:
         y = np.array([np.nan if models[m][key] is None else models[m][key] for m in labels])
-        ax1.plot(x, y, marker=marker, label=name)
+        line, = ax1.plot(x, y, marker=marker, label=name)
+        _band(ax1, x, models, labels, key, line.get_color())
     ax1.set_ylabel("KL, nats (lower = better calibrated)")
     for key, name, marker in [("fraction_solved", "mixed: fraction of K tasks in top K", "o"),
                               ("all_solved_rate", "mixed: all K tasks in top K", "^"),
                               ("single_top1", "single task: top-1 accuracy", "s")]:
         y = np.array([np.nan if models[m][key] is None else models[m][key] for m in labels])
-        ax2.plot(x, y, marker=marker, label=name)
+        line, = ax2.plot(x, y, marker=marker, label=name)
+        _band(ax2, x, models, labels, key, line.get_color())
     ax2.set_ylim(-0.03, 1.03)
     ax2.set_ylabel("rate")
     for ax in (ax1, ax2):

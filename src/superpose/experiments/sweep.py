@@ -55,6 +55,7 @@ from superpose.experiments.base import ExperimentConfig, open_run
 from superpose.prompts import MAX_PROMPTS, MixtureSpec, build_prompt
 from superpose.runs import DEFAULT_ROOT, RunFolder
 from superpose.report.figures import save_figure
+from superpose.stats import DEFAULT_LEVEL, generator, interval, with_interval
 
 DEFAULT_LAMBDAS = [round(i / 10, 1) for i in range(11)]
 
@@ -82,6 +83,7 @@ class SweepConfig(ExperimentConfig):
     fixed_last: list[int] = Field(default_factory=lambda: [0])
     fixed_task: Literal[1, 2] = 2
     out_root: str = str(DEFAULT_ROOT)
+    ci_level: float = Field(DEFAULT_LEVEL, gt=0, lt=1)  # confidence level of the curve's band
 
     @property
     def entry(self) -> ModelEntry:
@@ -210,8 +212,12 @@ def summarize_sweep(records: list[dict], cfg: SweepConfig, model_info: dict | No
             continue
         p1, p2, other = ([r[k] for r in rows] for k in ("p1", "p2", "other"))
         sem = statistics.stdev(p1) / math.sqrt(len(p1)) if len(p1) > 1 else 0.0
-        curve.append({"lambda": lam, "n": len(rows), "p1": statistics.fmean(p1),
-                      "p2": statistics.fmean(p2), "other": statistics.fmean(other), "p1_sem": sem})
+        rng = generator(cfg.seed, "sweep", lam)  # one stream per λ: a point's band does not depend on the others
+        point = {"lambda": lam, "n": len(rows)}
+        for key, values in (("p1", p1), ("p2", p2), ("other", other)):
+            point[key] = statistics.fmean(values)
+            with_interval(point, key, interval(values, rng, cfg.ci_level))
+        curve.append({**point, "p1_sem": sem})
     lams = [c["lambda"] for c in curve]
     p1s = [c["p1"] for c in curve]
     summary: dict = {
@@ -376,6 +382,12 @@ def plot_sweep(summary: dict, records: list[dict], cfg: SweepConfig, path: Path)
     ax_each.scatter([r["lambda"] + jitter.uniform(-0.025, 0.025) for r in records], [r["p1"] for r in records],
                     s=6, alpha=min(0.6, 5 / cfg.n_prompts ** 0.5), color="#4C72B0", linewidths=0)
     ax_each.plot(lams, [c["p1"] for c in curve], color="black", lw=1, marker="_", ms=10, label="mean")
+    if all(c.get("p1_lo") is not None for c in curve):  # folders from before intervals have no band
+        level = f"{cfg.ci_level:.0%}"
+        ax_each.fill_between(lams, [c["p1_lo"] for c in curve], [c["p1_hi"] for c in curve], color="black",
+                             alpha=0.15, linewidth=0, label=f"mean's {level} CI")
+        ax.fill_between(lams, [c["p1_lo"] for c in curve], [c["p1_hi"] for c in curve], facecolor="none",
+                        edgecolor="black", hatch="///", linewidth=0, label=f"P({cfg.task1}) {level} CI")
     ax_each.set_xlim(-0.05, 1.05)
     ax_each.set_ylim(-0.03, 1.03)
     ax_each.set_xlabel("λ")

@@ -30,6 +30,7 @@ import numpy as np
 
 from superpose.enumerate import Enumeration, OutputEnumerator
 from superpose.metrics import kl_to_shares, normalize_logp
+from superpose.stats import DEFAULT_LEVEL, interval, with_interval
 from superpose.prompts import Prompt
 from superpose.report.figures import save_figure
 
@@ -120,13 +121,24 @@ def summarize_mixture(records: list[dict]) -> dict:
     }
 
 
-def summarize_model(records_by_mixture: dict[str, list[dict]]) -> dict:
-    """Per-mixture summaries plus the model-level numbers the scaling plot needs."""
+def summarize_model(records_by_mixture: dict[str, list[dict]], rng: np.random.Generator | None = None,
+                    level: float = DEFAULT_LEVEL) -> dict:
+    """Per-mixture summaries plus the model-level numbers the scaling plot needs, the curves' numbers with
+    bootstrap intervals over prompts (``kl_lo``, ``kl_hi``, ...)."""
+    rng = rng if rng is not None else np.random.default_rng(0)
     mixtures = {m: summarize_mixture(rs) for m, rs in records_by_mixture.items() if rs}
     mixed = {m: s for m, s in mixtures.items() if s["K"] > 1}
     single = {m: s for m, s in mixtures.items() if s["K"] == 1}
     mixed_records = [r for m in mixed for r in records_by_mixture[m]]
+    per_prompt = {"kl": [r["kl"] for r in mixed_records], "kl_normalized": [r["kl_normalized"] for r in mixed_records],
+                  "fraction_solved": [r["n_solved"] / r["K"] for r in mixed_records],
+                  "all_solved_rate": [r["n_solved"] == r["K"] for r in mixed_records],
+                  "single_top1": [r["solved"][0] for m in single for r in records_by_mixture[m]]}
+    intervals: dict = {"ci_level": level}
+    for key, values in per_prompt.items():
+        with_interval(intervals, key, interval(np.asarray(values, dtype=float), rng, level) if values else None)
     return {
+        **intervals,
         "mixtures": mixtures,
         # Averages over prompts (not mixtures) of the mixed (K > 1) prompts.
         "kl": _mean(r["kl"] for r in mixed_records),

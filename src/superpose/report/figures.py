@@ -80,7 +80,8 @@ def plot_distributions(table: dict, path: Path) -> Path:
 
 
 def plot_means(table: dict, path: Path) -> Path:
-    """Mean P(answer) per task and the mean "other" mass, bars grouped by model, one panel per mixture."""
+    """Mean P(answer) per task and the mean "other" mass with their bootstrap intervals as error bars,
+    bars grouped by model, one panel per mixture (``table[model][mixture]["stats"]``: task_statistics)."""
     models = list(table)
     mixtures = list(dict.fromkeys(m for model in models for m in table[model]))
     fig, axes = _grid(1, len(mixtures), width=max(4.2, 1.1 * len(models) + 3))
@@ -88,21 +89,60 @@ def plot_means(table: dict, path: Path) -> Path:
     for c, mixture in enumerate(mixtures):
         ax = axes[0][c]
         labels: list[str] = []
+        level = 0.95
         for i, model in enumerate(models):
             entry = table[model].get(mixture)
             if entry is None:
                 continue
-            probs = np.asarray(entry["probs"])
-            columns = [probs[:, k] for k in range(probs.shape[1])] + [1.0 - probs.sum(axis=1)]
+            stats = entry["stats"]  # metrics.task_statistics: the means and their intervals
             labels = list(entry["tasks"]) + [OTHER]
-            means = [v.mean() for v in columns]
-            errs = [v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0.0 for v in columns]
-            x = np.arange(len(columns)) + (i - (len(models) - 1) / 2) * width
-            ax.bar(x, means, width, yerr=errs, capsize=2, label=model, color=_COLORS[i % 10])
+            cells = [stats["tasks"][t] for t in entry["tasks"]]
+            means = [c["mean"] for c in cells] + [stats["other_mean"]]
+            bounds = [(c.get("mean_lo"), c.get("mean_hi")) for c in cells]
+            bounds.append((stats.get("other_mean_lo"), stats.get("other_mean_hi")))
+            errs = np.array([[m - lo, hi - m] if lo is not None else [0.0, 0.0]
+                             for m, (lo, hi) in zip(means, bounds)]).T  # [2, K+1]: below, above
+            x = np.arange(len(means)) + (i - (len(models) - 1) / 2) * width
+            ax.bar(x, means, width, yerr=np.clip(errs, 0, None), capsize=2, label=model, color=_COLORS[i % 10])
+            level = stats.get("ci_level", 0.95)
         ax.set_xticks(range(len(labels)), labels, rotation=25, ha="right", fontsize=8)
         ax.set_ylim(0, 1)
         ax.set_title(mixture, fontsize=9)
         if c == 0:
-            ax.set_ylabel("mean P(answer) (±1 s.e.)")
+            ax.set_ylabel(f"mean P(answer) ({level:.0%} bootstrap CI)")
     axes[0][-1].legend(fontsize=8)
     return save_figure(fig, path, "Mean probability of each task's answer in mixed-task prompts")
+
+
+def plot_controls(table: dict, path: Path) -> Path | None:
+    """Per (model, mixture) panel: each task's P without its examples, mixed and single-task, with their
+    bootstrap intervals (None when no mixture has controls)."""
+    panels = [(model, mixture, e["stats"]) for model in table for mixture, e in table[model].items()
+              if "controls" in e["stats"]]
+    if not panels:
+        return None
+    fig, axes = _grid(1, len(panels), width=4.6)
+    conditions = [("mean_without", "without its examples", "lightgrey"), ("mean", "mixed", "tab:blue"),
+                  ("mean_single", "single-task", "tab:green")]
+    for c, (model, mixture, stats) in enumerate(panels):
+        ax = axes[0][c]
+        tasks = list(stats["tasks"])
+        for j, (key, label, color) in enumerate(conditions):
+            cells = [stats["tasks"][t] if key == "mean" else stats["controls"][t] for t in tasks]
+            means = np.array([cell[key] for cell in cells])
+            errs = np.array([[m - cell[f"{key}_lo"], cell[f"{key}_hi"] - m] if cell.get(f"{key}_lo") is not None
+                             else [0.0, 0.0] for m, cell in zip(means, cells)]).T  # [2, K]
+            ax.bar(np.arange(len(tasks)) + (j - 1) * 0.27, means, 0.27, yerr=np.clip(errs, 0, None), capsize=2,
+                   label=label, color=color)
+        for k, t in enumerate(tasks):  # the verdict above each task's bars
+            if stats["controls"][t]["superposed"]:
+                ax.text(k, 1.02, "✓", ha="center", va="bottom", fontsize=9)
+        ax.set_xticks(range(len(tasks)), tasks, rotation=25, ha="right", fontsize=8)
+        ax.set_ylim(0, 1.32)  # room above 1 for the ticks and the legend
+        ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
+        ax.set_title(f"{model}\n{mixture}", fontsize=9)
+        if c == 0:
+            ax.set_ylabel(f"mean P(answer) ({stats.get('ci_level', 0.95):.0%} CI)")
+    axes[0][-1].legend(fontsize=7, loc="upper center", ncol=3, frameon=False)
+    return save_figure(fig, path, "Controls: each task's answer without its examples, in the mixture, and with "
+                                  "only its examples (✓: in-context effect's interval above 0)")

@@ -26,7 +26,9 @@ import yaml
 
 from superpose.errors import SuperposeError
 from superpose.files import load_yaml
+from superpose.metrics import verdict
 from superpose.runs import KINDS, read_status
+from superpose.stats import fmt_key
 
 
 @dataclass
@@ -107,7 +109,8 @@ def _sweep_blocks(s: dict) -> list[Block]:
 
     ref = s.get("reference")
     header = ["λ"] + ([f"study ({ref['name']}_k)"] if ref else []) + [f"P({s['task1']})", f"P({s['task2']})", "other"]
-    rows = [[_f(c["lambda"], 1)] + ([_f(ref["p1"][i])] if ref else []) + [_f(c["p1"]), _f(c["p2"]), _f(c["other"])]
+    rows = [[_f(c["lambda"], 1)] + ([_f(ref["p1"][i])] if ref else []) + [fmt_key(c, "p1"), fmt_key(c, "p2"),
+                                                                          fmt_key(c, "other")]
             for i, c in enumerate(s["curve"])]
     blocks = [Block(heading=f"λ sweep: {s['task1']} vs {s['task2']} on {s['model']}",
                     text=f"{s['n_prompts']} prompts per λ, {s['n_examples']} examples each ({s['counts']} counts). "
@@ -154,12 +157,31 @@ def _probe_blocks(s: dict) -> list[Block]:
             tasks = m["tasks"]
             above = sum(v["mean"] >= 0.05 for v in tasks.values())
             rows.append([f"{model} · {mixture}", f"{above} of {len(tasks)}",
-                         ", ".join(f"{t} {v['mean']:.2f}" for t, v in tasks.items()), _f(m["other_mean"])])
+                         ", ".join(f"{t} {fmt_key(v, 'mean')}" for t, v in tasks.items()), fmt_key(m, "other_mean")])
     return [Block(heading="Beside the study (Figure 2)",
                   text="The study's Figure 2: a pretrained model given examples of K tasks puts probability on "
                        "every task's answer at once. Ours, per mixture: how many tasks' answers get a mean "
-                       "probability of at least 0.05, the means, and the mass left for other outputs.",
-                  table={"header": ["model · mixture", "tasks with mean P ≥ 0.05", "mean P per task", "other"],
+                       "probability of at least 0.05, the means, and the mass left for other outputs, each with "
+                       "its bootstrap interval over prompts.",
+                  table={"header": ["model · mixture", "tasks with mean P ≥ 0.05", "mean P per task [CI]", "other [CI]"],
+                         "rows": rows, "text": True})] + _control_blocks(s)
+
+
+def _control_blocks(s: dict) -> list[Block]:
+    """The in-context effect of every task (controls), or a line saying no controls ran."""
+    rows = [[f"{model} · {mixture}", t, fmt_key(m["tasks"][t], "mean"), fmt_key(c, "mean_without"),
+             fmt_key(c, "effect"), fmt_key(c, "ratio_to_single", 2), verdict(c)]
+            for model, mixtures in s["models"].items() for mixture, m in mixtures.items()
+            for t, c in (m.get("controls") or {}).items()]
+    if not rows:
+        return [Block(heading="Controls", text="No controls run (controls: true in the config), so no task is "
+                                               "called superposed.", verdict=True)]
+    return [Block(heading="Controls: the in-context effect",
+                  text="In-context effect = P(answer | mixed) − P(answer | the task's examples given to the other "
+                       "tasks), with a paired bootstrap interval over prompts; a task is superposed when that "
+                       "interval lies above 0. mixed / single: the mixed P over the P with only the task's examples.",
+                  table={"header": ["model · mixture", "task", "mixed P [CI]", "without its examples [CI]",
+                                    "in-context effect [CI]", "mixed / single [CI]", "verdict"],
                          "rows": rows, "text": True})]
 
 
@@ -292,15 +314,21 @@ def read_run_view(path: str | Path) -> RunView:
                                                "resuming the run writes it again from them")
     elif not summary:
         view.blocks.append(Block(text="No summary yet: this run has not finished (resume it with --resume).", verdict=True))
-    elif kind in _KIND_BLOCKS:
+    summary_md = (folder / "summary.md").read_text(encoding="utf-8") if (folder / "summary.md").is_file() else None
+    if summary and kind in _KIND_BLOCKS:
         try:
+            if kind == "probe":  # a folder from before intervals gets them from its records
+                from superpose.experiments.probe import summary_with_intervals
+
+                summary, fresh_md = summary_with_intervals(folder, summary)
+                summary_md = fresh_md or summary_md
             view.blocks += _KIND_BLOCKS[kind](summary, folder)
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise SuperposeError(f"{folder / 'status.json'} says kind '{kind}', but summary.json is not a {kind} "
                                  f"summary ({type(e).__name__}: {e}); correct the kind or remove the folder from "
                                  "the report") from None
-    if (folder / "summary.md").is_file():
-        view.blocks.append(Block(markdown=_markdown((folder / "summary.md").read_text(encoding="utf-8"))))
+    if summary_md is not None:
+        view.blocks.append(Block(markdown=_markdown(summary_md)))
     for png in sorted((folder / "figures").glob("*.png")) if (folder / "figures").is_dir() else []:
         view.figures.append({"name": png.stem, "mime": "image/png", "data": base64.b64encode(png.read_bytes()).decode()})
     return view
