@@ -75,7 +75,9 @@ def test_resume_skips_finished_steps_and_finishes_the_rest(reproduced):
         (folder,) = [p for p in (parent / step).iterdir() if p.is_dir()]  # one run folder per step
         assert json.loads((folder / "status.json").read_text())["status"] == "complete", step
     records = (reproduced["probe"] / "records.jsonl").read_text().splitlines()
-    assert len(records) == 2  # resumed the killed folder, not a second one
+    mixed = [r for r in map(json.loads, records) if "control" not in r]
+    assert len(mixed) == 2 and len(records) == 2 * 5  # the killed folder resumed, not a second one;
+    # each mixture prompt with its 2K = 4 controls
     assert reproduced["out"].splitlines()[-1] == f"run folder: {parent}"
     assert (parent / "report.html").is_file()
 
