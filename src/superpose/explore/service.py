@@ -22,6 +22,7 @@ from superpose.backends import Backend, ScoreRequest
 from superpose.config import config_from_dict, format_validation_error
 from superpose.errors import SuperposeError
 from superpose.prompts import MixtureSpec, build_prompt
+from superpose.runs import _NAME as RUN_NAME
 from superpose.tasks import catalogue
 
 SEPARATOR = "\n"  # between examples, and before the query (MixtureSpec's default template)
@@ -71,7 +72,7 @@ class ExportBody(Setting):
     """A setting, and how many prompts the exported probe draws."""
 
     n_prompts: int = Field(20, ge=1, le=10000)
-    name: str = "explore"
+    name: str = Field("explore", pattern=RUN_NAME.pattern, max_length=100)  # `superpose run` makes a folder of it
 
 
 def mixture(setting: Setting) -> MixtureSpec:
@@ -79,10 +80,11 @@ def mixture(setting: Setting) -> MixtureSpec:
     weights = setting.weights
     if weights is not None:
         if len(weights) != len(setting.tasks) or any(not math.isfinite(w) or w < 0 for w in weights) \
-                or sum(weights) <= 0:
-            raise SuperposeError(f"weights: expected {len(setting.tasks)} non-negative numbers, not all 0; "
+                or max(weights) <= 0:
+            raise SuperposeError(f"weights: expected {len(setting.tasks)} finite non-negative numbers, not all 0; "
                                  f"got {weights}")
-        weights = [w / sum(weights) for w in weights]
+        scaled = [w / max(weights) for w in weights]  # first to [0, 1]: the sum of [1e308, 1e308] overflows
+        weights = [w / math.fsum(scaled) for w in scaled]
     try:
         return MixtureSpec(tasks=setting.tasks, weights=weights, n_examples=setting.n_examples,
                            example_separator=SEPARATOR)
