@@ -1,7 +1,7 @@
 """The explorer's web app (FastAPI): the page, its static files, and a small JSON API.
 
     GET  /                the page (static/index.html); /static/... its script, style and Chart.js
-    GET  /api/info        the model: name, dtype, context length, whether it can enumerate outputs
+    GET  /api/info        the model: name, dtype, context length, whether it can enumerate outputs; the queue
     GET  /api/tasks       task families that can be mixed, with an example line per task
     POST /api/prompt      a seeded prompt of a setting (tasks, weights, n_examples, seed, move)
     POST /api/score       every answer's exact P after a prompt text, the other mass, the shares
@@ -60,7 +60,9 @@ def _error(status: int, message: str) -> JSONResponse:
 
 
 class LimitBody:
-    """ASGI middleware: a request body over ``limit`` bytes gets 413 before the app reads any of it."""
+    """ASGI middleware: a request body over ``limit`` bytes gets 413 before the app reads any of it, one
+    the app must not parse (see :func:`_unreadable`) 400; while the app answers, the client going away
+    sets the request's :data:`CLIENT_GONE` event, which its model calls watch."""
 
     def __init__(self, app: Any, limit: int = MAX_BODY):
         self.app, self.limit = app, limit
