@@ -84,6 +84,14 @@ def test_duplicate_yaml_keys_are_refused(tmp_path, capsys):
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_number_python_cannot_convert_is_one_line(tmp_path, capsys):
+    path = write(tmp_path, "big.yaml", yaml.safe_dump({k: v for k, v in TINY.items() if k != "seed"}) + "seed: " + "7" * 5001 + "\n")
+    refused(*cli(capsys, "run", path, "--out", tmp_path / "runs"),
+            f"config {path}: not valid YAML (Exceeds the limit (4300 digits) for integer string conversion)")
+    tasks = write(tmp_path, "big.jsonl", '{"input": 1' + "7" * 5001 + ', "out": "b"}\n')
+    refused(*cli(capsys, "tasks", "--task-file", tasks), f"task file {tasks}, line 1: not valid JSON")
+
+
 def test_a_task_file_that_is_not_a_path_is_one_line(tmp_path, capsys):
     refused(*cli(capsys, "run", config(tmp_path, task_files=[123]), "--out", tmp_path / "runs"),
             "task_files[0]: expected a file path, got 123")

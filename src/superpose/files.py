@@ -54,3 +54,5 @@ def load_yaml(path: Path, what: str) -> Any:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ConfigError(f"{what}: not valid YAML{where} ({problem})") from None
+    except ValueError as e:  # a value YAML parsed but Python cannot convert, e.g. an integer over 4300 digits
+        raise ConfigError(f"{what}: not valid YAML ({str(e).split(':')[0]})") from None
