@@ -7,9 +7,9 @@ from typing import Sequence, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from superpose.errors import ConfigError
+from superpose.errors import ConfigError, brief
 from superpose.files import load_yaml
-from superpose.tasks import load_task_file
+from superpose.tasks import load_task_files
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -54,12 +54,14 @@ def config_from_dict(model: type[T], data: dict, source: str, base: Path | None 
     if not isinstance(files, list):
         raise ConfigError(f"{source}: task_files: expected a list of file paths")
     resolved = []
-    for f in files:
+    for i, f in enumerate(files):
+        if not isinstance(f, str) or not f:
+            raise ConfigError(f"{source}: task_files[{i}]: expected a file path, got {brief(f)}")
         p = Path(f)
         if not p.is_absolute() and base is not None and not p.exists():
             p = base / p
-        load_task_file(p)
         resolved.append(str(p))
+    load_task_files(resolved)  # a task name defined by two files is an error
     if files:
         data = {**data, "task_files": resolved}
     return validate(model, data, source)
@@ -110,6 +112,6 @@ def format_validation_error(e: ValidationError, source: str) -> str:
         if err["type"] == "extra_forbidden":
             msg = "unknown field"
         elif err["type"] == "literal_error":
-            msg = f"{msg} (got {err.get('input')!r})"
+            msg = f"{msg} (got {brief(err.get('input'))})"
         lines.append(f"{source}: {where}: {msg}")
     return "\n".join(lines)

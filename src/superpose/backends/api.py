@@ -3,7 +3,8 @@
 Model string ``openai:<served model name>``; options (a config's model entry or ``--model-option``):
 
     base_url        the server, e.g. http://127.0.0.1:8000/v1 (default: the client's, i.e. OpenAI's)
-    api_key_env     the environment variable holding the key (default OPENAI_API_KEY); the key itself
+    api_key_env     the environment variable holding the key (default OPENAI_API_KEY); only names ending
+                    in _API_KEY, so a config cannot send another secret to its base_url. The key itself
                     is never written anywhere. A local server (127.0.0.1, localhost) needs none.
     mode            "exact" (default) or "lower_bound"
     scoring_path    exact mode: "auto" (default), "shared_prefix" (vLLM servers) or "echo" (see below)
@@ -62,13 +63,14 @@ import hashlib
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 from urllib.parse import urlparse
 
 from superpose.backends.base import (Backend, ContinuationScore, Encoded, PrefixPlan, ScoreRequest,
                                      continuation_tail)
-from superpose.errors import SuperposeError
+from superpose.errors import SuperposeError, brief, missing_package
 
 CACHE_FILE = "api_cache.jsonl"
 OPTIONS = {"base_url": None, "api_key_env": "OPENAI_API_KEY", "mode": "exact", "scoring_path": "auto",
@@ -79,6 +81,21 @@ MODES = ("exact", "lower_bound")
 PATHS = ("auto", "shared_prefix", "echo")  # exact mode's scoring paths; see the module doc
 # Completions fields of the OpenAI API; anything else in a request body travels as an extra body parameter.
 STANDARD_FIELDS = ("prompt", "echo", "logprobs", "max_tokens", "temperature")
+
+
+OPENAI_VERSION = "3.63.0"  # the version requirements.txt pins
+# api_key_env names a variable whose value goes to base_url: only API-key variables, so a config someone
+# hands you cannot send $GITHUB_TOKEN, $AWS_SECRET_ACCESS_KEY or any other secret of your shell to its server.
+KEY_ENV = re.compile(r"^[A-Z][A-Z0-9_]*_API_KEY$")
+
+
+def _openai() -> Any:
+    """The ``openai`` package, or one line saying how to install it."""
+    try:
+        import openai
+    except ModuleNotFoundError:
+        raise missing_package(f"openai=={OPENAI_VERSION}", "an 'openai:' model") from None
+    return openai
 
 
 class APIError(SuperposeError):
@@ -132,6 +149,11 @@ class APIBackend(Backend):
             if self.options[option] not in allowed:
                 raise SuperposeError(f"openai model option {option}: expected one of {', '.join(allowed)}, "
                                      f"got {self.options[option]!r}")
+        env = self.options["api_key_env"]
+        if not isinstance(env, str) or not KEY_ENV.match(env):
+            raise SuperposeError(f"openai model option api_key_env: expected the name of an environment variable "
+                                 f"ending in _API_KEY, like OPENAI_API_KEY; got {brief(env)} (only API-key "
+                                 "variables may be sent to a server)")
         self.model, self.name = model, f"openai:{model}"
         self.batch_size = int(self.options["batch_size"])
         self.api_key = self._key()
@@ -178,7 +200,7 @@ class APIBackend(Backend):
 
     def check_access(self) -> None:
         """One GET /models: a refused key or an unknown model is one line now, before a run folder exists."""
-        import openai
+        openai = _openai()
 
         client = openai.OpenAI(api_key=self.api_key, base_url=self.options["base_url"],
                                timeout=float(self.options["timeout"]), max_retries=int(self.options["max_retries"]))
@@ -187,12 +209,24 @@ class APIBackend(Backend):
         except (openai.AuthenticationError, openai.PermissionDeniedError) as e:
             raise self._refused(client, e) from None
         except openai.APIError as e:
-            raise APIError(f"model '{self.name}': cannot reach {client.base_url} ({type(e).__name__})") from None
+            raise self._failed(client, e) from None
         finally:
             client.close()
         if served and self.model not in served:
             raise APIError(f"model '{self.name}': the server at {client.base_url} serves {', '.join(served[:10])}, "
                            f"not '{self.model}'")
+
+    def _failed(self, client: Any, e: Any) -> APIError:
+        """What went wrong once the client gave up (after its retries): the server's own error, or no answer."""
+        retries = f"after {self.options['max_retries']} retries"
+        status = getattr(e, "status_code", None)
+        if status is not None and status >= 500:
+            return APIError(f"model '{self.name}': the server at {client.base_url} answered HTTP {status} (a server "
+                            f"error) {retries}; see the server's log")
+        if status is not None:
+            return APIError(f"model '{self.name}': the server at {client.base_url} answered HTTP {status} {retries}: "
+                            f"{_message(e)}")
+        return APIError(f"model '{self.name}': cannot reach {client.base_url} {retries} ({type(e).__name__})")
 
     def _refused(self, client: Any, e: Any) -> APIError:
         # Names the variable, never its value.
@@ -234,7 +268,7 @@ class APIBackend(Backend):
 
     def _run(self, job: Any) -> Any:
         """``await job(client, gate)`` with a fresh client and a gate of ``concurrency`` requests."""
-        import openai
+        openai = _openai()
 
         async def main() -> Any:
             client = openai.AsyncOpenAI(api_key=self.api_key, base_url=self.options["base_url"],
@@ -272,7 +306,7 @@ class APIBackend(Backend):
 
     async def _complete(self, client: Any, gate: asyncio.Semaphore, body: dict, parse: Any) -> Any:
         """``parse(response)`` of one completions request, from the cache when it was answered before."""
-        import openai
+        openai = _openai()
 
         key = RequestCache.key("completions", body)
         if key in self.cache.entries:
@@ -297,8 +331,7 @@ class APIBackend(Backend):
                     self.counts["retried_bodies"] += 1
                     continue
                 except openai.APIError as e:
-                    raise APIError(f"model '{self.name}': no answer from {client.base_url} after "
-                                   f"{self.options['max_retries']} retries ({type(e).__name__})") from None
+                    raise self._failed(client, e) from None
             self.counts["requests"] += 1
             if response.usage is not None:
                 self.counts["prompt_tokens"] += response.usage.prompt_tokens or 0
@@ -310,7 +343,7 @@ class APIBackend(Backend):
 
     async def _tokenize(self, client: Any, gate: asyncio.Semaphore, text: str, special: bool) -> list[int]:
         """Token ids of ``text`` by the server's own tokenizer (vLLM's ``/tokenize``), cached in the run."""
-        import openai
+        openai = _openai()
 
         body = {"model": self.model, "prompt": text, "add_special_tokens": special}
         key = RequestCache.key("tokenize", body)

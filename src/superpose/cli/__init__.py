@@ -92,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         from superpose.runs import fail_held_runs
 
         fail_held_runs(str(e))  # no folder stays "running" after an error stopped it
-        print(f"error: {e}", file=sys.stderr)
+        # every line of a message with several problems is marked, so none reads as a note
+        print("\n".join(f"error: {line}" for line in str(e).splitlines() or [""]), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted; finished work is kept (resume with --resume RUN_FOLDER)", file=sys.stderr)

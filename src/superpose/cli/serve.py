@@ -18,7 +18,12 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Load the model once and serve the page until interrupted."""
-    from superpose.explore.app import serve
+    from superpose.errors import missing_package
+
+    try:
+        from superpose.explore.app import serve
+    except ModuleNotFoundError as e:  # fastapi, starlette or uvicorn: installed by requirements.txt
+        raise missing_package(e.name or "fastapi", "superpose serve") from None
 
     entry = model_overrides(args) or "gemma-3-270m"
     name, options = (entry["name"], entry["options"]) if isinstance(entry, dict) else (entry, {})

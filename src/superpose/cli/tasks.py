@@ -14,9 +14,8 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Print the task catalogue (after loading any --task-file)."""
-    from superpose.tasks import load_task_file, render_catalogue
+    from superpose.tasks import load_task_files, render_catalogue
 
-    for f in args.task_files or []:
-        load_task_file(f)
+    load_task_files(args.task_files or [])
     print(render_catalogue())
     return 0

@@ -1,7 +1,7 @@
 """The explorer's web app (FastAPI): the page, its static files, and a small JSON API.
 
     GET  /                the page (static/index.html); /static/... its script, style and Chart.js
-    GET  /api/info        the model: name, dtype, context length, whether it can enumerate outputs
+    GET  /api/info        the model: name, dtype, context length, whether it can enumerate outputs; the queue
     GET  /api/tasks       task families that can be mixed, with an example line per task
     POST /api/prompt      a seeded prompt of a setting (tasks, weights, n_examples, seed, move)
     POST /api/score       every answer's exact P after a prompt text, the other mass, the shares
@@ -9,16 +9,30 @@
     POST /api/outputs     the most probable complete outputs, each marked with the task it answers
     POST /api/export      the setting as a probe config YAML for `superpose run`
 
-Every error answers ``{"error": "<one line>"}`` with a 4xx status: a body that is not JSON (400), a
-field that does not validate (422), anything the model refuses, such as a prompt beyond its context
-(400), a body over :data:`MAX_BODY` bytes (413). Model calls go through the explorer's one worker
-thread, so the event loop keeps answering while a call waits its turn.
+Every error answers ``{"error": "<one line>"}`` with a 4xx status: a body that is not JSON, or
+holds text that is not valid Unicode (a lone surrogate ``\\ud800``) or a number over 4300 digits
+(400, before any model work), a field that does not validate or a request over its cost limit (422),
+anything the model refuses, such as a prompt beyond its context (400), a body over :data:`MAX_BODY`
+bytes (413), a full queue (429), a Host or Origin that is not this server (403). Model calls go
+through the explorer's one worker thread, so the event loop keeps answering while a call waits its
+turn; a call whose client disconnects is skipped, or a sweep stopped between λ points.
+
+The explorer has no authentication: it listens on 127.0.0.1 unless told otherwise, and it answers
+only requests whose Host names this server (loopback names, the ``--host`` value, or an IP address),
+so a web page on another domain cannot reach it by DNS rebinding; a request whose Origin is another
+site is refused too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import errno
+import ipaddress
+import json
 import socket
+import sys
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,15 +40,19 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
 
-from superpose.errors import SuperposeError
-from superpose.explore.service import (Explorer, ExportBody, OutputsBody, PromptRequest, ScoreBody, SweepBody,
-                                       families, make_prompt)
+from superpose.errors import SuperposeError, brief
+from superpose.explore.service import (Cancelled, Explorer, ExportBody, OutputsBody, PromptRequest, QueueFull,
+                                       ScoreBody, SweepBody, families, make_prompt)
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_BODY = 1_000_000  # bytes; a prompt that fills any model's context is far smaller
 # The page loads only its own files: nothing from another host, even by mistake.
 CSP = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+# Set by LimitBody for each POST: the event its model calls watch, set when the client disconnects.
+CLIENT_GONE: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar("client_gone", default=None)
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -42,7 +60,9 @@ def _error(status: int, message: str) -> JSONResponse:
 
 
 class LimitBody:
-    """ASGI middleware: a request body over ``limit`` bytes gets 413 before the app reads any of it."""
+    """ASGI middleware: a request body over ``limit`` bytes gets 413 before the app reads any of it, one
+    the app must not parse (see :func:`_unreadable`) 400; while the app answers, the client going away
+    sets the request's :data:`CLIENT_GONE` event, which its model calls watch."""
 
     def __init__(self, app: Any, limit: int = MAX_BODY):
         self.app, self.limit = app, limit
@@ -63,16 +83,96 @@ class LimitBody:
         if size > self.limit:
             response = _error(413, f"request body: {size:,} bytes, over the limit of {self.limit:,}")
             return await response(scope, receive, send)
-        replayed = False
+        body = b"".join(chunks)
+        problem = _unreadable(body)
+        if problem is not None:  # before any model work, and in our own error shape
+            return await _error(400, f"request body: {problem}")(scope, receive, send)
+        replayed, gone, cancel = False, asyncio.Event(), threading.Event()
+
+        async def watch() -> None:  # the body is read: the next message is the client going away
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            cancel.set()
+            gone.set()
 
         async def replay() -> dict:
             nonlocal replayed
             if not replayed:
                 replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            return await receive()
+                return {"type": "http.request", "body": body, "more_body": False}
+            await gone.wait()
+            return {"type": "http.disconnect"}
 
-        await self.app(scope, replay, send)
+        watcher = asyncio.create_task(watch())
+        token = CLIENT_GONE.set(cancel)
+        try:
+            await self.app(scope, replay, send)
+        finally:
+            CLIENT_GONE.reset(token)
+            watcher.cancel()
+
+
+def _unreadable(body: bytes) -> str | None:
+    """Why a JSON body cannot be used safely (text that is not Unicode, a number Python refuses), or None;
+    a body that is not JSON at all is left to the app, which names the parse error."""
+    if not body.strip():
+        return None
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError:
+        return None
+    except RecursionError:
+        return "nested too deeply"
+    except ValueError:  # Python refuses to convert an integer of more than 4300 digits
+        return "a number with more than 4300 digits"
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return "text that is not valid Unicode (a lone surrogate such as \\ud800)"
+    except RecursionError:
+        return "nested too deeply"
+    return None
+
+
+class CheckOrigin:
+    """ASGI middleware: refuse (403) a request whose Host is not this server's, or whose Origin is another site.
+
+    A DNS-rebinding page reaches 127.0.0.1 under its own domain name, so its requests carry that name
+    as Host; names we answer to are the loopback names, the ``--host`` value and IP addresses.
+    """
+
+    def __init__(self, app: Any, host: str = "127.0.0.1"):
+        self.app = app
+        self.names = {n.lower().strip("[]") for n in (*LOOPBACK, host)}
+        if host in ("0.0.0.0", "::"):  # every interface: the machine's own names too
+            self.names |= {socket.gethostname().lower(), socket.getfqdn().lower()}
+
+    def _allowed(self, hostport: str) -> bool:
+        host = hostport.strip().lower()
+        if host.startswith("["):  # [::1]:8765
+            host = host[1:].partition("]")[0]
+        elif host.count(":") == 1:  # name:port (more colons: a bare IPv6 address)
+            host = host.partition(":")[0]
+        if host in self.names:
+            return True
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return True
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        host, origin = headers.get("host", ""), headers.get("origin")
+        if not self._allowed(host):
+            return await _error(403, "refused: the Host header names no address of this server (a guard against "
+                                "DNS rebinding); open the address superpose serve printed")(scope, receive, send)
+        if origin is not None and origin.partition("://")[2].rstrip("/").lower() != host.strip().lower():
+            return await _error(403, "refused: the request comes from a page of another site (its Origin is not "
+                                "this server)")(scope, receive, send)
+        await self.app(scope, receive, send)
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[int, str]:
@@ -89,8 +189,9 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str]:
     return 422, "; ".join(lines)
 
 
-def create_app(explorer: Explorer) -> LimitBody:
-    """The ASGI app serving ``explorer`` (its model loaded already): FastAPI behind the body limit."""
+def create_app(explorer: Explorer, host: str = "127.0.0.1") -> CheckOrigin:
+    """The ASGI app serving ``explorer`` (its model loaded already): FastAPI behind the body limit and
+    the Host/Origin check (``host``: the address it listens on)."""
     app = FastAPI(title="superpose explorer", docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -107,11 +208,20 @@ def create_app(explorer: Explorer) -> LimitBody:
 
     @app.exception_handler(SuperposeError)
     async def refused(request: Request, exc: SuperposeError) -> JSONResponse:
-        return _error(400, str(exc))
+        return _error(429 if isinstance(exc, QueueFull) else 400, str(exc).replace("\n", "; "))
+
+    @app.exception_handler(Cancelled)
+    async def cancelled(request: Request, exc: Cancelled) -> JSONResponse:
+        return _error(499, "cancelled: the client went away")  # nobody reads it; the log stays clean
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail))  # e.g. 404, 405: our shape, not FastAPI's
 
     async def on_model(fn: Callable, *args: Any) -> Any:
-        """Run ``fn`` on the model's worker thread, in turn with every other model call."""
-        return await asyncio.wrap_future(explorer.submit(fn, *args))
+        """Run ``fn`` on the model's worker thread, in turn with every other model call; skipped or
+        stopped when the client disconnects."""
+        return await asyncio.wrap_future(explorer.submit(fn, *args, cancel=CLIENT_GONE.get()))
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
@@ -145,19 +255,39 @@ def create_app(explorer: Explorer) -> LimitBody:
     async def export(body: ExportBody) -> PlainTextResponse:
         return PlainTextResponse(explorer.export(body), media_type="application/yaml")
 
-    return LimitBody(app)
+    return CheckOrigin(LimitBody(app), host)
 
 
 def check_listen(host: str, port: int) -> None:
-    """Fail with one line unless ``host:port`` can be listened on now."""
+    """Fail with one line unless ``host:port`` can be listened on now (naming --host or --port, whichever is wrong)."""
     if not 0 < port < 65536:
         raise SuperposeError(f"--port {port}: expected a port number from 1 to 65535")
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+    try:
+        family, *_, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except (socket.gaierror, UnicodeError, ValueError):
+        raise SuperposeError(f"--host {brief(host)}: not an address or name of this machine (e.g. 127.0.0.1)") \
+            from None
+    with socket.socket(family, socket.SOCK_STREAM) as s:
         try:
-            s.bind((host, port))
+            s.bind(address)
         except OSError as e:
+            if e.errno == errno.EADDRNOTAVAIL:
+                raise SuperposeError(f"--host {brief(host)}: no network interface of this machine has that address "
+                                     f"({e.strerror})") from None
             raise SuperposeError(f"--port {port}: cannot listen on {host}:{port} ({e.strerror}); "
                                  "choose another port with --port") from None
+
+
+def warn_if_exposed(host: str) -> None:
+    """One warning line on stderr when ``host`` is not a loopback address: the page has no authentication."""
+    try:
+        loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = host.lower() == "localhost"
+    if not loopback:
+        print(f"warning: --host {host}: the explorer has no authentication; anyone who can reach this port can "
+              "run the model and read what it loaded (use 127.0.0.1, or an SSH tunnel, unless the network is yours)",
+              file=sys.stderr, flush=True)
 
 
 def serve(model: str, dtype: str = "float32", device: str | None = None, host: str = "127.0.0.1",
@@ -165,17 +295,20 @@ def serve(model: str, dtype: str = "float32", device: str | None = None, host: s
     """Load ``model`` once, then serve the explorer on ``host:port`` until interrupted."""
     import uvicorn
 
-    from superpose.backends import check_model, load_backend
+    from superpose.backends import backend_class, check_model, load_backend
     from superpose.report.console import console
 
     check_listen(host, port)  # before the model loads: a busy port is known at once
+    warn_if_exposed(host)
     check_model(model, purpose="superpose serve")
     console.print(f"loading model [bold]{model}[/bold] ({dtype})")
     backend = load_backend(model, dtype, device, **(options or {}))
+    if backend_class(model).remote:
+        backend.check_access()  # a refused key or an unknown model: one line now, not a page that cannot score
     explorer = Explorer(backend, model, dtype, device)
     print(f"superpose explorer: http://{host}:{port}/  (Ctrl-C stops it)", flush=True)
     try:
-        uvicorn.run(create_app(explorer), host=host, port=port, log_level="warning")
+        uvicorn.run(create_app(explorer, host), host=host, port=port, log_level="warning")
     finally:
         explorer.close()
 

@@ -12,20 +12,34 @@ turns those into HTTP 4xx answers.
 from __future__ import annotations
 
 import math
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from superpose.backends import Backend, ScoreRequest
 from superpose.config import config_from_dict, format_validation_error
 from superpose.errors import SuperposeError
 from superpose.prompts import MixtureSpec, build_prompt
+from superpose.runs import _NAME as RUN_NAME
 from superpose.tasks import catalogue
 
 SEPARATOR = "\n"  # between examples, and before the query (MixtureSpec's default template)
 LAMBDAS = [round(i / 10, 1) for i in range(11)]
+MAX_QUEUE = 8  # model calls queued or running at once; one more is refused (HTTP 429), not queued for an hour
+# Example lines one /api/sweep may score (λ values x prompts x examples): the page's largest request,
+# 1 λ x 10 prompts x 400 examples. A 150-byte request must not buy an hour of the worker's time.
+MAX_SWEEP_EXAMPLES = 4000
+
+
+class QueueFull(SuperposeError):
+    """The worker has MAX_QUEUE calls queued or running: the web layer answers 429."""
+
+
+class Cancelled(Exception):
+    """The client that asked for a model call went away: the call was skipped or stopped part-way."""
 
 
 class Setting(BaseModel):
@@ -66,12 +80,22 @@ class SweepBody(Setting):
     lambdas: list[float] = Field(default_factory=lambda: list(LAMBDAS), min_length=1, max_length=21)
     n_prompts: int = Field(1, ge=1, le=10)  # prompts per λ (prompt i has the same inputs at every λ)
 
+    @model_validator(mode="after")
+    def _bounded_cost(self) -> "SweepBody":
+        n_lambdas = len(set(self.lambdas))
+        cost = n_lambdas * self.n_prompts * self.n_examples
+        if cost > MAX_SWEEP_EXAMPLES:
+            raise ValueError(f"lambdas x n_prompts x n_examples = {n_lambdas} x {self.n_prompts} x "
+                             f"{self.n_examples} = {cost:,} example lines, over the limit of "
+                             f"{MAX_SWEEP_EXAMPLES:,} for one request; ask for fewer")
+        return self
+
 
 class ExportBody(Setting):
     """A setting, and how many prompts the exported probe draws."""
 
     n_prompts: int = Field(20, ge=1, le=10000)
-    name: str = "explore"
+    name: str = Field("explore", pattern=RUN_NAME.pattern, max_length=100)  # `superpose run` makes a folder of it
 
 
 def mixture(setting: Setting) -> MixtureSpec:
@@ -79,10 +103,11 @@ def mixture(setting: Setting) -> MixtureSpec:
     weights = setting.weights
     if weights is not None:
         if len(weights) != len(setting.tasks) or any(not math.isfinite(w) or w < 0 for w in weights) \
-                or sum(weights) <= 0:
-            raise SuperposeError(f"weights: expected {len(setting.tasks)} non-negative numbers, not all 0; "
+                or max(weights) <= 0:
+            raise SuperposeError(f"weights: expected {len(setting.tasks)} finite non-negative numbers, not all 0; "
                                  f"got {weights}")
-        weights = [w / sum(weights) for w in weights]
+        scaled = [w / max(weights) for w in weights]  # first to [0, 1]: the sum of [1e308, 1e308] overflows
+        weights = [w / math.fsum(scaled) for w in scaled]
     try:
         return MixtureSpec(tasks=setting.tasks, weights=weights, n_examples=setting.n_examples,
                            example_separator=SEPARATOR)
@@ -125,14 +150,50 @@ def make_prompt(request: PromptRequest) -> dict:
 class Explorer:
     """One warm backend and the single worker thread that runs every call to it."""
 
-    def __init__(self, backend: Backend, model: str, dtype: str = "float32", device: str | None = None):
+    def __init__(self, backend: Backend, model: str, dtype: str = "float32", device: str | None = None,
+                 max_queue: int = MAX_QUEUE):
         self.backend, self.model, self.dtype, self.device = backend, model, dtype, device
         # One thread runs every model call, in arrival order: the queue is the executor's own.
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="superpose-model")
+        self.max_queue = max_queue
+        self._lock = threading.Lock()
+        self._pending = 0  # calls queued or running
+        self._cancelled = 0  # calls skipped or stopped because their client went away
+        self._cancel: threading.Event | None = None  # the running call's (set on the worker thread)
+        # Asked once, here: a remote backend's provenance asks its server, which the event loop must not wait on.
+        self._info = self._model_info()
 
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
-        """Queue ``fn(*args)`` behind every earlier model call; the result arrives as a Future."""
-        return self._worker.submit(fn, *args)
+    def submit(self, fn: Callable[..., Any], *args: Any, cancel: threading.Event | None = None) -> Future:
+        """Queue ``fn(*args)`` behind every earlier model call; the result arrives as a Future. Once
+        ``cancel`` is set, the call is skipped, or stopped at its next check (:meth:`check_cancelled`).
+        A full queue is a :class:`QueueFull` error at once."""
+        with self._lock:
+            if self._pending >= self.max_queue:
+                raise QueueFull(f"the model is busy: {self._pending} requests are queued or running, the limit "
+                                f"is {self.max_queue}; try again when one has finished")
+            self._pending += 1
+        future = self._worker.submit(self._call, fn, args, cancel)
+        future.add_done_callback(self._finished)
+        return future
+
+    def _call(self, fn: Callable[..., Any], args: tuple, cancel: threading.Event | None) -> Any:
+        self._cancel = cancel
+        try:
+            self.check_cancelled()
+            return fn(*args)
+        finally:
+            self._cancel = None
+
+    def _finished(self, future: Future) -> None:
+        with self._lock:
+            self._pending -= 1
+            if future.cancelled() or isinstance(future.exception(), Cancelled):
+                self._cancelled += 1
+
+    def check_cancelled(self) -> None:
+        """Raise :class:`Cancelled` when the running call's client has gone (called between units of work)."""
+        if self._cancel is not None and self._cancel.is_set():
+            raise Cancelled("the client went away")
 
     def close(self) -> None:
         """Stop the worker (after the queued calls) and free the model."""
@@ -140,7 +201,12 @@ class Explorer:
         self.backend.close()
 
     def info(self) -> dict:
-        """The model the page talks to, and what it can do."""
+        """The model the page talks to, what it can do, and the queue of model calls."""
+        with self._lock:
+            queue = {"pending": self._pending, "limit": self.max_queue, "cancelled": self._cancelled}
+        return {**self._info, "queue": queue}
+
+    def _model_info(self) -> dict:
         p = self.backend.provenance
         return {"model": self.model, "name": self.backend.name, "dtype": self.dtype,
                 "max_context": self.backend.max_context, "n_parameters": p.get("n_parameters"),
@@ -170,6 +236,7 @@ class Explorer:
             raise SuperposeError(f"lambdas: every λ must lie in [0, 1], got {body.lambdas}")
         points = []
         for lam in sorted(set(body.lambdas)):
+            self.check_cancelled()  # an abandoned sweep stops between λ points
             spec = mixture(Setting(tasks=body.tasks, weights=[lam, 1 - lam], n_examples=body.n_examples))
             prompts = [build_prompt(spec, body.seed, i) for i in range(body.n_prompts)]
             probs = [[s.prob for s in scored] for scored in

@@ -6,7 +6,7 @@
 from superpose.tasks.base import (InputSpace, Task, check_mixable, common_space, get_task, list_tasks,
                                   register, register_family)
 from superpose.tasks.catalogue import catalogue, render_catalogue
-from superpose.tasks.user import load_task_file
+from superpose.tasks.user import load_task_file, load_task_files
 
 __all__ = ["InputSpace", "Task", "check_mixable", "common_space", "get_task", "list_tasks", "register",
-           "register_family", "load_task_file", "catalogue", "render_catalogue"]
+           "register_family", "load_task_file", "load_task_files", "catalogue", "render_catalogue"]
