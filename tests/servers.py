@@ -23,6 +23,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 
+TEST_KEY = "superpose-test-key-7f3a"  # the only key the tests' shared server (conftest.vllm_server) accepts
+
+
 def free_port() -> int:
     """A TCP port nobody listens on right now."""
     with socket.socket() as s:

