@@ -1,0 +1,178 @@
+"""Issue #32's training switches: explicit-k retrieval, family mixtures, curricula, phases, the observatory."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+from superpose.errors import ConfigError
+from superpose.scratch import ModelConfig, TrainConfig, char_vocab, make_batch, make_sequence
+from superpose.scratch.data import sequence_rng
+from superpose.scratch.families import DataSpec, make_spec_batch, sequence_tasks
+from superpose.scratch.observatory import Observatory, answer_columns, heldout_sequences
+from superpose.scratch.schedule import spec_at
+from superpose.scratch.snapshot import verdict
+from superpose.scratch.train import load_train_config, lr_at, train
+from superpose.tasks import get_task
+
+CHECKPOINT = Path(__file__).resolve().parents[1] / "src/superpose/checkpoints/scratch-plus-cpu"
+RET = [f"ret_{k}" for k in range(1, 9)]
+PLUS = [f"plus_{k}" for k in range(10)]
+
+
+def tiny(out_dir, **kw) -> TrainConfig:
+    """A model small enough that a few steps take a second."""
+    base = dict(name="tiny", tasks=["ret_[1-8]"], n_examples=6,
+                model=ModelConfig(n_layers=1, d_model=16, n_heads=2, d_mlp=32, max_position_embeddings=128),
+                batch_size=4, lr=1e-2, warmup_steps=1, decay_steps=1, checkpoint_every=2,
+                out_dir=str(out_dir), seed=3, threads=1)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_explicit_k_lines_write_k_then_eight_letters_and_answer_the_kth():
+    task = get_task("kret")
+    seen_k = Counter()
+    for i in range(50):
+        seq = make_sequence([task], 10, sequence_rng(0, i))
+        for line in seq.text.splitlines():
+            m = re.fullmatch(r"([1-8])([a-zA-Z]{8})>([a-zA-Z])", line)
+            assert m, line
+            k, letters, answer = int(m[1]), m[2], m[3]
+            assert len(set(letters)) == 8 and answer == letters[k - 1]
+            seen_k[k] += 1
+    assert set(seen_k) == set(range(1, 9))  # k varies line by line, every value appears
+    assert get_task("kret").answer("3abcdefgh") == "c"
+
+
+def test_a_plain_spec_is_the_string_generators_batch():
+    vocab = char_vocab()
+    spec = DataSpec((tuple(RET),), (1.0,), 7)
+    ids, mask = make_spec_batch(spec, 5, 40, 8, vocab)
+    ref_ids, ref_mask = make_batch([get_task(n) for n in RET], 7, 5, 40, 8, vocab)
+    assert torch.equal(ids, ref_ids) and torch.equal(mask, ref_mask)
+
+
+def test_the_mixture_draws_one_family_per_sequence_in_its_proportions():
+    spec = DataSpec((tuple(RET), tuple(PLUS), ("kret",)), (0.5, 0.3, 0.2), 4)
+    n = 4000
+    tasks = sequence_tasks(spec, 0, 0, n)
+    family = Counter("ret" if t.startswith("ret") else "plus" if t.startswith("plus") else "kret" for t in tasks)
+    for name, share in (("ret", 0.5), ("plus", 0.3), ("kret", 0.2)):
+        sd = math.sqrt(share * (1 - share) / n)
+        assert abs(family[name] / n - share) < 4 * sd, (name, family)
+    # one task per sequence: every line of a sequence is of the task it was drawn as
+    rng = sequence_rng(0, 0)
+    from superpose.scratch.families import make_mixed_sequence
+
+    for i in range(200):
+        seq = make_mixed_sequence(spec, sequence_rng(0, i, rng))
+        task = get_task(seq.task)
+        for line in seq.text.splitlines():
+            x, y = line.split(">")
+            assert task.answer(x) == y, (seq.task, line)
+
+
+def test_the_curriculum_gives_the_scheduled_letters_and_examples(tmp_path):
+    cfg = tiny(tmp_path, steps=30, tasks=["ret_[1-8]"],
+               curriculum={"letters": [[0, 2], [10, 5], [20, 8]], "examples": [[0, 3], [15, 6]]})
+    vocab = char_vocab()
+    expect = {0: (2, 3), 9: (2, 3), 10: (5, 3), 14: (5, 3), 15: (5, 6), 20: (8, 6), 29: (8, 6)}
+    for step, (letters, examples) in expect.items():
+        spec = spec_at(cfg, step)
+        assert (spec.letters, spec.n_examples) == (letters, examples)
+        ids, mask = make_spec_batch(spec, cfg.seed, step * cfg.batch_size, 16, vocab)
+        inverse = {v: c for c, v in vocab.items()}
+        for row in ids:
+            text = "".join(inverse[int(t)] for t in row if int(t) != 0)
+            lines = text.splitlines()
+            assert len(lines) == examples + 1
+            for line in lines:
+                x, y = line.split(">")
+                assert len(x) == letters and len(set(x)) == letters and y in x
+    # at 8 letters the curriculum's data is the study's ret_k, exactly
+    ids, mask = make_spec_batch(spec_at(cfg, 25), cfg.seed, 100, 8, vocab)
+    ref = make_batch([get_task(n) for n in RET], 6, cfg.seed, 100, 8, vocab)
+    assert torch.equal(ids, ref[0]) and torch.equal(mask, ref[1])
+
+
+def test_a_letters_curriculum_keeps_only_the_ks_a_short_string_has():
+    spec = DataSpec((tuple(RET),), (1.0,), 4, letters=3)
+    assert set(sequence_tasks(spec, 1, 0, 300)) == {"ret_1", "ret_2", "ret_3"}
+
+
+def test_phases_switch_tasks_and_restart_the_schedule(tmp_path):
+    cfg = tiny(tmp_path, phases=[{"name": "warm", "tasks": ["kret"], "steps": 4},
+                                 {"name": "ret", "steps": 6, "lr": 5e-3}])
+    assert cfg.steps == 10
+    assert spec_at(cfg, 3).task_names == ["kret"] and spec_at(cfg, 4).task_names == RET
+    lrs = [lr_at(s, cfg) for s in range(10)]
+    assert lrs[0] == 1e-2 and lrs[3] == 0.0  # phase 1 warms up and decays to min_lr
+    assert lrs[4] == 5e-3 and lrs[9] == 0.0  # phase 2 has its own schedule
+
+
+def test_a_run_stopped_at_the_phase_boundary_and_resumed_equals_an_uninterrupted_one(tmp_path):
+    phases = [{"name": "warm", "tasks": ["kret"], "steps": 4}, {"name": "ret", "steps": 4}]
+    full = train(tiny(tmp_path / "full", phases=phases, eval_every=2), progress=False)
+    cut = train(tiny(tmp_path / "cut", phases=phases, eval_every=2), progress=False, stop_at=4)
+    assert cut.steps_done == 4 and cut.model_dir is None
+    resumed = train(tiny(tmp_path / "cut", phases=phases, eval_every=2), resume=True, progress=False)
+    assert resumed.losses == full.losses
+    from safetensors.torch import load_file
+
+    wa, wb = (load_file(r.model_dir / "model.safetensors") for r in (full, resumed))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    rows = [json.loads(x) for x in (tmp_path / "cut/observatory.jsonl").read_text().splitlines()]
+    ref = [json.loads(x) for x in (tmp_path / "full/observatory.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4, 6, 8]
+    assert [r["loss_by_example"] for r in rows] == [r["loss_by_example"] for r in ref]
+
+
+def test_bad_switches_name_the_field(tmp_path):
+    with pytest.raises(Exception, match="steps=5 is not the phases' total"):
+        tiny(tmp_path, steps=5, phases=[{"tasks": ["kret"], "steps": 4}, {"steps": 4}])
+    with pytest.raises(Exception, match="letters"):
+        tiny(tmp_path, steps=10, curriculum={"letters": [[0, 1]]})
+    with pytest.raises(Exception, match="start at 0"):
+        tiny(tmp_path, steps=10, curriculum={"examples": [[5, 3]]})
+    with pytest.raises(Exception, match="matches no task"):
+        tiny(tmp_path, steps=10, mixture=[{"tasks": ["nope_*"], "weight": 1}])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tasks: [ret_1]\nsteps: 9\nphases: [{tasks: [kret], steps: 4}]\n")
+    with pytest.raises(ConfigError, match="steps"):
+        load_train_config(bad)
+
+
+def test_the_observatory_points_at_the_querys_answer_column():
+    seqs = heldout_sequences(RET + ["kret"], 5, 0, 40)
+    for seq, (q, c) in zip(seqs, answer_columns(seqs)):
+        assert seq.text[q] == ">" and seq.text[q + 1] == seq.text[c]  # the answer is a copy of column c
+        assert seq.text.rfind("\n", 0, q) < c < q  # in the query's own line
+    assert answer_columns(heldout_sequences(PLUS, 5, 0, 3)) == [None] * 3
+
+
+def test_the_observatory_measures_a_model_that_learned_in_context(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from superpose.scratch.snapshot import snapshot_for
+
+    # scratch-plus-cpu learned plus_k in context: low after example 1
+    model = AutoModelForCausalLM.from_pretrained(CHECKPOINT)
+    obs = Observatory(PLUS, 20, 0, 32, "sdpa", tmp_path / "observatory.jsonl", snapshot=snapshot_for(PLUS, 20, 0))
+    row = obs.observe(model, 7)
+    assert row["loss_by_example"][0] > 1.0 and row["loss_from_5"] < 0.01 and row["icl_accuracy"] > 0.99
+    assert row["lambda_snapshot"]["verdict"] == "recency"  # docs/scratch.md: slope 0.000 once fixed
+    assert json.loads((tmp_path / "observatory.jsonl").read_text())["step"] == 7
+
+
+def test_verdict_of_the_two_reference_rules():
+    n = 20
+    assert verdict({0: 1.0, 2: 0.0}, n) == "recency"
+    assert verdict({0: 1.0, 2: (n - 2) / n}, n) == "aggregation"
+    assert verdict({0: 0.0, 2: 0.0}, n) == "neither"  # a model on a plateau follows nothing
