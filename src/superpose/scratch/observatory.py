@@ -20,6 +20,7 @@ step's, and are the same at every evaluation, so the curves compare one batch ac
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Sequence
@@ -159,3 +160,76 @@ def read_observatory(run_dir: str | Path, before: int | None = None) -> list[dic
         if before is None or row["step"] <= before:
             rows.append(row)
     return rows
+
+
+def plot_observatory(rows: list[dict], path: str | Path, title: str = "") -> Path:
+    """Draw the observatory's numbers against the step: loss by example index, attention on the
+    answer's column by layer, and in-context accuracy with the λ snapshot's slopes and verdicts."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [r["step"] for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    ax = axes[0]
+    n = len(rows[0]["loss_by_example"]) if rows else 0
+    for i in sorted({0, 1, 4, n - 1} & set(range(n))):
+        label = "query" if i == n - 1 else f"example {i + 1}"
+        ax.plot(steps, [r["loss_by_example"][i] for r in rows], lw=1, label=label)
+    if rows and rows[0].get("loss_from_5") is not None:
+        ax.plot(steps, [r["loss_from_5"] for r in rows], "k", lw=2, label="mean from example 5")
+    ax.axhline(math.log(8) / 2, color="grey", ls="--", lw=0.8, label="ret_k copying plateau, ln 8 / 2")
+    ax.axhline(math.log(8) / 4, color="grey", ls=":", lw=0.8, label="left the plateau (half of it)")
+    ax.set(xlabel="step", ylabel="answer loss (held-out batch)", title="loss by example index")
+    ax.legend(fontsize=7)
+    ax = axes[1]
+    if rows and "column_attention" in rows[0]:
+        for layer in range(len(rows[0]["column_attention"])):
+            ax.plot(steps, [max(r["column_attention"][layer]) for r in rows], label=f"layer {layer} (best head)")
+        ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "not a retrieval task", ha="center", transform=ax.transAxes)
+    ax.set(xlabel="step", ylabel="attention mass", ylim=(0, 1),
+           title="query's answer position → its correct column")
+    ax = axes[2]
+    ax.plot(steps, [r.get("icl_accuracy") for r in rows], "k", label="in-context accuracy (example 2 on)")
+    snaps = [(s, r["lambda_snapshot"]) for s, r in zip(steps, rows) if r.get("lambda_snapshot")]
+    if snaps:
+        for m in snaps[0][1]["slopes"]:
+            ax.plot([s for s, _ in snaps], [sn["slopes"][m] for _, sn in snaps], lw=1,
+                    label=f"λ slope, last {m} fixed" if m != "0" else "λ slope, plain sweep")
+        colors = {"aggregation": "tab:green", "recency": "tab:red", "neither": "tab:grey"}
+        for s, sn in snaps:
+            ax.scatter([s], [-0.08], color=colors[sn["verdict"]], s=12, marker="s")
+        for v, c in colors.items():
+            ax.scatter([], [], color=c, marker="s", label=v)
+        pair = " vs ".join(snaps[0][1]["pair"])
+        ax.set_title(f"accuracy; λ snapshot ({pair}), verdict per checkpoint")
+    ax.set(xlabel="step", ylim=(-0.15, 1.1))
+    ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def observatory_summary(rows: list[dict]) -> str:
+    """One paragraph: the last evaluation's numbers, the first step that left the plateau, the verdict."""
+    last = rows[-1]
+    text = (f"{len(rows)} evaluations; at step {last['step']}: answer loss from example 5 on "
+            f"{last.get('loss_from_5')}, in-context accuracy {last.get('icl_accuracy')}")
+    if "column_attention_max" in last:
+        text += f", attention on the answer's column (best head) {last['column_attention_max']}"
+    plateau = [r["step"] for r in rows if r.get("loss_from_5") is not None
+               and r["loss_from_5"] <= PLATEAU_FRACTION * math.log(8) / 2]
+    text += (f". Left the ret_k copying plateau (loss from example 5 on <= {PLATEAU_FRACTION * math.log(8) / 2:.2f}) "
+             f"first at step {plateau[0]}" if plateau else ". Never below half the ret_k copying plateau")
+    snap = last.get("lambda_snapshot")
+    if snap:
+        slopes = ", ".join(f"m = {m}: {s}" for m, s in snap["slopes"].items())
+        text += f". λ snapshot ({' vs '.join(snap['pair'])}): slopes {slopes} → {snap['verdict']}"
+    return text + "."
