@@ -176,3 +176,45 @@ def test_verdict_of_the_two_reference_rules():
     assert verdict({0: 1.0, 2: 0.0}, n) == "recency"
     assert verdict({0: 1.0, 2: (n - 2) / n}, n) == "aggregation"
     assert verdict({0: 0.0, 2: 0.0}, n) == "neither"  # a model on a plateau follows nothing
+
+
+# --- the architecture change: a column-position embedding -------------------------------------------
+
+def test_columns_count_characters_since_the_last_newline():
+    from superpose.models.columns import columns_of
+
+    vocab = char_vocab()
+    text = "ab>c\nxyz>q\n5"
+    ids = torch.tensor([[vocab[c] for c in text]])
+    assert columns_of(ids, vocab["\n"], 32)[0].tolist() == [0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 5, 0]
+    assert columns_of(ids, vocab["\n"], 3)[0].max() == 2  # capped
+
+
+def test_a_column_model_is_labelled_and_loads_with_its_column_weights(tmp_path):
+    from superpose.backends.hf import load_hf
+    from superpose.models.columns import LABEL, ColumnEmbedding
+    from superpose.models.metadata import folder_metadata
+
+    cfg = tiny(tmp_path / "col", steps=3, model=ModelConfig(n_layers=1, d_model=16, n_heads=2, d_mlp=32,
+                                                              max_position_embeddings=128, column_embedding=16))
+    result = train(cfg, progress=False)
+    info = json.loads((result.model_dir / "training.json").read_text())
+    assert info["architecture_change"] == LABEL
+    assert LABEL in folder_metadata(result.model_dir)["architecture"]
+    backend = load_hf(str(result.model_dir))
+    assert LABEL in backend.provenance["architecture"]
+    embed = backend.model.get_input_embeddings()
+    assert isinstance(embed, ColumnEmbedding)
+    from safetensors.torch import load_file
+
+    saved = load_file(result.model_dir / "model.safetensors")
+    assert torch.equal(embed.column.weight.cpu(), saved["model.embed_tokens.column.weight"])
+    # the column signal changes the output: zeroing it moves the logits
+    ids = torch.tensor([[char_vocab()[c] for c in "abcdefgh>c\nijklmnop>"]])
+    with torch.no_grad():
+        before = backend.model(input_ids=ids).logits
+        embed.column.weight.zero_()
+        after = backend.model(input_ids=ids).logits
+    assert not torch.allclose(before, after)
+    with pytest.raises(Exception, match="column_embedding"):
+        ModelConfig(architecture="gpt2", column_embedding=8)

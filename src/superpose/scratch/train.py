@@ -612,6 +612,10 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
             raise KeyboardInterrupt
     else:
         extra = {"loss_function": loss_fn.note}
+        if cfg.model.column_embedding:
+            from superpose.models.columns import LABEL
+
+            extra["architecture_change"] = LABEL
         model_dir = _export(model, tokenizer, out_dir / "model", cfg, losses, seconds, tokens, extra)
         write_status(out_dir, "complete", kind="train")
         if export_dir is not None:
