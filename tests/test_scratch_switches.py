@@ -218,3 +218,18 @@ def test_a_column_model_is_labelled_and_loads_with_its_column_weights(tmp_path):
     assert not torch.allclose(before, after)
     with pytest.raises(Exception, match="column_embedding"):
         ModelConfig(architecture="gpt2", column_embedding=8)
+
+
+def test_the_snapshot_slope_is_the_sweeps_position_control_slope():
+    import random
+
+    from superpose.experiments.sweep import position_control
+    from superpose.scratch.snapshot import slope
+
+    rng = random.Random(0)
+    records = [{"lambda": lam, "fixed_last": m, "p1": min(1, max(0, lam * (1 - m / 10) + rng.gauss(0, .1))),
+                "example_tasks": "12"} for m in (0, 2) for lam in (0, .25, .5, .75, 1) for _ in range(5)]
+    ref = {b["fixed_last"]: b["slope"] for b in position_control(records)["by_fixed_last"]}
+    for m in (0, 2):
+        rows = [r for r in records if r["fixed_last"] == m]
+        assert slope([r["lambda"] for r in rows], [r["p1"] for r in rows]) == pytest.approx(ref[m], abs=1e-12)

@@ -18,15 +18,13 @@ from __future__ import annotations
 import bisect
 import contextlib
 import fnmatch
-from typing import TYPE_CHECKING
-
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from superpose.scratch.families import DataSpec, make_spec_batch
 from superpose.tasks.characters import RET_LENGTH
 
-if TYPE_CHECKING:
-    from superpose.scratch.train import TrainConfig
+# The recipe (superpose.scratch.train.TrainConfig) is typed as BaseModel here: train imports this
+# module, and an import back would be a cycle.
 
 
 def expand_tasks(patterns: list[str]) -> list[str]:
@@ -136,12 +134,12 @@ class Phase(BaseModel):
         return None if patterns is None else expand_tasks(patterns)
 
 
-def _field(cfg: "TrainConfig", phase: Phase | None, name: str):
+def _field(cfg: BaseModel, phase: Phase | None, name: str):
     value = getattr(phase, name) if phase is not None else None
     return getattr(cfg, name) if value is None else value
 
 
-def phase_at(cfg: "TrainConfig", step: int) -> tuple[int, Phase | None, int]:
+def phase_at(cfg: BaseModel, step: int) -> tuple[int, Phase | None, int]:
     """(phase index, the phase or None without phases, the phase's first step) of ``step``."""
     start = 0
     for i, phase in enumerate(cfg.phases or []):
@@ -151,7 +149,7 @@ def phase_at(cfg: "TrainConfig", step: int) -> tuple[int, Phase | None, int]:
     return 0, None, 0
 
 
-def phase_bounds(cfg: "TrainConfig") -> list[tuple[int, int]]:
+def phase_bounds(cfg: BaseModel) -> list[tuple[int, int]]:
     """[(first step, end step)] of each phase; one stretch over all steps without phases."""
     if not cfg.phases:
         return [(0, cfg.steps)]
@@ -162,7 +160,7 @@ def phase_bounds(cfg: "TrainConfig") -> list[tuple[int, int]]:
     return out
 
 
-def spec_at(cfg: "TrainConfig", step: int) -> DataSpec:
+def spec_at(cfg: BaseModel, step: int) -> DataSpec:
     """The data of training step ``step`` (a pure function of the config and the step)."""
     _, phase, start = phase_at(cfg, step)
     local = step - start
@@ -186,7 +184,7 @@ def spec_at(cfg: "TrainConfig", step: int) -> DataSpec:
     return DataSpec(families, weights, n_examples, min_examples, letters)
 
 
-def all_specs(cfg: "TrainConfig") -> list[DataSpec]:
+def all_specs(cfg: BaseModel) -> list[DataSpec]:
     """Every distinct DataSpec the run uses (one per phase and curriculum stretch)."""
     specs: list[DataSpec] = []
     for (start, _), phase in zip(phase_bounds(cfg), cfg.phases or [None]):
@@ -198,7 +196,7 @@ def all_specs(cfg: "TrainConfig") -> list[DataSpec]:
     return specs
 
 
-def lr_in_phase(step: int, cfg: "TrainConfig") -> float:
+def lr_in_phase(step: int, cfg: BaseModel) -> float:
     """Warmup-stable-decay within the phase of ``step`` (the phase's own length and fields)."""
     _, phase, start = phase_at(cfg, step)
     lr, warmup, decay = (_field(cfg, phase, n) for n in ("lr", "warmup_steps", "decay_steps"))
@@ -212,7 +210,7 @@ def lr_in_phase(step: int, cfg: "TrainConfig") -> float:
     return lr + (cfg.min_lr - lr) * frac
 
 
-def uses_schedule(cfg: "TrainConfig") -> bool:
+def uses_schedule(cfg: BaseModel) -> bool:
     """Whether the recipe uses phases, a mixture or a curriculum (else the plain batch path)."""
     return bool(cfg.phases or cfg.mixture or cfg.curriculum)
 
@@ -221,7 +219,7 @@ class ScheduledBatches:
     """The batch of each step per :func:`spec_at`: the tensor generator where a spec is plain
     plus_k / ret_k, else :func:`.families.make_spec_batch` (strings, in the calling process)."""
 
-    def __init__(self, cfg: "TrainConfig", device):
+    def __init__(self, cfg: BaseModel, device):
         self.cfg, self.device = cfg, device
         self.sources: dict[DataSpec, object] = {}
         self.stack = contextlib.ExitStack()

@@ -1,8 +1,9 @@
 """A small position-controlled λ sweep for the training observatory: aggregation, recency or neither.
 
 The same prompts as ``superpose sweep`` (:func:`superpose.prompts.build_prompt`, task 1 against task
-2, the last ``m`` examples held at task 2) and the same slope
-(:func:`superpose.experiments.sweep.position_control`), scored in one forward pass of the
+2, the last ``m`` examples held at task 2) and the same slope as
+:func:`superpose.experiments.sweep.position_control` (least squares of every prompt's P(task 1) on
+λ; a test holds the two equal, since this layer may not import the sweep), scored in one forward pass of the
 character model (every answer is one character, so P(answer) is the softmax at the prompt's last
 position). The verdict, with n examples and m fixed (docs/scratch.md, "Recency or aggregation?"):
 
@@ -15,6 +16,7 @@ position). The verdict, with n examples and m fixed (docs/scratch.md, "Recency o
 
 from __future__ import annotations
 
+import statistics
 from typing import Sequence
 
 import torch
@@ -75,15 +77,23 @@ class LambdaSnapshot:
     @torch.no_grad()
     def measure(self, model) -> dict:
         """{"pair", "slopes" by m, "p1" by m and λ, "verdict"} for ``model`` now."""
-        from superpose.experiments.sweep import position_control  # the sweep's own slope
-
-        control = position_control(self.records(model))
-        slopes = {b["fixed_last"]: b["slope"] for b in control["by_fixed_last"]}
+        records = self.records(model)
+        slopes, curves = {}, {}
+        for m in sorted({r["fixed_last"] for r in records}):
+            rows = [r for r in records if r["fixed_last"] == m]
+            slopes[m] = slope([r["lambda"] for r in rows], [r["p1"] for r in rows])
+            curves[str(m)] = [round(statistics.fmean(r["p1"] for r in rows if r["lambda"] == lam), 4)
+                              for lam in sorted({r["lambda"] for r in rows})]
         return {"pair": [self.task1, self.task2],
                 "slopes": {str(m): (None if s is None else round(s, 4)) for m, s in slopes.items()},
-                "p1": {str(b["fixed_last"]): [round(c["p1"], 4) for c in b["curve"]]
-                       for b in control["by_fixed_last"]},
-                "verdict": verdict(slopes, self.n_examples)}
+                "p1": curves, "verdict": verdict(slopes, self.n_examples)}
+
+
+def slope(xs: list[float], ys: list[float]) -> float | None:
+    """Least-squares slope of ys on xs (None when xs do not vary): position_control's slope."""
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    var = sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / var if var > 0 else None
 
 
 def snapshot_for(task_names: Sequence[str], n_examples: int, seed: int) -> LambdaSnapshot | None:
