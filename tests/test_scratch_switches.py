@@ -190,7 +190,7 @@ def test_columns_count_characters_since_the_last_newline():
     assert columns_of(ids, vocab["\n"], 3)[0].max() == 2  # capped
 
 
-def test_a_column_model_is_labelled_and_loads_with_its_column_weights(tmp_path):
+def test_a_column_model_is_labelled_and_loads_with_its_column_weights(tmp_path, monkeypatch, capsys):
     from superpose.backends.hf import load_hf
     from superpose.models.columns import LABEL, ColumnEmbedding
     from superpose.models.metadata import folder_metadata
@@ -218,6 +218,21 @@ def test_a_column_model_is_labelled_and_loads_with_its_column_weights(tmp_path):
     assert not torch.allclose(before, after)
     with pytest.raises(Exception, match="column_embedding"):
         ModelConfig(architecture="gpt2", column_embedding=8)
+    # `superpose models` names the change for an embedded model that has it, and not for a stock one
+    import argparse
+
+    from superpose.cli.models import main as models_main
+    from superpose.models import EMBEDDED_MODELS
+    from superpose.models.registry import EmbeddedModel
+
+    monkeypatch.setitem(EMBEDDED_MODELS, "scratch-col-test", EmbeddedModel(
+        "scratch-col-test", "a test folder", ("superpose",), "pip install superpose", None, lambda: result.model_dir))
+    models_main(argparse.Namespace())
+    listing = capsys.readouterr().out
+    block = listing[listing.index("scratch-col-test"):]
+    assert f"architecture: {LABEL}" in block.split("\n\n")[0].splitlines()[2]
+    plus = listing[listing.index("scratch-plus-cpu"):listing.index("scratch-plus-cpu") + 400]
+    assert "architecture:" not in plus.split("scratch-col-test")[0]
 
 
 def test_the_snapshot_slope_is_the_sweeps_position_control_slope():
