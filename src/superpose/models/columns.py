@@ -8,6 +8,11 @@ study's architecture, so a model that has it says so: ``config.json`` holds
 ``superpose_column_embedding`` (the number of columns), :func:`column_label` names it, and
 ``superpose models``, the model metadata and the figures that show such a model carry the label.
 
+Columns are counted in the ids of one call: a continuation fed through a KV cache starts again at
+column 0, so such a model must see whole prompts in one pass (the scorer reads a one-character
+answer's probability from the prompt's own pass, which is exact; multi-token continuations from a
+cache are not).
+
 A plain ``LlamaForCausalLM`` loading of such a folder would drop the column weights without error,
 so every loader calls :func:`attach_columns` (the HF backend does) after ``from_pretrained``.
 """
