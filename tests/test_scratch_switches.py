@@ -248,3 +248,21 @@ def test_the_snapshot_slope_is_the_sweeps_position_control_slope():
     for m in (0, 2):
         rows = [r for r in records if r["fixed_last"] == m]
         assert slope([r["lambda"] for r in rows], [r["p1"] for r in rows]) == pytest.approx(ref[m], abs=1e-12)
+
+
+def test_the_observatory_figure_of_a_column_run_carries_the_label(tmp_path):
+    from superpose.models.columns import LABEL
+    from superpose.report.html import read_run_view
+    from superpose.scratch.observatory import run_title
+
+    title, bounds = run_title({"name": "r", "model": {"column_embedding": 16},
+                               "phases": [{"steps": 30}, {"steps": 70}]})
+    assert LABEL in title and bounds == [30]
+    assert LABEL not in run_title({"name": "r", "model": {"column_embedding": 0}})[0]
+    cfg = tiny(tmp_path / "run", steps=4, eval_every=2,
+               model=ModelConfig(n_layers=1, d_model=16, n_heads=2, d_mlp=32, max_position_embeddings=128,
+                                 column_embedding=8))
+    train(cfg, progress=False)
+    view = read_run_view(tmp_path / "run")
+    assert "training observatory" in [f["name"] for f in view.figures]
+    assert "Training observatory" in [b.heading for b in view.blocks]

@@ -203,7 +203,7 @@ def _train_view(folder: Path, status: dict) -> RunView:
 
 def _observatory_blocks(folder: Path, view: RunView, config: dict) -> list[Block]:
     """The training observatory (issue #32): its figure against the step and the last checkpoint's verdict."""
-    from superpose.scratch.observatory import observatory_summary, plot_observatory, read_observatory
+    from superpose.scratch.observatory import observatory_summary, plot_observatory, read_observatory, run_title
 
     rows = read_observatory(folder)
     if not rows:
@@ -211,7 +211,8 @@ def _observatory_blocks(folder: Path, view: RunView, config: dict) -> list[Block
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        png = plot_observatory(rows, Path(tmp) / "observatory.png", title=str(config.get("name", "")))
+        title, bounds = run_title(config, folder.name)
+        png = plot_observatory(rows, Path(tmp) / "observatory.png", title=title, boundaries=bounds)
         view.figures.append({"name": "training observatory", "mime": "image/png",
                              "data": base64.b64encode(png.read_bytes()).decode()})
     return [Block(heading="Training observatory", text=observatory_summary(rows))]

@@ -162,9 +162,25 @@ def read_observatory(run_dir: str | Path, before: int | None = None) -> list[dic
     return rows
 
 
-def plot_observatory(rows: list[dict], path: str | Path, title: str = "") -> Path:
+def run_title(config: dict, name: str = "") -> tuple[str, list[int]]:
+    """A training run's figure title (with the architecture-change label where the model has one)
+    and its phase boundaries (steps), from its stored config."""
+    from superpose.models.columns import LABEL
+
+    title = str(config.get("name") or name)
+    if (config.get("model") or {}).get("column_embedding"):
+        title += f" — {LABEL}"
+    bounds, start = [], 0
+    for phase in (config.get("phases") or [])[:-1]:
+        start += phase["steps"]
+        bounds.append(start)
+    return title, bounds
+
+
+def plot_observatory(rows: list[dict], path: str | Path, title: str = "", boundaries: Sequence[int] = ()) -> Path:
     """Draw the observatory's numbers against the step: loss by example index, attention on the
-    answer's column by layer, and in-context accuracy with the λ snapshot's slopes and verdicts."""
+    answer's column by layer, and in-context accuracy with the λ snapshot's slopes and verdicts.
+    ``boundaries``: phase boundaries (steps), drawn as vertical lines."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -208,6 +224,11 @@ def plot_observatory(rows: list[dict], path: str | Path, title: str = "") -> Pat
         ax.set_title(f"accuracy; λ snapshot ({pair}), verdict per checkpoint")
     ax.set(xlabel="step", ylim=(-0.15, 1.1))
     ax.legend(fontsize=7)
+    for ax in axes:
+        for b in boundaries:
+            ax.axvline(b, color="tab:purple", lw=0.8, ls="-.")
+    if boundaries:
+        axes[0].text(boundaries[0], axes[0].get_ylim()[1], " next phase", color="tab:purple", fontsize=7, va="top")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
