@@ -16,7 +16,6 @@ schedule (warmup, stable, decay) restarts at its first step; the optimizer state
 from __future__ import annotations
 
 import bisect
-import contextlib
 import fnmatch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -221,8 +220,7 @@ class ScheduledBatches:
 
     def __init__(self, cfg: BaseModel, device):
         self.cfg, self.device = cfg, device
-        self.sources: dict[DataSpec, object] = {}
-        self.stack = contextlib.ExitStack()
+        self.sources: dict[DataSpec, object] = {}  # a TensorBatches, or None for the string path
 
     def _source(self, spec: DataSpec):
         if spec not in self.sources:
@@ -257,4 +255,4 @@ class ScheduledBatches:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.stack.close()
+        """Nothing to stop: no worker processes (``data_workers`` does not apply to these batches)."""
