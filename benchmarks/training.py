@@ -5,6 +5,7 @@
     python benchmarks/training.py --profile                         # where each step's time goes
     python benchmarks/training.py --compile --bf16 --grid           # bfloat16 and the attention kernels
     python benchmarks/training.py --config configs/scratch/ret_paper.yaml --device cuda --compile --mfu
+    python benchmarks/training.py --config configs/scratch/ret_switches/ret_warm_kret.yaml --observatory
 
 Same model (same init), same batches, same thread count, loops interleaved step by step so that
 both see the same load on a shared machine (the load average is printed):
@@ -17,6 +18,9 @@ both see the same load on a shared machine (the load average is printed):
 * trainer: data and step together, as ``superpose train`` runs them -- today's loop against the
   fast loop (tensor batches on the device, the loss read every ``log_every`` steps).
 
+``--observatory`` times only the training observatory (issue #32) against the training step of the
+config, interleaved: its overhead is one evaluation per ``eval_every`` steps, as a share of the steps.
+
 ``--mfu`` adds model FLOP utilisation: training FLOPs per token 6 N + 12 L d S (N the weights
 outside the embedding, L layers, d width, S sequence length) against a bf16 matrix-product peak
 measured here (and the H200's 790 TFLOP/s, as measured in an earlier lease).
@@ -27,6 +31,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+from pathlib import Path
 
 import torch
 from timing import sync, timed
@@ -87,6 +92,37 @@ def bench_data(configs: list[str], reps: int) -> None:
               f"{w * 1000:.1f} ms: at most {r / w:.0f}x)")
 
 
+def bench_observatory(cfg, device: torch.device, steps: int, warmup: int) -> None:
+    """The observatory's cost per eval_every steps against the steps' own time, measured interleaved."""
+    from superpose.scratch.observatory import Observatory
+    from superpose.scratch.schedule import ScheduledBatches
+    from superpose.scratch.snapshot import snapshot_for
+    from superpose.scratch.train import autocast_for, fast_train_step
+
+    import tempfile
+
+    every = cfg.eval_every or 50
+    model, opt = fresh_model(cfg, device)
+    batches = ScheduledBatches(cfg, device)
+    autocast = autocast_for(cfg, device)
+    with tempfile.TemporaryDirectory() as tmp:
+        obs = Observatory(cfg.tasks, cfg.n_examples, cfg.seed, cfg.eval_sequences, cfg.attention,
+                          Path(tmp) / "observatory.jsonl", snapshot=snapshot_for(cfg.tasks, cfg.n_examples, cfg.seed))
+        step_t, obs_t = [], []
+        for s in range(warmup + steps):
+            ids, mask = batches.batch(cfg.steps - 1 - s)  # the final phase's data (the study's task)
+            t = timed(lambda: fast_train_step(model, opt, ids, mask, cfg, autocast), device)
+            o = timed(lambda: obs.observe(model, s), device)
+            if s >= warmup:
+                step_t.append(t)
+                obs_t.append(o)
+    step, ev = statistics.median(step_t), statistics.median(obs_t)
+    print(f"observatory ({cfg.name}: {cfg.eval_sequences} held-out sequences, λ snapshot "
+          f"{'on' if obs.snapshot else 'off'}; median of {steps}, interleaved with the step):")
+    print(f"  training step {step * 1000:8.1f} ms; one evaluation {ev * 1000:8.1f} ms = {ev / step:.2f} steps")
+    print(f"  every {every} steps: overhead {ev / (every * step):.1%} of training time")
+
+
 def bench_grid(cfg, ids: torch.Tensor, mask: torch.Tensor, device: torch.device, steps: int) -> None:
     """The fast step in each precision x attention kernel x eager/compiled, against the first."""
     from superpose.scratch.train import fast_train_step, masked_loss
@@ -134,6 +170,8 @@ def main() -> None:
     ap.add_argument("--grid", action="store_true", help="also time the fast step in float32/bfloat16 x "
                     "sdpa/eager attention x eager/compiled")
     ap.add_argument("--profile", action="store_true", help="print torch.profiler tables of both steps")
+    ap.add_argument("--observatory", action="store_true", help="time only the training observatory against "
+                    "the step (its overhead at the config's eval_every)")
     ap.add_argument("--mfu", action="store_true", help="model FLOP utilisation against a measured bf16 peak")
     ap.add_argument("--data-configs", nargs="*", default=["configs/scratch/plus_cpu.yaml",
                     "configs/scratch/plus_paper.yaml", "configs/scratch/ret_paper.yaml"],
@@ -147,6 +185,9 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, device {device}"
           + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else "")
           + f"; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    if args.observatory:
+        bench_observatory(cfg, device, args.steps, args.warmup)
+        return
     if [c for c in args.data_configs if c]:
         bench_data([c for c in args.data_configs if c], reps=5)
 

@@ -228,6 +228,9 @@ def load_hf(model: str, dtype: str = "float32", device: str | None = None, batch
         hf_model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=getattr(torch, dtype), **kwargs)
     except (OSError, ValueError) as e:
         raise ModelNotAvailable(f"could not load model '{model}' from {folder}: {e}") from None
+    from superpose.models.columns import attach_columns
+
+    attach_columns(hf_model, folder)  # a column-position model (an architecture change) gets its column weights
     hf_model.eval()
     if where_device != "auto":
         hf_model.to(where_device)

@@ -23,6 +23,27 @@ def main(args: argparse.Namespace) -> int:
         ok = m.installed()
         out.print(f"{m.name}  [{'installed' if ok else 'not installed'}]", markup=False)
         out.print(f"    {m.description}", markup=False)
+        label = _architecture_label(m) if ok else None
+        if label:  # an architecture change (superpose.models.columns) is named wherever a model is listed
+            out.print(f"    architecture: {label}", markup=False)
         if not ok:
             out.print(f"    install: {m.install}", markup=False)
     return 0
+
+
+def _architecture_label(model) -> str | None:
+    """The architecture-change label of an installed model folder (None: the stock architecture)."""
+    from superpose.models.columns import column_label
+
+    if model.sha256 is not None:  # a GGUF file (locating it may assemble it): a stock architecture
+        return None
+    try:
+        path = model.locate()
+    except Exception:  # a model that cannot be found is listed as it is
+        return None
+    config = path / "config.json" if path.is_dir() else None
+    if config is None or not config.is_file():
+        return None
+    import json
+
+    return column_label(json.loads(config.read_text()))

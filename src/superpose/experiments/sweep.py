@@ -221,7 +221,8 @@ def summarize_sweep(records: list[dict], cfg: SweepConfig, model_info: dict | No
     lams = [c["lambda"] for c in curve]
     p1s = [c["p1"] for c in curve]
     summary: dict = {
-        "model": cfg.entry.display, "task1": cfg.task1, "task2": cfg.task2, "counts": cfg.counts,
+        "model": cfg.entry.display, "architecture": (model_info or {}).get("architecture"),
+        "task1": cfg.task1, "task2": cfg.task2, "counts": cfg.counts,
         "n_examples": cfg.n_examples, "n_prompts": cfg.n_prompts, "curve": curve,
         "spearman_p1_vs_lambda": float(spearmanr(lams, p1s).statistic) if len(curve) > 2 else None,
         "p1_range": max(p1s) - min(p1s) if p1s else None,  # below FLAT_CURVE Spearman ranks noise
@@ -329,6 +330,12 @@ def position_control(records: list[dict]) -> dict:
     return {"by_fixed_last": by_m, "by_nearest_task1": nearest}
 
 
+def _changed(summary: dict) -> str:
+    """A title line naming an architecture change of the model (superpose.models.columns), if it has one."""
+    arch = summary.get("architecture") or ""
+    return f"\n{arch.split(' + ', 1)[1]}" if " + " in arch else ""
+
+
 def plot_position(summary: dict, cfg: SweepConfig, path: Path) -> Path:
     """Left: P(task 1) against λ for each m (last m examples fixed to one task), with the two
     reference rules. Right: P(task 1) against the distance of the nearest task-1 example."""
@@ -353,7 +360,7 @@ def plot_position(summary: dict, cfg: SweepConfig, path: Path) -> Path:
     ax.set_xlabel(f"λ (share of {cfg.task1} among the examples not fixed)")
     ax.set_ylabel(f"mean P({cfg.task1})")
     ax.set_title(f"recency gives flat lines, aggregation follows λ\n{cfg.entry.display}, "
-                 f"{cfg.n_examples} examples, {cfg.n_prompts} prompts per point", fontsize=8)
+                 f"{cfg.n_examples} examples, {cfg.n_prompts} prompts per point{_changed(summary)}", fontsize=8)
     ax.legend(fontsize=7, frameon=False)
     near = [b for b in pos["by_nearest_task1"] if b["n"] >= 3]
     ax_d.plot([b["distance"] for b in near], [b["p1"] for b in near], marker="o", ms=3, color="#4C72B0")
@@ -413,6 +420,6 @@ def plot_sweep(summary: dict, records: list[dict], cfg: SweepConfig, path: Path)
     name = Path(cfg.entry.display)
     shown = f"{name.parent.name}/{name.name}" if name.name == "model" else name.name
     ax.set_title(f"{shown}: {cfg.task1} vs {cfg.task2}, {cfg.n_examples} examples, "
-                 f"{cfg.n_prompts} prompts per λ", fontsize=8)
+                 f"{cfg.n_prompts} prompts per λ{_changed(summary)}", fontsize=8)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize=7, frameon=False)
     return save_figure(fig, path)

@@ -22,6 +22,10 @@ def folder_metadata(folder: Path | str) -> dict:
     config = _read_json(folder / "config.json")
     if config.get("architectures"):
         info["architecture"] = str(config["architectures"][0])
+        from superpose.models.columns import column_label
+
+        if column_label(config):  # an architecture change is named wherever the model is shown
+            info["architecture"] += " + " + column_label(config)
     for key in ("max_position_embeddings", "n_positions", "max_sequence_length"):  # names vary by family
         if isinstance(config.get(key), int) and config[key] > 0:
             info["max_positions"] = config[key]

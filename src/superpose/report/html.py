@@ -237,9 +237,27 @@ def _train_view(folder: Path, status: dict) -> RunView:
         view.blocks.append(Block(text=f"{len(log)} steps in {log[-1]['seconds']:.0f} s; mean loss of the last "
                                       f"{len(tail)} steps {sum(tail) / len(tail):.4f}."))
         view.figures.append({"name": "training loss", "mime": "image/png", "data": _loss_png(log)})
+    view.blocks += _observatory_blocks(folder, view, config)
     info = _read_json(folder / "model" / "training.json") if done else {}
     view.provenance = [(k, str(v)) for k, v in info.items() if not isinstance(v, (dict, list))]
     return view
+
+
+def _observatory_blocks(folder: Path, view: RunView, config: dict) -> list[Block]:
+    """The training observatory (issue #32): its figure against the step and the last checkpoint's verdict."""
+    from superpose.scratch.observatory import observatory_summary, plot_observatory, read_observatory, run_title
+
+    rows = read_observatory(folder)
+    if not rows:
+        return []
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        title, bounds = run_title(config, folder.name)
+        png = plot_observatory(rows, Path(tmp) / "observatory.png", title=title, boundaries=bounds)
+        view.figures.append({"name": "training observatory", "mime": "image/png",
+                             "data": base64.b64encode(png.read_bytes()).decode()})
+    return [Block(heading="Training observatory", text=observatory_summary(rows))]
 
 
 def _loss_png(log: list[dict]) -> str:

@@ -37,6 +37,10 @@ class ModelConfig(BaseModel):
     # position costly. (Measured in docs/scratch.md: at 0.1 the model stops copying the last
     # example, but then picks one task for the whole prompt rather than splitting.)
     attention_dropout: float = Field(0.0, ge=0, lt=1)
+    # ARCHITECTURE CHANGE (not the study's): add a learned embedding of each character's column in
+    # its line (0 .. column_embedding-1, capped) to the token embedding, keeping the global rotary
+    # positions (superpose.models.columns). 0: off, the study's architecture. llama only.
+    column_embedding: int = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> "ModelConfig":
@@ -44,6 +48,9 @@ class ModelConfig(BaseModel):
             raise ValueError(f"d_model={self.d_model} must be a multiple of n_heads={self.n_heads}")
         if self.architecture == "llama" and (self.d_model // self.n_heads) % 2:
             raise ValueError(f"head width d_model/n_heads={self.d_model // self.n_heads} must be even (rotary)")
+        if self.column_embedding and self.architecture != "llama":
+            raise ValueError("column_embedding: the column signal is built for architecture llama "
+                             "(gpt2 already has learned absolute positions)")
         return self
 
 
@@ -59,7 +66,13 @@ def hf_config(cfg: ModelConfig):
             pad_token_id=SPECIAL_TOKENS.index("<pad>"), bos_token_id=None, eos_token_id=None,
             attn_pdrop=cfg.attention_dropout, resid_pdrop=0.0, embd_pdrop=0.0,
         )
+    extra = {}
+    if cfg.column_embedding:  # labelled in config.json: every loader must attach it (superpose.models.columns)
+        from superpose.models.columns import CONFIG_KEY, NEWLINE_KEY
+
+        extra = {CONFIG_KEY: cfg.column_embedding, NEWLINE_KEY: char_vocab()["\n"]}
     return LlamaConfig(
+        **extra,
         vocab_size=len(char_vocab()), hidden_size=cfg.d_model, intermediate_size=cfg.d_mlp,
         num_hidden_layers=cfg.n_layers, num_attention_heads=cfg.n_heads,
         num_key_value_heads=cfg.n_heads, max_position_embeddings=cfg.max_position_embeddings,
@@ -73,7 +86,10 @@ def build_model(cfg: ModelConfig, generator: torch.Generator):
     """A freshly initialised causal LM; weights come only from ``generator``."""
     from transformers import AutoModelForCausalLM
 
+    from superpose.models.columns import attach_columns
+
     model = AutoModelForCausalLM.from_config(hf_config(cfg))
+    attach_columns(model)  # the architecture change, when the config asks for it
     # Re-draw every weight from the passed generator, so the init never touches torch's global RNG
     # and one seed always gives one model (in named_parameters order, which is fixed by the config).
     with torch.no_grad():

@@ -23,7 +23,6 @@ schedule is a pure function of the step, so "scheduler state" is just the step n
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import json
 import math
 import shutil
@@ -45,7 +44,9 @@ from superpose.runs import RunFolder, write_status
 from superpose.scratch.data import BatchStream, make_sequence, sequence_rng
 from superpose.scratch.model import ModelConfig, build_model
 from superpose.scratch.tokenizer import build_tokenizer, char_vocab
-from superpose.tasks import get_task, list_tasks
+from superpose.scratch.schedule import (Curriculum, FamilyWeight, Phase, ScheduledBatches, all_specs,
+                                        expand_tasks, lr_in_phase, uses_schedule)
+from superpose.tasks import get_task
 
 
 class TrainConfig(BaseModel):
@@ -98,43 +99,52 @@ class TrainConfig(BaseModel):
     # of the step, so this changes speed, never the run.
     data_workers: int = Field(0, ge=0)
 
+    # Switches that keep the study's setting (one task per sequence), see superpose.scratch.schedule:
+    # a weighted mixture of task families, curricula on a step schedule, and phases (a warm start,
+    # then the study's task) in one run. `tasks` stays the task the recipe is FOR (the observatory
+    # measures it); phases and the mixture say what each step trains on.
+    mixture: list[FamilyWeight] | None = None
+    curriculum: Curriculum | None = None
+    phases: list[Phase] | None = None
+    # The training observatory (superpose.scratch.observatory): every eval_every steps, on a fixed
+    # held-out batch of `tasks`, loss by example index, in-context accuracy, attention on the
+    # answer's column (retrieval) and a small position-controlled λ snapshot, in observatory.jsonl.
+    eval_every: int = Field(0, ge=0)  # 0: off
+    eval_sequences: int = Field(64, ge=1)
+
     @field_validator("tasks")
     @classmethod
     def _expand_tasks(cls, patterns: list[str]) -> list[str]:
-        if not patterns:
-            raise ValueError("needs at least one task")
-        names: list[str] = []
-        known = [t.name for t in list_tasks()]
-        for pat in patterns:
-            hits = sorted(fnmatch.filter(known, pat), key=_natural) if any(c in pat for c in "*?[") else [pat]
-            if not hits:
-                raise ValueError(f"pattern '{pat}' matches no task")
-            for n in hits:
-                try:
-                    get_task(n)
-                except SuperposeError as e:  # pydantic reports ValueErrors with the field's name
-                    raise ValueError(str(e)) from None
-                if n not in names:
-                    names.append(n)
-        return names
+        return expand_tasks(patterns)
 
     @model_validator(mode="after")
     def _check(self) -> "TrainConfig":
-        if self.batch_size % self.micro_batches:
+        if self.phases:
+            total = sum(p.steps for p in self.phases)
+            if "steps" not in self.model_fields_set:
+                self.steps = total
+            elif self.steps != total:
+                raise ValueError(f"steps={self.steps} is not the phases' total ({total}); leave steps out")
+            for i, p in enumerate(self.phases):
+                w = p.warmup_steps if p.warmup_steps is not None else self.warmup_steps
+                d = p.decay_steps if p.decay_steps is not None else self.decay_steps
+                if w + d > p.steps:
+                    raise ValueError(f"phases[{i}]: warmup_steps + decay_steps ({w} + {d}) exceeds its "
+                                     f"steps={p.steps}")
+        elif self.batch_size % self.micro_batches:
             raise ValueError(f"batch_size={self.batch_size} must be a multiple of micro_batches={self.micro_batches}")
-        if self.warmup_steps + self.decay_steps > self.steps:
+        if not self.phases and self.warmup_steps + self.decay_steps > self.steps:
             raise ValueError(f"warmup_steps + decay_steps ({self.warmup_steps} + {self.decay_steps}) "
                              f"exceeds steps={self.steps}")
         if self.min_examples is not None and self.min_examples > self.n_examples:
             raise ValueError(f"min_examples={self.min_examples} exceeds n_examples={self.n_examples}")
         if self.min_lr > self.lr:
             raise ValueError(f"min_lr={self.min_lr} exceeds lr={self.lr}")
-        tasks = [get_task(n) for n in self.tasks]
         vocab = char_vocab()
         longest = 0
-        for t in tasks:
+        for t, n in _task_lengths(self):
             for i in range(3):  # a few draws: inputs of some spaces vary in length
-                s = make_sequence([t], self.n_examples, sequence_rng(-1, i))
+                s = make_sequence([t], n, sequence_rng(-1, i))
                 longest = max(longest, len(s.text))
                 bad = sorted({c for c in s.text if c not in vocab})
                 if bad:
@@ -147,13 +157,18 @@ class TrainConfig(BaseModel):
         return self
 
 
+def _task_lengths(cfg: "TrainConfig") -> list[tuple]:
+    """(task, examples per sequence) pairs that bound the run's sequence lengths (8 letters is the
+    longest retrieval input, so a letters curriculum never makes a longer sequence)."""
+    pairs = [(get_task(n), cfg.n_examples) for n in cfg.tasks]
+    if uses_schedule(cfg):
+        pairs += [(get_task(n), spec.n_examples) for spec in all_specs(cfg) for n in spec.task_names]
+    return pairs
+
+
 # Fields that change how fast a run goes, never its numbers: a resume may change them.
-SPEED_ONLY = {"out_dir", "threads", "compile", "attention", "log_every", "data_workers"}
-
-
-def _natural(name: str) -> tuple:
-    head, _, tail = name.rpartition("_")
-    return (head, int(tail)) if tail.isdigit() else (name, 0)
+SPEED_ONLY = {"out_dir", "threads", "compile", "attention", "log_every", "data_workers", "eval_every",
+              "eval_sequences"}
 
 
 def load_train_config(path: str | Path, **overrides) -> TrainConfig:
@@ -183,14 +198,16 @@ def trained_length(cfg: TrainConfig) -> int:
     backends warn about (``training.json``'s ``trained_sequence_length``).
     """
     longest = 0
-    for t in (get_task(n) for n in cfg.tasks):
+    for t, n in _task_lengths(cfg):
         for i in range(3):  # a few draws: inputs of some spaces vary in length
-            longest = max(longest, len(make_sequence([t], cfg.n_examples, sequence_rng(-1, i)).text))
+            longest = max(longest, len(make_sequence([t], n, sequence_rng(-1, i)).text))
     return longest
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
     """Warmup-stable-decay: linear warmup, constant, then linear decay to min_lr over the last steps."""
+    if cfg.phases:
+        return lr_in_phase(step, cfg)
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     decay_start = cfg.steps - cfg.decay_steps
@@ -466,11 +483,27 @@ def _batches(cfg: TrainConfig, device: torch.device):
     """The run's batch source: tensors built on the device where the tasks allow, else strings."""
     from superpose.scratch.tensor_data import TensorBatches, supports
 
+    if uses_schedule(cfg):
+        return ScheduledBatches(cfg, device)
     if supports(cfg.tasks):
         return contextlib.nullcontext(TensorBatches(
             cfg.tasks, cfg.n_examples, cfg.seed, cfg.batch_size, device, min_examples=cfg.min_examples))
     return BatchStream(cfg.tasks, cfg.n_examples, cfg.seed, cfg.batch_size, char_vocab(),
                        workers=cfg.data_workers, min_examples=cfg.min_examples)
+
+
+def _observatory(cfg: TrainConfig, out_dir: Path, start: int):
+    """The run's observatory (None when eval_every is 0); on resume its log keeps rows up to ``start``."""
+    if not cfg.eval_every:
+        return None
+    from superpose.scratch.observatory import Observatory, read_observatory
+    from superpose.scratch.snapshot import snapshot_for
+
+    path = out_dir / "observatory.jsonl"
+    kept = read_observatory(out_dir, before=start) if start else []
+    path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    return Observatory(cfg.tasks, cfg.n_examples, cfg.seed, cfg.eval_sequences, cfg.attention, path,
+                       snapshot=snapshot_for(cfg.tasks, cfg.n_examples, cfg.seed))
 
 
 def moment_batches(beta2: float) -> int:
@@ -559,6 +592,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
     log_path = out_dir / "log.jsonl"
     log = _read_log(log_path, before=start)  # drop steps logged after the checkpoint we resume from
     log_path.write_text("".join(json.dumps(r) + "\n" for r in log))
+    observatory = _observatory(cfg, out_dir, start)
 
     end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
     autocast = autocast_for(cfg, device)
@@ -621,6 +655,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
                 if checkpoint:
                     _save_checkpoint(out_dir, model, tokenizer, optimizer, step, seconds, tokens, cfg)
                     clock = time.perf_counter()  # writing the checkpoint is not training time
+                if observatory is not None and step % cfg.eval_every == 0:
+                    observatory.observe(model, step)
                 if stop_now:
                     break
         except KeyboardInterrupt:  # a second Ctrl-C, or one before the loop
@@ -643,6 +679,10 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
             raise KeyboardInterrupt
     else:
         extra = {"loss_function": loss_fn.note}
+        if cfg.model.column_embedding:
+            from superpose.models.columns import LABEL
+
+            extra["architecture_change"] = LABEL
         model_dir = _export(model, tokenizer, out_dir / "model", cfg, losses, seconds, tokens, extra)
         write_status(out_dir, "complete", kind="train")
         held.unlock()
