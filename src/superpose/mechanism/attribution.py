@@ -16,8 +16,8 @@ from superpose.errors import SuperposeError
 from superpose.prompts import MixtureSpec, Prompt
 
 
-def leave_one_out_texts(prompt: Prompt, spec: MixtureSpec) -> list[str]:
-    """The prompt's text with example ``i`` removed, for every ``i`` (examples found by the separator)."""
+def example_lines(prompt: Prompt, spec: MixtureSpec) -> tuple[str, list[str], str]:
+    """(text before the examples, the example lines in order, the separator-joined rest: the query)."""
     head, sep = spec.template.split("{examples}")[0], spec.example_separator
     n = len(prompt.example_tasks)
     if "{" in head or not prompt.text.startswith(head) or not sep:
@@ -28,7 +28,14 @@ def leave_one_out_texts(prompt: Prompt, spec: MixtureSpec) -> list[str]:
     if len(parts) <= n or head + sep.join(lines + [rest]) != prompt.text:
         raise SuperposeError(f"prompt {prompt.index}: cannot split its {n} examples at the separator "
                              f"{sep!r} (an example contains it)")
-    return [head + sep.join(lines[:i] + lines[i + 1:] + [rest]) for i in range(n)]
+    return head, lines, rest
+
+
+def leave_one_out_texts(prompt: Prompt, spec: MixtureSpec) -> list[str]:
+    """The prompt's text with example ``i`` removed, for every ``i``."""
+    head, lines, rest = example_lines(prompt, spec)
+    sep = spec.example_separator
+    return [head + sep.join(lines[:i] + lines[i + 1:] + [rest]) for i in range(len(lines))]
 
 
 def attribution_record(lm: Backend, prompt: Prompt, spec: MixtureSpec) -> dict:
