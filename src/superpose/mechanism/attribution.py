@@ -38,13 +38,19 @@ def leave_one_out_texts(prompt: Prompt, spec: MixtureSpec) -> list[str]:
     return [head + sep.join(lines[:i] + lines[i + 1:] + [rest]) for i in range(len(lines))]
 
 
+def leave_one_out(lm: Backend, text: str, edited: Sequence[str], answers: Sequence[str]) -> tuple[list, list]:
+    """(log P of each answer after ``text``, ``effect[i][k]`` = that minus log P after ``edited[i]``),
+    all prompts scored in one batched call."""
+    scores = lm.score([ScoreRequest(t, answers) for t in [text, *edited]])
+    lp = np.array([[c.logprob for c in s] for s in scores])  # [1 + n, K]
+    return lp[0].tolist(), (lp[0][None] - lp[1:]).tolist()
+
+
 def attribution_record(lm: Backend, prompt: Prompt, spec: MixtureSpec) -> dict:
     """``effect[i][k]`` for every example ``i`` and task ``k`` of one prompt (one batched score call)."""
-    texts = [prompt.text] + leave_one_out_texts(prompt, spec)
-    scores = lm.score([ScoreRequest(t, prompt.answers) for t in texts])
-    lp = np.array([[c.logprob for c in s] for s in scores])  # [1 + n, K]
+    full, effect = leave_one_out(lm, prompt.text, leave_one_out_texts(prompt, spec), prompt.answers)
     return {"index": prompt.index, "tasks": prompt.tasks, "example_tasks": prompt.example_tasks,
-            "logprob": lp[0].tolist(), "effect": (lp[0][None] - lp[1:]).tolist()}
+            "logprob": full, "effect": effect}
 
 
 def task_matrix(record: dict) -> np.ndarray:

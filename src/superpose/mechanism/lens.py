@@ -18,22 +18,29 @@ from superpose.backends.hf import HFBackend
 from superpose.prompts import Prompt
 
 
-def lens_records(lm: HFBackend, prompts: Sequence[Prompt]) -> list[dict]:
-    """One record per prompt: ``lens[k][l]`` = log P(answer k's first token) from layer ``l``, the exact
-    first-token and full-answer log-probabilities, and the prompt's in-context shares."""
+def lens_of(lm: HFBackend, requests: Sequence[ScoreRequest]) -> list[dict]:
+    """Per request (a prompt and the K answers): ``lens[k][l]`` = log P(answer k's first token) read from
+    layer ``l``, ``vocab_rank[k][l]`` (tokens ranked above it there), and the exact first-token and
+    full-answer log-probabilities from the same prompt pass."""
     layers = list(range(lm.n_layers))
-    scores, resid = lm.score_with_residuals([ScoreRequest(p.text, p.answers) for p in prompts], layers)
+    scores, resid = lm.score_with_residuals(requests, layers)
     out = []
-    for row, (p, s) in enumerate(zip(prompts, scores)):
+    for row, s in enumerate(scores):
         first = [c.token_ids[0] for c in s]
         hidden = torch.stack([resid[layer][row] for layer in layers])  # [layers, d_model]
         lp = lm.lens_logprobs(hidden)  # [layers, vocab]
         lens = lp[:, first].T  # [K, layers]
-        ranks = (lp[:, None, :] > lp[:, first][:, :, None]).sum(-1).T  # [K, layers]: tokens above answer k's
-        out.append({"index": p.index, "tasks": p.tasks, "answers": p.answers, "shares": p.in_context_distribution,
-                    "lens": lens.tolist(), "vocab_rank": ranks.tolist(),
+        ranks = (lp[:, None, :] > lp[:, first][:, :, None]).sum(-1).T  # [K, layers]
+        out.append({"lens": lens.tolist(), "vocab_rank": ranks.tolist(),
                     "first_logprob": [c.token_logprobs[0] for c in s], "logprob": [c.logprob for c in s]})
     return out
+
+
+def lens_records(lm: HFBackend, prompts: Sequence[Prompt]) -> list[dict]:
+    """:func:`lens_of` for mixture prompts, each record with the prompt's index, tasks, answers and shares."""
+    found = lens_of(lm, [ScoreRequest(p.text, p.answers) for p in prompts])
+    return [{"index": p.index, "tasks": p.tasks, "answers": p.answers, "shares": p.in_context_distribution, **r}
+            for p, r in zip(prompts, found)]
 
 
 def first_layer_on_top(mean_lens: np.ndarray) -> list[int | None]:
