@@ -28,7 +28,7 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 
 from superpose.errors import SuperposeError
-from superpose.explore import mechanism
+import superpose.explore.mechanism as mechanism
 from superpose.explore.service import (Explorer, ExportBody, OutputsBody, PromptRequest, ScoreBody, SweepBody,
                                        families, make_prompt)
 
