@@ -167,11 +167,14 @@ def _run_mixture(run: RunFolder, config: MechanismConfig, model_name: str, mixtu
     opts = config.mechanism
     base = {"model": model_name, "mixture": mixture.name}
     if "lens" in opts.analyses:
-        todo = [p for p in prompts[: config.sizes("lens")] if (model_name, mixture.name, "lens", p.index) not in done]
-        chunks = [todo[i: i + opts.batch_size] for i in range(0, len(todo), opts.batch_size)]
+        chosen = prompts[: config.sizes("lens")]
+        # Chunks are cut from the whole list, as in an uninterrupted run: batch company moves the last bits.
+        chunks = [chosen[i: i + opts.batch_size] for i in range(0, len(chosen), opts.batch_size)]
+        chunks = [c for c in chunks if any((model_name, mixture.name, "lens", p.index) not in done for p in c)]
         for chunk in track(chunks, f"{model_name}, {mixture.name}: lens"):
             for r in lens_records(model(), chunk):
-                run.append_record({**base, "analysis": "lens", **r})
+                if (model_name, mixture.name, "lens", r["index"]) not in done:
+                    run.append_record({**base, "analysis": "lens", **r})
     if "attribution" in opts.analyses:
         todo = [p for p in prompts[: config.sizes("attribution")]
                 if (model_name, mixture.name, "attribution", p.index) not in done]
