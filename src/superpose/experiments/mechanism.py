@@ -292,12 +292,13 @@ def summary_markdown(summary: dict) -> str:
             if "lens" in s:
                 lens = s["lens"]
                 out.append(f"### Logit lens ({lens['n_prompts']} prompts, {lens['n_layers']} layers)\n")
-                out.append("| task | share | first layer on top | mean P at the middle layer | mean P at the last "
-                           "layer (lens) | exact first-token P | exact answer P |")
-                out.append("|---|---|---|---|---|---|---|")
+                out.append("| task | share | first layer on top | first layer in the top 10 (median rank) | mean P "
+                           "at the middle layer | mean P at the last layer (lens) | exact first-token P | exact answer P |")
+                out.append("|---|---|---|---|---|---|---|---|")
                 mid = lens["n_layers"] // 2
                 for t, v in lens["tasks"].items():
                     out.append(f"| {md(t)} | {v['share']:.3f} | {_f(v['first_layer_on_top'], 'd')} | "
+                               f"{_f(v['first_layer_top10'], 'd')} | "
                                f"{v['mean_prob'][mid]:.3f} | {v['mean_prob'][-1]:.3f} | "
                                f"{v['exact_first_token_mean_prob']:.3f} | {v['exact_answer_mean_prob']:.3f} |")
                 out.append("")

@@ -54,9 +54,16 @@ def first_layer_on_top(mean_lens: np.ndarray) -> list[int | None]:
     return out
 
 
+def _first_below(values: np.ndarray, limit: float) -> int | None:
+    """The first layer whose value is below ``limit`` (None: none)."""
+    below = np.nonzero(values < limit)[0]
+    return int(below[0]) if len(below) else None
+
+
 def summarize_lens(records: list[dict]) -> dict:
     """Per task and layer: mean, std and quartiles of the lens log-prob over prompts; mean P; the first
-    layer on top; the exact first-token and full-answer log-probabilities for comparison."""
+    layer on top (its mean lens log-prob above every other task's) and the first layer at which the
+    answer's median rank in the vocabulary is below 10; the exact first-token and full-answer log-probabilities for comparison."""
     lens = np.array([r["lens"] for r in records])  # [N, K, layers]
     tasks = records[0]["tasks"]
     mean = lens.mean(axis=0)  # [K, layers]
@@ -77,6 +84,7 @@ def summarize_lens(records: list[dict]) -> dict:
             "q75_prob": np.quantile(probs[:, k], 0.75, axis=0).round(5).tolist(),
             "median_vocab_rank": np.median(ranks[:, k], axis=0).tolist(),
             "first_layer_on_top": first[k],
+            "first_layer_top10": _first_below(np.median(ranks[:, k], axis=0), 10),
             "exact_first_token_mean_prob": float(np.exp(exact_first[:, k]).mean()),
             "exact_answer_mean_prob": float(np.exp(exact[:, k]).mean()),
         } for k, t in enumerate(tasks)},
