@@ -25,7 +25,7 @@ def plot_lens(summary: dict, path: Path, title: str) -> Path:
     for i, (t, s) in enumerate(summary["tasks"].items()):
         c = _COLORS[i % 10]
         x = np.arange(len(s["mean_prob"]))
-        ax.plot(x, s["mean_prob"], color=c, marker="o", ms=3, label=f"{t} (on top from layer {s['first_layer_on_top']})")
+        ax.plot(x, s["mean_prob"], color=c, marker="o", ms=3, label=f"{t} (in the top 10 from layer {s.get('first_layer_top10')})")
         ax.fill_between(x, s["q25_prob"], s["q75_prob"], color=c, alpha=0.15, lw=0)
         ax.axhline(s["share"], color=c, ls="--", lw=1)
         ax.plot([x[-1] + 0.6], [s["exact_first_token_mean_prob"]], marker="D", color=c, ms=5)
