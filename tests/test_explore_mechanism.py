@@ -32,7 +32,8 @@ def steps() -> dict[str, str]:
                            "document.querySelector('#attribute').click()",
                            "({effects: Array.from(document.querySelectorAll('#attribution div'))"
                            ".map(d => Number(d.dataset.effect)), error: " + ERROR + "})"),
-        "steer": act("document.querySelector('#steer').click()",
+        "steer": act("document.querySelector('#steer-points').value = '3'; "
+                     "document.querySelector('#steer-prompts').value = '2'; document.querySelector('#steer').click()",
                      "({steer: explorer.mech.steer, real: explorer.mech.real, value: "
                      "document.querySelector('#steer-value').value, error: " + ERROR + "})"),
         "bad": act("document.querySelector('#steer-layer').value = '999'; document.querySelector('#steer').click()",
@@ -46,6 +47,7 @@ def steps() -> dict[str, str]:
                     reason="chromium is not installed (.ci/run installs it)")
 def test_mechanism_panels_show_the_apis_numbers(server, tmp_path):  # noqa: F811
     browser = Chromium(tmp_path / "profile")
+    browser.timeout = 600  # a step scores up to a dozen prompts; a shared CPU can take minutes
     try:
         visit = browser.visit(server + "/", steps())
     finally:
@@ -69,13 +71,13 @@ def test_mechanism_panels_show_the_apis_numbers(server, tmp_path):  # noqa: F811
     assert np.abs(np.array(ev["attribution"]["effects"]) - np.array(attr["effect"])[:, 1]).max() < 1e-4
 
     body = {"tasks": ["copy_op1", "copy_op2"], "weights": None, "n_examples": 8, "seed": 0, "layer": None,
-            "n_points": 11}
+            "n_points": 3, "n_vector_prompts": 2}
     status, steer = post(server, "/api/steer", body)
     assert status == 200 and ev["steer"]["error"] is None
     page = ev["steer"]["steer"]
     assert np.abs(np.array(page["p1"]) - steer["p1"]).max() < 1e-4
     assert np.abs(np.array(page["p2"]) - steer["p2"]).max() < 1e-4
-    assert len(ev["steer"]["real"]["points"]) == 11 and f"{steer['p1'][5]:.4f}" in ev["steer"]["value"]
+    assert len(ev["steer"]["real"]["points"]) == 3 and f"{steer['p1'][1]:.4f}" in ev["steer"]["value"]
 
     bad = ev["bad"]
     assert bad is not None and "layer" in bad and "\n" not in bad  # one line naming the field

@@ -66,7 +66,10 @@ async function steer() {
   const base = { ...setting(), weights: null };
   if (base.tasks.length !== 2) throw new Error("tick exactly two tasks to steer between them");
   const layer = $("steer-layer").value;
-  const s = await api("/api/steer", { ...base, layer: layer === "" ? null : Number(layer), n_points: 11 });
+  const s = await api("/api/steer", { ...base, layer: layer === "" ? null : Number(layer),
+    n_points: Number($("steer-points").value), n_vector_prompts: Number($("steer-prompts").value) });
+  $("steer-lambda").max = String(s.lambdas.length - 1);
+  $("steer-lambda").value = String(Math.floor((s.lambdas.length - 1) / 2));
   const real = await api("/api/sweep", { ...base, lambdas: s.lambdas, n_prompts: 1 });
   mech.steer = s;
   mech.real = real;
