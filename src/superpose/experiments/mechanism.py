@@ -291,7 +291,9 @@ def summary_markdown(summary: dict) -> str:
             out.append(f"## {md(model)} — {md(mixture)}\n")
             if "lens" in s:
                 lens = s["lens"]
-                out.append(f"### Logit lens ({lens['n_prompts']} prompts, {lens['n_layers']} layers)\n")
+                out.append(f"### Logit lens ({lens['n_prompts']} prompts, {lens['n_layers']} layers; in "
+                           f"{lens['n_prompts'] - lens['n_distinct_first']} of them two answers share a first "
+                           "character, which the lens cannot tell apart)\n")
                 out.append("| task | share | first layer on top | first layer in the top 10 (median rank) | mean P "
                            "at the middle layer | mean P at the last layer (lens) | exact first-token P | exact answer P |")
                 out.append("|---|---|---|---|---|---|---|---|")

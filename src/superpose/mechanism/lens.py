@@ -73,13 +73,17 @@ def summarize_lens(records: list[dict]) -> dict:
     exact_first = np.array([r["first_logprob"] for r in records])  # [N, K]
     exact = np.array([r["logprob"] for r in records])  # [N, K]
     ranks = np.array([r["vocab_rank"] for r in records])  # [N, K, layers]
+    # Answers whose first tokens coincide cannot be told apart by the lens: also report the others alone.
+    distinct = np.array([len({a[:1] for a in r["answers"]}) == len(r["answers"]) for r in records])
+    probs_distinct = probs[distinct] if distinct.any() else probs[:0]
     return {
-        "n_prompts": len(records), "n_layers": lens.shape[2],
+        "n_prompts": len(records), "n_layers": lens.shape[2], "n_distinct_first": int(distinct.sum()),
         "tasks": {t: {
             "share": float(share[k]),
             "mean_logprob": mean[k].round(4).tolist(), "std_logprob": lens[:, k].std(axis=0, ddof=1).round(4).tolist()
             if len(records) > 1 else [0.0] * lens.shape[2],
             "mean_prob": probs[:, k].mean(axis=0).round(5).tolist(),
+            "mean_prob_distinct_first": probs_distinct[:, k].mean(axis=0).round(5).tolist() if len(probs_distinct) else None,
             "q25_prob": np.quantile(probs[:, k], 0.25, axis=0).round(5).tolist(),
             "q75_prob": np.quantile(probs[:, k], 0.75, axis=0).round(5).tolist(),
             "median_vocab_rank": np.median(ranks[:, k], axis=0).tolist(),
