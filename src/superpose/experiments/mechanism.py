@@ -271,7 +271,7 @@ def _summarize_heads(records: list[dict], top_records: list[dict], induction: np
         after_set = np.exp(np.array([p["after"] for p in r["prompts"]])).mean(axis=0)
         sets.append({"task": tasks[r["task"]], "n": r["n"], "heads": r["heads"],
                      "before": before.round(4).tolist(), "after": after_set.round(4).tolist(),
-                     "verdict": verdict(before, after_set, r["task"])})
+                     "verdict": verdict(before, after_set, tasks)})
     flat = induction.reshape(-1)
     return {"n_prompts": len(records), "n_heads": int(dp.shape[0]), "top": ranked, "ablate_top": sets,
             "delta_p": dp.tolist(), "mean_p": base.mean(axis=0).round(4).tolist(),

@@ -59,22 +59,23 @@ def ablate_set(lm: HFBackend, prompts: Sequence[Prompt], heads: Sequence[tuple[i
     return out
 
 
-def verdict(before: np.ndarray, after: np.ndarray, target: int) -> str:
-    """What ablating one task's top heads did, from mean P per task before and after (``[K]`` each):
-    'nothing', 'loses its own task', 'loses every task', or 'collapses to <task index>'."""
+def verdict(before: np.ndarray, after: np.ndarray, tasks: Sequence[str]) -> str:
+    """What ablating a set of heads did, from mean P per task before and after (``[K]`` each): 'nothing',
+    'collapses to <task>', 'loses every task', or which tasks it lost (P below half) and raised (P doubled)."""
     ratio = after / np.maximum(before, 1e-12)
     share_after = after / max(after.sum(), 1e-12)
     share_before = before / max(before.sum(), 1e-12)
     top = int(np.argmax(share_after))
     if len(before) > 1 and share_after[top] >= 0.8 and share_before[top] < 0.8:
-        return f"collapses to task {top}"
+        return f"collapses to {tasks[top]}"
     if (ratio < 0.5).all():
         return "loses every task"
-    if ratio[target] < 0.5:
-        return "loses its own task"
-    if ((ratio > 0.8) & (ratio < 1.25)).all():
-        return "nothing"
-    return "shifts mass"
+    lost = [t for t, r in zip(tasks, ratio) if r < 0.5]
+    raised = [t for t, r in zip(tasks, ratio) if r > 2]
+    if not lost and not raised:
+        return "nothing" if ((ratio > 0.8) & (ratio < 1.25)).all() else "small shifts"
+    return "; ".join(part for part in (f"loses {', '.join(lost)}" if lost else "",
+                                       f"raises {', '.join(raised)}" if raised else "") if part)
 
 
 def induction_scores(lm: HFBackend, rng: np.random.Generator, length: int = 25, sequences: int = 4) -> np.ndarray:
