@@ -71,7 +71,7 @@ class Chromium:
         self._id += 1
         self.ws.send(json.dumps({"id": self._id, "method": method, "params": params}))
         while True:
-            msg = json.loads(self.ws.recv(timeout=60))
+            msg = json.loads(self.ws.recv(timeout=getattr(self, "timeout", 60)))  # a slower page may raise it
             if msg.get("id") == self._id:
                 assert "error" not in msg, msg["error"]
                 return msg.get("result", {})

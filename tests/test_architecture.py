@@ -105,6 +105,7 @@ LAYERS = {
     "superpose.models": 2,
     "superpose.backends": 3, "superpose.naive": 3,
     "superpose.vectors": 4, "superpose.construction": 4, "superpose.scratch": 4, "superpose.enumerate": 4,
+    "superpose.mechanism": 4,
     "superpose.experiments": 5, "superpose.vectors.experiment": 5, "superpose.vectors.config": 5,
     "superpose.construction.experiment": 5, "superpose.construction.__init__": 5, "superpose.notebook": 5,
     "superpose.report.html": 6, "superpose.explore": 6,

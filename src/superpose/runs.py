@@ -40,7 +40,7 @@ from superpose.errors import SuperposeError
 
 DEFAULT_ROOT = Path("runs")
 # What a run folder can hold: one kind per experiment (a training run and a reproduce parent folder too).
-KINDS = ("probe", "sweep", "scale", "vectors", "construct", "train", "reproduce")
+KINDS = ("probe", "sweep", "scale", "vectors", "construct", "train", "reproduce", "mechanism")
 FORMAT_VERSION = 2  # 1: the folders written before status.json said their kind
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]*$")
 

@@ -10,7 +10,8 @@ experiment can check them from the model string alone, before a run folder exist
 
 * ``"enumerate"`` -- next-token distributions over the whole vocabulary, on a forked KV cache
   (output enumeration, the scaling run);
-* ``"residual"`` -- read and write the residual stream with hooks (task vectors).
+* ``"residual"`` -- read and write the residual stream with hooks (task vectors);
+* ``"heads"`` -- the logit lens, per-head mean ablation and attention patterns (``superpose mechanism``).
 
 The token boundary. Scoring needs the continuation's tokens *after* the prompt's tokens. We tokenize
 ``prompt + continuation`` jointly and take the tail when the prompt's own tokens are an exact prefix
@@ -32,7 +33,8 @@ from typing import Any, ClassVar, Iterator, Sequence
 from superpose.errors import PromptTooLong, SuperposeError
 
 _WHAT = {"enumerate": "next-token distributions (output enumeration)",
-         "residual": "the residual stream (task vectors)"}
+         "residual": "the residual stream (task vectors)",
+         "heads": "the attention heads and the output layer (lens, head ablation)"}
 
 
 class CapabilityError(SuperposeError):

@@ -16,7 +16,9 @@ as public methods, so no module outside ``backends/`` touches the model itself: 
 :meth:`HFBackend.prefill`, :meth:`HFBackend.extend`, :meth:`HFBackend.next_token_logits`,
 :meth:`HFBackend.end_token_ids`; ``residual`` -- :attr:`HFBackend.n_layers`,
 :meth:`HFBackend.capture_residuals`, :meth:`HFBackend.patching` (forward hooks,
-:mod:`superpose.backends.residual`).
+:mod:`superpose.backends.residual`); ``heads`` -- :meth:`HFBackend.lens_logprobs`,
+:meth:`HFBackend.score_with_residuals`, :attr:`HFBackend.head_shape`, :meth:`HFBackend.head_means`,
+:meth:`HFBackend.score_ablated`, :meth:`HFBackend.attention_weights` (:mod:`superpose.backends.heads`).
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ from typing import Any, ClassVar, Iterator, Sequence
 
 import torch
 
-from superpose.backends.base import ContinuationScore, Encoded, ScoreRequest, TokenizedBackend
+from superpose.backends.base import ContinuationScore, Encoded, ScoreRequest, TokenizedBackend, encode_prompt
 from superpose.backends.devices import resolve_device, warn_bfloat16_on_cpu
+from superpose.backends.heads import (ablating_heads, attention_weights, head_shape, recording_head_means,
+                                      recording_last, unembed_logprobs)
 from superpose.backends.residual import Patch, capture_residuals, n_layers, patching
 from superpose.errors import ModelNotAvailable
 from superpose.models.convert import quiet_transformers_in_logs
@@ -66,7 +70,7 @@ class HFBackend(TokenizedBackend):
     """A Hugging Face causal LM (eval mode) with its tokenizer and provenance."""
 
     kind: ClassVar[str] = "hf"
-    capabilities: ClassVar[frozenset[str]] = frozenset({"score", "enumerate", "residual"})
+    capabilities: ClassVar[frozenset[str]] = frozenset({"score", "enumerate", "residual", "heads"})
 
     def __init__(self, name: str, model: Any, tokenizer: Any, info: dict, batch_size: int = 1):
         self.name, self.model, self.tokenizer, self.info = name, model, tokenizer, info
@@ -185,18 +189,93 @@ class HFBackend(TokenizedBackend):
                                 in zip(request.continuations, enc.continuations, lps)])
         return results
 
-    def _logprobs(self, chunk: list[Encoded]) -> list[list[list[float]]]:
-        """Per request, per continuation, the log-probability of each of its tokens."""
-        pre = self.prefill([e.prompt_ids for e in chunk])
+    def _logprobs(self, chunk: list[Encoded], pre: Prefill | None = None,
+                  before_extend: Any = None) -> list[list[list[float]]]:
+        """Per request, per continuation, the log-probability of each of its tokens (``pre``: the prompts'
+        prefill, already run; ``before_extend(rows)`` is told which prompt row each answer row forks)."""
+        if pre is None:
+            pre = self.prefill([e.prompt_ids for e in chunk])
         out = [[[pre.last_logprobs[b, ids[0]].item()] for ids, _ in e.continuations] for b, e in enumerate(chunk)]
         where = [(b, j) for b, e in enumerate(chunk) for j, (ids, _) in enumerate(e.continuations) if len(ids) > 1]
         if where:
+            if before_extend is not None:
+                before_extend([b for b, _ in where])
             conts = [chunk[b].continuations[j][0] for b, j in where]
             lp = self.extend(pre, [b for b, _ in where], [ids[:-1] for ids in conts])  # [C, longest-1, vocab]
             for row, ((b, j), ids) in enumerate(zip(where, conts)):
                 targets = torch.tensor(ids[1:], device=lp.device)
                 out[b][j] += lp[row, : len(ids) - 1].gather(1, targets[:, None])[:, 0].tolist()
         return out
+
+
+    # --- the lens and the heads (capability "heads") -------------------------------------------------
+
+    def _scores(self, request: ScoreRequest, enc: Encoded, lps: list[list[float]]) -> list[ContinuationScore]:
+        return [ContinuationScore(text, ids, lp, straddles)
+                for text, (ids, straddles), lp in zip(request.continuations, enc.continuations, lps)]
+
+    def lens_logprobs(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The logit lens: ``[n, d_model]`` residual vectors through the final norm and unembedding ->
+        ``[n, vocab]`` float32 log-probabilities."""
+        return unembed_logprobs(self.model, hidden)
+
+    def score_with_residuals(self, requests: Sequence[ScoreRequest], layers: Sequence[int]
+                             ) -> tuple[list[list[ContinuationScore]], dict[int, torch.Tensor]]:
+        """:meth:`score`, and ``resid_post`` at each prompt's last token for ``layers`` from the same
+        prompt pass: ``{layer: [len(requests), d_model]}`` float32."""
+        requests = list(requests)
+        encoded = [self.encode(r) for r in requests]
+        results: list[list[ContinuationScore]] = []
+        captured: dict[int, list[torch.Tensor]] = {int(x): [] for x in layers}
+        for start in range(0, len(encoded), self.batch_size):
+            chunk = encoded[start: start + self.batch_size]
+            with recording_last(self.model, layers) as got:  # left padding: every prompt ends in column -1
+                pre = self.prefill([e.prompt_ids for e in chunk])
+            for layer in captured:
+                captured[layer].append(got[layer])
+            for request, enc, lps in zip(requests[start:], chunk, self._logprobs(chunk, pre)):
+                results.append(self._scores(request, enc, lps))
+        return results, {layer: torch.cat(parts) for layer, parts in captured.items()}
+
+    @property
+    def head_shape(self) -> tuple[int, int, int]:
+        """(layers, attention heads per layer, head dim)."""
+        return head_shape(self.model)
+
+    @torch.inference_mode()
+    def head_means(self, prompts: Sequence[str]) -> torch.Tensor:
+        """Each head's output (the ``o_proj`` input slice) averaged over every token of ``prompts``:
+        ``[layers, heads, head_dim]`` float32. One unpadded pass per prompt."""
+        layers, heads, dim = self.head_shape
+        with recording_head_means(self.model) as state:
+            for text in prompts:
+                self.model(input_ids=self._tensor([encode_prompt(self.tokenizer, text)]), use_cache=False,
+                           logits_to_keep=1)
+        sums, count = state
+        return (sums / max(count, 1)).float().reshape(layers, heads, dim)
+
+    def score_ablated(self, request: ScoreRequest, rows: Sequence[Sequence[tuple[int, int]]],
+                      means: torch.Tensor, rows_per_pass: int = 8) -> list[list[ContinuationScore]]:
+        """Score one request once per entry of ``rows``, with that entry's heads (``(layer, head)``
+        pairs; empty: none) mean-ablated to ``means`` (``[layers, heads, head_dim]``) at every position,
+        prompt and answer tokens alike; ``rows_per_pass`` copies of the prompt share a forward pass."""
+        enc = self.encode(request)
+        results: list[list[ContinuationScore]] = []
+        for start in range(0, len(rows), rows_per_pass):
+            part = [list(r) for r in rows[start: start + rows_per_pass]]
+            with ablating_heads(self.model, means.to(self.device), part) as plan:
+                pre = self.prefill([enc.prompt_ids] * len(part))
+
+                def fork(parents: list[int]) -> None:
+                    plan[0] = [part[b] for b in parents]
+
+                for lps in self._logprobs([enc] * len(part), pre, before_extend=fork):
+                    results.append(self._scores(request, enc, lps))
+        return results
+
+    def attention_weights(self, ids: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Attention patterns for rows of equal length: ``[layers, rows, heads, seq, seq]`` float32."""
+        return attention_weights(self.model, self._tensor([list(r) for r in ids]))
 
 
 def load_hf(model: str, dtype: str = "float32", device: str | None = None, batch_size: int | None = None,

@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "sweep": "λ sweep: P(task 1) and P(task 2) as task 1's share goes from 0 to 1 (Fig. 3)",
     "construct": "the hand-built 7-layer transformer that does K tasks at once (Theorem 1)",
     "vectors": "task vectors: extract, choose a layer, project, interpolate, steer (Fig. 4-5)",
+    "mechanism": "where superposition forms: layer lens, leave-one-out attribution, heads, by task answer",
     "scale": "tasks solved at once and calibration against model size (Fig. 6, App. E)",
     "decode": "a model's most probable complete outputs after a prompt, with probabilities",
     "reproduce": "the whole study, every step as a run folder under one parent, then the report",

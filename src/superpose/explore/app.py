@@ -42,6 +42,7 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
+import superpose.explore.mechanism as mechanism
 from superpose.errors import SuperposeError, brief
 from superpose.explore.service import (Cancelled, Explorer, ExportBody, OutputsBody, PromptRequest, QueueFull,
                                        ScoreBody, SweepBody, families, make_prompt)
@@ -250,6 +251,19 @@ def create_app(explorer: Explorer, host: str = "127.0.0.1") -> CheckOrigin:
     @app.post("/api/outputs")
     async def outputs(body: OutputsBody) -> dict:
         return await on_model(explorer.outputs, body)
+
+    # The mechanism panels (explore/mechanism.py): lens, attribution, steering.
+    @app.post("/api/lens")
+    async def lens(body: ScoreBody) -> dict:
+        return await on_model(mechanism.lens, explorer.backend, body)
+
+    @app.post("/api/attribution")
+    async def attribution(body: mechanism.AttributionBody) -> dict:
+        return await on_model(mechanism.attribution, explorer.backend, body)
+
+    @app.post("/api/steer")
+    async def steer(body: mechanism.SteerBody) -> dict:
+        return await on_model(mechanism.steer, explorer.backend, body)
 
     @app.post("/api/export")
     async def export(body: ExportBody) -> PlainTextResponse:

@@ -277,7 +277,7 @@ def _loss_png(log: list[dict]) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-# The blocks each kind adds before its summary.md (scale and vectors say everything in summary.md).
+# The blocks each kind adds before its summary.md (scale, vectors and mechanism say everything in summary.md).
 _KIND_BLOCKS = {
     "sweep": lambda summary, folder: _sweep_blocks(summary),
     "probe": lambda summary, folder: _probe_blocks(summary) + _example_prompts(folder),

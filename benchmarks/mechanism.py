@@ -1,0 +1,94 @@
+"""Mechanism speed: the lens, leave-one-out attribution and head ablation against plain prompt passes.
+
+On copy-family prompts (``A@B=``, ``--examples`` examples), in one run, interleaved, medians over
+``--reps``:
+
+* lens         -- :func:`lens_records` on one prompt (the scored prompt pass with every layer's residual
+                  kept, the answers' tokens, every layer through the unembedding) / one prompt pass;
+* attribution  -- :func:`attribution_record` (the full prompt and its n leave-one-out prompts scored
+                  exactly, ``--batch`` prompts per pass) / n passes of the shorter prompts, one at a time;
+* heads        -- every head ablated alone, scored exactly (``--rows`` ablated copies per pass) / H
+                  prompt passes, one at a time.
+
+A "prompt pass" is :meth:`HFBackend.prefill` of one prompt: its KV cache and next-token log-probs.
+Only ratios are printed, since absolute times on a shared machine mean little.
+
+    python benchmarks/mechanism.py [--model smollm2-135m] [--examples 20] [--batch 8] [--rows 8] [--reps 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+
+import torch
+from timing import timed
+
+from superpose import load_backend
+from superpose.backends import encode_prompt
+from superpose.mechanism.attribution import attribution_record, leave_one_out_texts
+from superpose.mechanism.heads import all_heads, head_record
+from superpose.mechanism.lens import lens_records
+from superpose.prompts import MixtureSpec, build_prompts
+
+
+def _cpu_name() -> str:
+    """The CPU's model name (Linux), else what platform knows."""
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--examples", type=int, default=20)
+    parser.add_argument("--batch", type=int, default=8, help="prompts per pass in attribution")
+    parser.add_argument("--rows", type=int, default=8, help="ablated copies per pass")
+    parser.add_argument("--reps", type=int, default=3)
+    args = parser.parse_args()
+
+    lm = load_backend(args.model, args.dtype, args.device, batch_size=args.batch)
+    spec = MixtureSpec(tasks=["copy_op1", "copy_op2", "op1_plus_op2"], n_examples=args.examples)
+    prompt = build_prompts(spec, 1, 0)[0]
+    ids = encode_prompt(lm.tokenizer, prompt.text)
+    shorter = [encode_prompt(lm.tokenizer, t) for t in leave_one_out_texts(prompt, spec)]
+    means = lm.head_means([prompt.text])
+    n_heads = len(all_heads(lm))
+
+    def one_pass(x=ids):
+        return lm.prefill([x])
+
+    jobs = {
+        "one prompt pass": one_pass,
+        "lens": lambda: lens_records(lm, [prompt]),
+        "n shorter passes": lambda: [one_pass(x) for x in shorter],
+        "attribution": lambda: attribution_record(lm, prompt, spec),
+        "heads": lambda: head_record(lm, prompt, means, args.rows),
+    }
+    for fn in jobs.values():  # warm-up
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in jobs}
+    for _ in range(args.reps):
+        for name, fn in jobs.items():
+            times[name].append(timed(fn, lm.device))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    cpu = _cpu_name()
+    print(f"model {args.model} ({args.dtype}, {lm.device}; {cpu}), prompt of {len(ids)} tokens "
+          f"({args.examples} examples), {args.reps} reps, torch threads {torch.get_num_threads()}")
+    print(f"lens / one prompt pass:                      {med['lens'] / med['one prompt pass']:.2f}  (target <= 1.3)")
+    print(f"attribution / {len(shorter)} shorter prompt passes:       "
+          f"{med['attribution'] / med['n shorter passes']:.2f}  (target <= 1.2; batch {args.batch})")
+    print(f"heads / {n_heads} prompt passes:                  "
+          f"{med['heads'] / (n_heads * med['one prompt pass']):.2f}  (target <= 1.2; {args.rows} rows per pass)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""`superpose mechanism`: layer lens, leave-one-out attribution and head ablation by task answer.
+
+    superpose mechanism configs/paper/copy.yaml --model smollm2-135m --n-prompts 8
+    superpose mechanism configs/paper/copy.yaml --analysis lens          # one analysis
+    superpose mechanism --resume runs/mechanism-copy-<time>              # finish an interrupted run
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from superpose.cli.flags import add_model_flags, add_run_flags, model_overrides, print_run_folder
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    """Arguments of `superpose mechanism`."""
+    p.description += (" The config is a probe config (models, mixtures, n_prompts) with an optional "
+                      "'mechanism:' section (analyses, batch_size, and lens/attribution/heads options). "
+                      "Transformers models only.")
+    p.add_argument("config", nargs="?", help="probe-style config YAML, e.g. configs/paper/copy.yaml "
+                   "(not needed with --resume)")
+    p.add_argument("--analysis", action="append", choices=("lens", "attribution", "heads"),
+                   help="run only this analysis (repeatable; default: the config's, else all three)")
+    add_model_flags(p, several=True)
+    p.add_argument("--n-prompts", type=int, dest="n_prompts", help="prompts per mixture")
+    add_run_flags(p)
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run (or resume) the mechanism analyses and print the summary."""
+    from superpose.errors import SuperposeError
+    from superpose.experiments.mechanism import load_mechanism_config, run_mechanism
+
+    overrides = {"models": model_overrides(args), "n_prompts": args.n_prompts, "dtype": args.dtype,
+                 "device": args.device, "seed": args.seed}
+    if args.resume:
+        if args.config or args.analysis or any(v is not None for v in overrides.values()):
+            raise SuperposeError("--resume continues a run with its own config; drop the config and the "
+                                 "--model, --n-prompts, --analysis, --dtype, --device and --seed flags")
+        run = run_mechanism(None, args.out, resume=args.resume)
+    else:
+        if not args.config:
+            raise SuperposeError("give a probe-style config (e.g. configs/paper/copy.yaml) or --resume RUN_FOLDER")
+        config = load_mechanism_config(args.config, overrides)
+        if args.analysis:
+            config.mechanism.analyses = list(dict.fromkeys(args.analysis))
+        run = run_mechanism(config, args.out)
+    print((run.path / "summary.md").read_text(encoding="utf-8"))
+    print_run_folder(run.path)
+    return 0
