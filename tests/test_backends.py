@@ -8,8 +8,11 @@ SUPERPOSE_REQUIRE_VLLM is unset (CI sets it, so there a missing vLLM fails).
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -86,6 +89,27 @@ def test_conversion_cache_is_reused_and_complete(smollm):
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # no half-made folder left
     assert json.loads((folder / MARKER).read_text())["sha256"] == entry.sha256
 
+
+
+def test_a_killed_conversions_work_folder_is_removed_later(smollm):
+    """A conversion killed mid-way (SIGKILL: no cleanup) leaves ``.<name>-*``; the next call removes it once
+    it is older than any real conversion, and leaves a young one (a conversion running now) alone."""
+    from superpose.models.convert import STALE_AFTER
+
+    entry = EMBEDDED_MODELS["smollm2-135m"]
+    folder = Path(smollm.provenance["converted_folder"])
+    stale, young = folder.parent / f".{folder.name}-killed", folder.parent / f".{folder.name}-running"
+    for work in (stale, young):
+        work.mkdir()
+        (work / "model.safetensors").write_bytes(b"half")
+    old = time.time() - STALE_AFTER - 60
+    os.utime(stale, (old, old))
+    try:
+        assert converted_folder(entry.locate(), entry.sha256) == folder
+        assert not stale.exists() and young.is_dir()
+    finally:
+        for work in (stale, young):
+            shutil.rmtree(work, ignore_errors=True)
 
 # --- vLLM, for real ---------------------------------------------------------------------------------
 

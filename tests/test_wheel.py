@@ -15,6 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 # Run by the installed copy: load every packaged config by its name, with the loader of its kind.
 VALIDATE_EVERY_CONFIG = """
 from superpose.config import PACKAGED_CONFIGS
+from superpose.experiments.mechanism import load_mechanism_config
 from superpose.experiments.probe import load_probe_config
 from superpose.experiments.reproduce import load_plan
 from superpose.experiments.scale import load_scale_config
@@ -23,7 +24,7 @@ from superpose.scratch.train import load_train_config
 from superpose.vectors.config import load_vectors_config
 
 loaders = {"paper": load_probe_config, "sweep": load_sweep_config, "scale": load_scale_config,
-           "vectors": load_vectors_config, "scratch": load_train_config,
+           "vectors": load_vectors_config, "scratch": load_train_config, "mechanism": load_mechanism_config,
            "reproduce": lambda name: load_plan(None, name, None)}
 for path in sorted(PACKAGED_CONFIGS.rglob("*.yaml")):
     rel = path.relative_to(PACKAGED_CONFIGS)

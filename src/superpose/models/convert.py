@@ -14,6 +14,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from superpose.models.registry import cache_dir, file_sha256
@@ -26,6 +27,7 @@ def converted_folder(gguf: Path, sha256: str | None = None) -> Path:
     """The cached Hugging Face folder for ``gguf``, converting it first when missing."""
     digest = sha256 or file_sha256(gguf)
     target = cache_dir() / "converted" / f"{digest[:16]}-v{VERSION}"
+    _remove_stale_work(target)
     if (target / MARKER).exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -43,6 +45,21 @@ def converted_folder(gguf: Path, sha256: str | None = None) -> Path:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return target
+
+
+STALE_AFTER = 3600  # seconds; a conversion takes minutes, so an older work folder's process was killed
+
+
+def _remove_stale_work(target: Path) -> None:
+    """Remove ``.<target>-*`` work folders that a killed conversion left (its ``finally`` never ran)."""
+    if not target.parent.is_dir():
+        return
+    for work in target.parent.glob(f".{target.name}-*"):
+        try:
+            if time.time() - work.stat().st_mtime > STALE_AFTER:
+                shutil.rmtree(work, ignore_errors=True)
+        except OSError:  # another process removed it first
+            pass
 
 
 def quiet_transformers_in_logs() -> None:
