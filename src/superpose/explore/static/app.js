@@ -200,7 +200,7 @@ async function scoreControls() {
     tr.dataset.task = c.task;
     const name = document.createElement("td");
     name.append(Object.assign(document.createElement("span"), { className: `chip ${taskClass(k)}` }), c.task);
-    const cells = [[c.mixed, "mixed", 6], [c.without, "without", 6], [c.effect, "effect", 6], [c.single, "single", 6],
+    const cells = [[c.mixed, "mixed", 4], [c.without, "without", 4], [c.effect, "effect", 4], [c.single, "single", 4],
       [c.ratio_to_single, "ratio", 3]].map(([x, cls, digits]) => Object.assign(document.createElement("td"),
       { className: `num ${cls}`, textContent: x === null ? "–" : x.toFixed(digits) }));
     tr.append(name, ...cells);
