@@ -89,6 +89,11 @@ def test_page_shows_the_apis_controls_and_the_api_scores_build_controls(server, 
     assert sum(u.endswith("/api/controls") for u in visit.requests) == 1
 
 
-def test_controls_api_refuses_one_task(server):  # noqa: F811
+def test_controls_api_refuses_one_task_and_a_request_over_its_cost(server):  # noqa: F811
     status, answer = post(server, "/api/controls", {"tasks": ["copy_op1"], "n_examples": 4})
     assert status == 400 and answer["error"] == "tasks: controls need two tasks or more, got 1"
+    five = ["copy_op1", "copy_op2", "op1_plus_op2", "op1_plus_10", "op2_plus_10"]
+    status, answer = post(server, "/api/controls", {"tasks": five, "n_examples": 400})  # 11 prompts of 400 lines
+    assert status == 422 and answer["error"] == (
+        "request body: (2 x 5 tasks + 1) prompts x 400 examples = 4,400 example lines, over the limit of 4,000 "
+        "for one request; ask for fewer examples or tasks")

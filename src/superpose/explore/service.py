@@ -31,7 +31,7 @@ from superpose.tasks import catalogue
 SEPARATOR = "\n"  # between examples, and before the query (MixtureSpec's default template)
 LAMBDAS = [round(i / 10, 1) for i in range(11)]
 MAX_QUEUE = 8  # model calls queued or running at once; one more is refused (HTTP 429), not queued for an hour
-# Example lines one /api/sweep may score (λ values x prompts x examples): the page's largest request,
+# Example lines one /api/sweep or /api/controls may score (λ values x prompts x examples): the page's largest request,
 # 1 λ x 10 prompts x 400 examples. A 150-byte request must not buy an hour of the worker's time.
 MAX_SWEEP_EXAMPLES = 4000
 
@@ -95,6 +95,15 @@ class SweepBody(Setting):
 
 class ControlsBody(Setting):
     """The setting the page drew its prompt (prompt 0) with: its controls are built from it."""
+
+    @model_validator(mode="after")
+    def _bounded_cost(self) -> "ControlsBody":
+        cost = (2 * len(self.tasks) + 1) * self.n_examples  # the prompt and its 2K controls
+        if cost > MAX_SWEEP_EXAMPLES:  # the same bound as a sweep: a small request, a bounded wait
+            raise ValueError(f"(2 x {len(self.tasks)} tasks + 1) prompts x {self.n_examples} examples = {cost:,} "
+                             f"example lines, over the limit of {MAX_SWEEP_EXAMPLES:,} for one request; ask for "
+                             "fewer examples or tasks")
+        return self
 
 
 class ExportBody(Setting):

@@ -186,7 +186,7 @@ function resetControls() {
     "that drew a prompt, so an edited prompt has none.";
   else if (!p.setting) note = `controls are built for the prompt as drawn, not for this arrangement (${p.move}); ` +
     "press “as drawn” to score them.";
-  else if (k < 2) note = "controls need two tasks or more: with one task there is no other task to give its examples to.";
+  else if (k < 2) note = "controls need two tasks or more: with one task, no other task can take its examples.";
   $("controls").disabled = !p.setting || k < 2;
   $("controls-note").textContent = note;
 }
@@ -207,7 +207,8 @@ async function scoreControls() {
     return tr;
   });
   document.querySelector("#controls-table tbody").replaceChildren(...rows);
-  $("controls-note").textContent = `scored ${result.n_control_prompts} control prompts (2K, K = ${result.tasks.length}) ` +
+  const k = result.tasks.length;
+  $("controls-note").textContent = `scored ${result.n_control_prompts} control prompts (2K, K = ${k}) ` +
     "and the prompt again; one prompt, so no interval: a probe with controls: true gives them over prompts.";
 }
 
