@@ -181,6 +181,11 @@ def page_steps() -> dict[str, str]:
                "Array.from(r.children).map(c => c.textContent)); })()",
         "export": f"(async () => {{ {click.format(selector='#export')}; await explorer.idle(); "
                   "return document.querySelector('#export-yaml').textContent; })()",
+        # Last, so the screenshot shows them: the controls of the prompt as drawn (test_explore_controls checks them).
+        "controls": f"(async () => {{ {click.format(selector='#moves button[data-move=none]')}; await explorer.idle(); "
+                    f"{click.format(selector='#controls')}; await explorer.idle(); "
+                    "return Array.from(document.querySelectorAll('#controls-table tbody tr')).map(r => "
+                    "Array.from(r.querySelectorAll('td.num')).map(c => Number(c.textContent))); })()",
     }
 
 
@@ -225,6 +230,8 @@ def test_page_in_headless_chromium(server, smollm, tmp_path):
 
     exported = config_from_dict(ProbeConfig, yaml.safe_load(ev["export"]), "export")
     assert exported.mixtures[0].tasks == ["copy_op1", "copy_op2"] and exported.mixtures[0].n_examples == 20
+
+    assert len(ev["controls"]) == 2 and all(len(r) == 5 and np.isfinite(r).all() for r in ev["controls"])
 
     shot = Image.open(io.BytesIO(visit.screenshot))
     assert shot.width >= 1000 and np.asarray(shot.convert("L"), dtype=float).std() > 20

@@ -7,6 +7,7 @@
     POST /api/score       every answer's exact P after a prompt text, the other mass, the shares
     POST /api/sweep       P(task 1), P(task 2) along λ for two tasks (the study's Figure 3)
     POST /api/outputs     the most probable complete outputs, each marked with the task it answers
+    POST /api/controls    a drawn prompt's controls: P without each task's examples, with only them (2K)
     POST /api/export      the setting as a probe config YAML for `superpose run`
 
 Every error answers ``{"error": "<one line>"}`` with a 4xx status: a body that is not JSON, or
@@ -44,8 +45,8 @@ from starlette.exceptions import HTTPException
 
 import superpose.explore.mechanism as mechanism
 from superpose.errors import SuperposeError, brief
-from superpose.explore.service import (Cancelled, Explorer, ExportBody, OutputsBody, PromptRequest, QueueFull,
-                                       ScoreBody, SweepBody, families, make_prompt)
+from superpose.explore.service import (Cancelled, ControlsBody, Explorer, ExportBody, OutputsBody, PromptRequest,
+                                       QueueFull, ScoreBody, SweepBody, families, make_prompt)
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_BODY = 1_000_000  # bytes; a prompt that fills any model's context is far smaller
@@ -251,6 +252,10 @@ def create_app(explorer: Explorer, host: str = "127.0.0.1") -> CheckOrigin:
     @app.post("/api/outputs")
     async def outputs(body: OutputsBody) -> dict:
         return await on_model(explorer.outputs, body)
+
+    @app.post("/api/controls")
+    async def controls(body: ControlsBody) -> dict:
+        return await on_model(explorer.controls, body)
 
     # The mechanism panels (explore/mechanism.py): lens, attribution, steering.
     @app.post("/api/lens")

@@ -16,20 +16,22 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Literal
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from superpose.backends import Backend, ScoreRequest
 from superpose.config import config_from_dict, format_validation_error
 from superpose.errors import SuperposeError
-from superpose.prompts import MixtureSpec, build_prompt
+from superpose.metrics import control_statistics
+from superpose.prompts import MixtureSpec, build_controls, build_prompt
 from superpose.runs import _NAME as RUN_NAME
 from superpose.tasks import catalogue
 
 SEPARATOR = "\n"  # between examples, and before the query (MixtureSpec's default template)
 LAMBDAS = [round(i / 10, 1) for i in range(11)]
 MAX_QUEUE = 8  # model calls queued or running at once; one more is refused (HTTP 429), not queued for an hour
-# Example lines one /api/sweep may score (λ values x prompts x examples): the page's largest request,
+# Example lines one /api/sweep or /api/controls may score (λ values x prompts x examples): the page's largest request,
 # 1 λ x 10 prompts x 400 examples. A 150-byte request must not buy an hour of the worker's time.
 MAX_SWEEP_EXAMPLES = 4000
 
@@ -88,6 +90,19 @@ class SweepBody(Setting):
             raise ValueError(f"lambdas x n_prompts x n_examples = {n_lambdas} x {self.n_prompts} x "
                              f"{self.n_examples} = {cost:,} example lines, over the limit of "
                              f"{MAX_SWEEP_EXAMPLES:,} for one request; ask for fewer")
+        return self
+
+
+class ControlsBody(Setting):
+    """The setting the page drew its prompt (prompt 0) with: its controls are built from it."""
+
+    @model_validator(mode="after")
+    def _bounded_cost(self) -> "ControlsBody":
+        cost = (2 * len(self.tasks) + 1) * self.n_examples  # the prompt and its 2K controls
+        if cost > MAX_SWEEP_EXAMPLES:  # the same bound as a sweep: a small request, a bounded wait
+            raise ValueError(f"(2 x {len(self.tasks)} tasks + 1) prompts x {self.n_examples} examples = {cost:,} "
+                             f"example lines, over the limit of {MAX_SWEEP_EXAMPLES:,} for one request; ask for "
+                             "fewer examples or tasks")
         return self
 
 
@@ -245,6 +260,31 @@ class Explorer:
             p2 = math.fsum(p[1] for p in probs) / len(probs)
             points.append({"lambda": lam, "p1": p1, "p2": p2, "other": 1.0 - p1 - p2})
         return {"tasks": body.tasks, "points": points}
+
+    def controls(self, body: ControlsBody) -> dict:
+        """Prompt 0's in-context controls: per task, P(answer) mixed, without the task's examples (given to
+        the other tasks), with every example the task's, and the in-context effect (mixed − without).
+
+        The 2K control prompts are :func:`~superpose.prompts.build_controls`'s, the numbers
+        :func:`~superpose.metrics.control_statistics`'s (one prompt: no interval), as in a probe.
+        """
+        if len(body.tasks) < 2:
+            raise SuperposeError(f"tasks: controls need two tasks or more, got {len(body.tasks)}")
+        spec = mixture(body)
+        prompt = build_prompt(spec, body.seed, 0)
+        controls = build_controls(spec, body.seed, 0)  # K "without", then K "single"
+        prompts = [prompt] + [c.prompt for c in controls]
+        logp = [[s.logprob for s in scored] for scored in
+                self.backend.score([ScoreRequest(p.text, p.answers) for p in prompts])]  # [1 + 2K, K]
+        n = len(spec.tasks)
+        without, single = logp[1:1 + n], logp[1 + n:]
+        stats = control_statistics(spec.tasks, [logp[0]], [[row] for row in without], [[row] for row in single],
+                                   rng=np.random.default_rng(body.seed))
+        return {"tasks": spec.tasks, "answers": prompt.answers, "text": prompt.text, "n_control_prompts": len(controls),
+                "controls": [{"task": task, "mixed": math.exp(logp[0][k]), "without": stats[task]["mean_without"],
+                              "single": stats[task]["mean_single"], "effect": stats[task]["effect"],
+                              "ratio_to_single": stats[task]["ratio_to_single"]}
+                             for k, task in enumerate(spec.tasks)]}
 
     def outputs(self, body: OutputsBody) -> dict:
         """The most probable complete outputs (ending at a newline), each with the task it answers, if any."""

@@ -113,8 +113,11 @@ function renderPrompt() {
 }
 
 async function draw(move = "none", moveTask = 0) {
-  state.prompt = await api("/api/prompt", { ...setting(), move, move_task: moveTask });
+  const drawnWith = setting();
+  state.prompt = await api("/api/prompt", { ...drawnWith, move, move_task: moveTask });
   state.prompt.move = move === "none" ? "as drawn" : `${state.prompt.tasks[moveTask]} ${move}`;
+  state.prompt.setting = move === "none" ? drawnWith : null;  // controls are built from it (as drawn only)
+  resetControls();
   if (move === "none") document.querySelector("#positions tbody").replaceChildren();  // a new prompt: new rows
   closeEditor();
   renderPrompt();
@@ -173,6 +176,42 @@ function renderScores() {
   recordPosition();
 }
 
+// --- controls: the prompt without each task's examples, and with only them (/api/controls) ---
+
+function resetControls() {
+  const p = state.prompt, k = p.tasks.length;
+  document.querySelector("#controls-table tbody").replaceChildren();
+  let note = `not scored yet: the button scores 2K = ${2 * k} control prompts beside this one.`;
+  if (p.move === "edited by hand") note = "this prompt was edited by hand: controls are built from the setting " +
+    "that drew a prompt, so an edited prompt has none.";
+  else if (!p.setting) note = `controls are built for the prompt as drawn, not for this arrangement (${p.move}); ` +
+    "press “as drawn” to score them.";
+  else if (k < 2) note = "controls need two tasks or more: with one task, no other task can take its examples.";
+  $("controls").disabled = !p.setting || k < 2;
+  $("controls-note").textContent = note;
+}
+
+async function scoreControls() {
+  const p = state.prompt;
+  const result = await api("/api/controls", p.setting);
+  if (state.prompt !== p) return;  // a new prompt was drawn meanwhile: these controls are not its
+  const rows = result.controls.map((c, k) => {
+    const tr = document.createElement("tr");
+    tr.dataset.task = c.task;
+    const name = document.createElement("td");
+    name.append(Object.assign(document.createElement("span"), { className: `chip ${taskClass(k)}` }), c.task);
+    const cells = [[c.mixed, "mixed", 4], [c.without, "without", 4], [c.effect, "effect", 4], [c.single, "single", 4],
+      [c.ratio_to_single, "ratio", 3]].map(([x, cls, digits]) => Object.assign(document.createElement("td"),
+      { className: `num ${cls}`, textContent: x === null ? "–" : x.toFixed(digits) }));
+    tr.append(name, ...cells);
+    return tr;
+  });
+  document.querySelector("#controls-table tbody").replaceChildren(...rows);
+  const k = result.tasks.length;
+  $("controls-note").textContent = `scored ${result.n_control_prompts} control prompts (2K, K = ${k}) ` +
+    "and the prompt again; one prompt, so no interval: a probe with controls: true gives them over prompts.";
+}
+
 // --- editing by hand ---
 
 function openEditor() {
@@ -192,6 +231,8 @@ async function applyEdit() {
   const lines = $("prompt-edit").value.split("\n").filter((l) => l.length > 0);
   state.prompt.examples = lines.map((line) => ({ line, task: known.has(line) ? known.get(line) : null }));
   state.prompt.move = "edited by hand";
+  state.prompt.setting = null;
+  resetControls();
   closeEditor();
   renderPrompt();
   await score();
@@ -327,5 +368,6 @@ $("sweep").addEventListener("click", () => busy(sweep));
 $("edit").addEventListener("click", openEditor);
 $("apply").addEventListener("click", () => busy(applyEdit));
 $("top").addEventListener("click", () => busy(topOutputs));
+$("controls").addEventListener("click", () => busy(scoreControls));
 $("export").addEventListener("click", () => busy(exportConfig));
 busy(start);
