@@ -21,6 +21,7 @@ import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Iterator
 
 
 TEST_KEY = "superpose-test-key-7f3a"  # the only key the tests' shared server (conftest.vllm_server) accepts
@@ -176,3 +177,28 @@ class FaultProxy:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def explorer(tmp_path_factory, model: str) -> Iterator[str]:
+    """`superpose serve --model MODEL --port P` for a fixture: yields its URL, then stops it and checks
+    that its log holds no traceback (no request crashed the server)."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "superpose.cli", "serve", "--model", model,
+                                    "--port", str(port)], stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while True:
+        assert process.poll() is None, f"superpose serve exited:\n{log.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, f"superpose serve did not answer:\n{log.read_text()[-3000:]}"
+        try:
+            with urllib.request.urlopen(url + "/api/info", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.5)
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]

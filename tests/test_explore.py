@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -21,7 +20,7 @@ import yaml
 
 from browser import Chromium, chromium_path
 from conftest import TEST_MODEL
-from servers import free_port
+from servers import explorer
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOT = ROOT / "docs" / "figures" / "explorer.png"
@@ -30,26 +29,7 @@ SCREENSHOT = ROOT / "docs" / "figures" / "explorer.png"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """`superpose serve --model smollm2-135m --port P` until the module's tests are done; yields its URL."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    with open(log, "w") as out:
-        process = subprocess.Popen([sys.executable, "-m", "superpose.cli", "serve", "--model", TEST_MODEL,
-                                    "--port", str(port)], stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while True:
-        assert process.poll() is None, f"superpose serve exited:\n{log.read_text()[-3000:]}"
-        assert time.monotonic() < deadline, f"superpose serve did not answer:\n{log.read_text()[-3000:]}"
-        try:
-            with urllib.request.urlopen(url + "/api/info", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.5)
-    yield url
-    process.terminate()
-    process.wait(timeout=30)
-    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]  # no request crashed the server
+    yield from explorer(tmp_path_factory, TEST_MODEL)
 
 
 def test_serve_refuses_a_busy_port_before_loading_the_model(server):

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -18,32 +16,13 @@ import urllib.request
 import pytest
 
 from conftest import TEST_MODEL
-from servers import free_port
+from servers import explorer
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """`superpose serve --model smollm2-135m --port P`; yields its URL; its log must hold no traceback."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    with open(log, "w") as out:
-        process = subprocess.Popen([sys.executable, "-m", "superpose.cli", "serve", "--model", TEST_MODEL,
-                                    "--port", str(port)], stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while True:
-        assert process.poll() is None, f"superpose serve exited:\n{log.read_text()[-3000:]}"
-        assert time.monotonic() < deadline, f"superpose serve did not answer:\n{log.read_text()[-3000:]}"
-        try:
-            with urllib.request.urlopen(url + "/api/info", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.5)
-    yield url
-    process.terminate()
-    process.wait(timeout=30)
-    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+    yield from explorer(tmp_path_factory, TEST_MODEL)
 
 
 def request(url: str, path: str, body=None, raw: bytes | None = None, headers: dict | None = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -56,3 +57,26 @@ def load_yaml(path: Path, what: str) -> Any:
         raise ConfigError(f"{what}: not valid YAML{where} ({problem})") from None
     except ValueError as e:  # a value YAML parsed but Python cannot convert, e.g. an integer over 4300 digits
         raise ConfigError(f"{what}: not valid YAML ({str(e).split(':')[0]})") from None
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The JSON objects of a log written line by line (``[]`` if there is none yet). A last line cut short
+    by a kill is left out; a damaged line before it, or bytes that are not UTF-8, are a ConfigError."""
+    if not path.exists():
+        return []
+    try:
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: damaged (byte 0x{e.object[e.start]:02x} at offset {e.start} is not UTF-8)") from None
+    rows = []
+    for i, line in enumerate(lines):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                break
+            raise ConfigError(f"{path}, line {i + 1}: damaged (not JSON)") from None
+        if not isinstance(row, dict):
+            raise ConfigError(f"{path}, line {i + 1}: damaged (expected a JSON object)")
+        rows.append(row)
+    return rows

@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from superpose.errors import SuperposeError
-from superpose.files import load_yaml
+from superpose.files import load_yaml, read_jsonl
 from superpose.metrics import verdict
 from superpose.runs import KINDS, read_status
 from superpose.stats import fmt_key
@@ -208,18 +208,11 @@ def _construct_blocks(s: dict) -> list[Block]:
 
 def _read_log(path: Path) -> list[dict]:
     """A training run's log.jsonl: every whole line (a last line cut by a kill is left out)."""
-    try:
-        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except UnicodeDecodeError as e:
-        raise SuperposeError(f"{path}: damaged (byte 0x{e.object[e.start]:02x} at offset {e.start} is not UTF-8)") from None
     rows = []
-    for i, line in enumerate(lines):
+    for i, row in enumerate(read_jsonl(path)):
         try:
-            row = json.loads(line)
             rows.append({"step": int(row["step"]), "loss": float(row["loss"]), "seconds": float(row["seconds"])})
         except (ValueError, KeyError, TypeError):
-            if i == len(lines) - 1:
-                break
             raise SuperposeError(f"{path}, line {i + 1}: damaged (expected a JSON object with step, loss and "
                                  "seconds)") from None
     return rows

@@ -70,9 +70,15 @@ def make_batch(tasks: Sequence[Task], n_examples: int, seed: int, start: int, ba
     """
     seqs = [make_sequence(tasks, n_examples, sequence_rng(seed, start + j), min_examples)
             for j in range(batch_size)]
+    return pad_batch(seqs, vocab, pad_id)
+
+
+def pad_batch(seqs: Sequence[TrainingSequence], vocab: dict[str, int], pad_id: int = 0
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sequences as (input_ids, loss_mask), [batch, seq] each, right-padded to the longest."""
     width = max(len(s.text) for s in seqs)
-    ids = torch.full((batch_size, width), pad_id, dtype=torch.long)  # [batch, seq]
-    mask = torch.zeros((batch_size, width), dtype=torch.bool)  # [batch, seq]
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)  # [batch, seq]
+    mask = torch.zeros((len(seqs), width), dtype=torch.bool)  # [batch, seq]
     for j, s in enumerate(seqs):
         ids[j, : len(s.text)] = torch.tensor([vocab[c] for c in s.text], dtype=torch.long)
         mask[j, : len(s.text)] = torch.tensor(s.loss_mask, dtype=torch.bool)

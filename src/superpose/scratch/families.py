@@ -18,7 +18,7 @@ from typing import Sequence
 
 import torch
 
-from superpose.scratch.data import TrainingSequence, make_sequence, sequence_rng
+from superpose.scratch.data import TrainingSequence, make_sequence, pad_batch, sequence_rng
 from superpose.tasks import Task, get_task
 from superpose.tasks.characters import EIGHT_LETTERS, K_AND_EIGHT_LETTERS, LETTERS, RET_LENGTH
 
@@ -108,13 +108,7 @@ def make_spec_batch(spec: DataSpec, seed: int, start: int, batch_size: int, voca
     """Sequences ``start ..`` of ``spec`` as (input_ids, loss_mask), [batch, seq] each, right-padded."""
     rng = random.Random()
     seqs = [make_mixed_sequence(spec, sequence_rng(seed, start + j, rng)) for j in range(batch_size)]
-    width = max(len(s.text) for s in seqs)
-    ids = torch.full((batch_size, width), pad_id, dtype=torch.long)  # [batch, seq]
-    mask = torch.zeros((batch_size, width), dtype=torch.bool)  # [batch, seq]
-    for j, s in enumerate(seqs):
-        ids[j, : len(s.text)] = torch.tensor([vocab[c] for c in s.text], dtype=torch.long)
-        mask[j, : len(s.text)] = torch.tensor(s.loss_mask, dtype=torch.bool)
-    return ids, mask
+    return pad_batch(seqs, vocab, pad_id)
 
 
 def sequence_tasks(spec: DataSpec, seed: int, start: int, n: int) -> list[str]:

@@ -28,6 +28,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from superpose.files import read_jsonl
 from superpose.scratch.data import TrainingSequence, make_sequence, sequence_rng
 from superpose.scratch.families import retrieval_k
 from superpose.scratch.tokenizer import char_vocab
@@ -148,18 +149,7 @@ class Observatory:
 
 def read_observatory(run_dir: str | Path, before: int | None = None) -> list[dict]:
     """The rows of a run's ``observatory.jsonl`` (those before step ``before`` if given)."""
-    path = Path(run_dir) / "observatory.jsonl"
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            break  # a line cut short by a kill
-        if before is None or row["step"] <= before:
-            rows.append(row)
-    return rows
+    return [row for row in read_jsonl(Path(run_dir) / "observatory.jsonl") if before is None or row["step"] <= before]
 
 
 def run_title(config: dict, name: str = "") -> tuple[str, list[int]]:

@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from superpose.config import read_yaml, validate
 from superpose.errors import ConfigError, SuperposeError
+from superpose.files import read_jsonl
 from superpose.runs import RunFolder, write_status
 from superpose.scratch.data import BatchStream, make_sequence, sequence_rng
 from superpose.scratch.model import ModelConfig, build_model
@@ -466,17 +467,7 @@ def _save_quietly(model, tokenizer, folder: Path) -> None:
 
 
 def _read_log(path: Path, before: int) -> list[dict]:
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            break  # a line cut short by a kill
-        if row["step"] < before:
-            rows.append(row)
-    return rows
+    return [row for row in read_jsonl(path) if row["step"] < before]
 
 
 def _batches(cfg: TrainConfig, device: torch.device):
