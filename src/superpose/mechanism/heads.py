@@ -25,10 +25,11 @@ def all_heads(lm: HFBackend) -> list[tuple[int, int]]:
     return [(layer, h) for layer in range(layers) for h in range(heads)]
 
 
-def head_record(lm: HFBackend, prompt: Prompt, means: torch.Tensor, rows_per_pass: int = 8) -> dict:
+def head_record(lm: HFBackend, prompt: Prompt, means: torch.Tensor, rows_per_pass: int = 8,
+                heads: Sequence[tuple[int, int]] | None = None) -> dict:
     """One prompt: exact log P of every answer with no head ablated, and its change for each head
-    ablated alone: ``delta[head][k]`` (heads layer-major)."""
-    heads = all_heads(lm)
+    ablated alone: ``delta[head][k]`` (``heads``, default every head layer-major)."""
+    heads = all_heads(lm) if heads is None else list(heads)
     scores = lm.score_ablated(ScoreRequest(prompt.text, prompt.answers), [[]] + [[h] for h in heads], means,
                               rows_per_pass)
     lp = np.array([[c.logprob for c in s] for s in scores])  # [1 + H, K]

@@ -30,7 +30,8 @@ def lens_of(lm: HFBackend, requests: Sequence[ScoreRequest]) -> list[dict]:
         hidden = torch.stack([resid[layer][row] for layer in layers])  # [layers, d_model]
         lp = lm.lens_logprobs(hidden)  # [layers, vocab]
         lens = lp[:, first].T  # [K, layers]
-        ranks = (lp[:, None, :] > lp[:, first][:, :, None]).sum(-1).T  # [K, layers]
+        # int32 sum: summing bools to the default int64 was a tenth of a prompt pass (benchmarks/mechanism.py)
+        ranks = (lp[:, None, :] > lp[:, first][:, :, None]).sum(-1, dtype=torch.int32).T  # [K, layers]
         out.append({"lens": lens.tolist(), "vocab_rank": ranks.tolist(),
                     "first_logprob": [c.token_logprobs[0] for c in s], "logprob": [c.logprob for c in s]})
     return out
