@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from superpose.cli import main
+from test_reliability import write  # the same file writer as the first reliability tests
 
 TINY = {"name": "tiny", "models": ["smollm2-135m"], "seed": 1, "n_prompts": 3,
         "mixtures": [{"name": "copy", "tasks": ["copy_op1", "copy_op2"], "n_examples": 6}]}
@@ -29,15 +30,6 @@ def refused(code, err, *needles):
     for n in needles:
         assert n in err, (n, err)
     return lines
-
-
-def write(tmp_path, name, data):
-    path = tmp_path / name
-    if isinstance(data, bytes):
-        path.write_bytes(data)
-    else:
-        path.write_text(data if isinstance(data, str) else yaml.safe_dump(data), encoding="utf-8")
-    return path
 
 
 def config(tmp_path, **change):

@@ -96,6 +96,17 @@ def head_shape(model: nn.Module) -> tuple[int, int, int]:
 
 
 @contextmanager
+def _pre_hooks(projs: list[nn.Module], make_hook) -> Iterator[None]:
+    """``make_hook(layer)`` as a forward pre-hook on each layer's ``o_proj`` while active."""
+    handles = [p.register_forward_pre_hook(make_hook(i)) for i, p in enumerate(projs)]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@contextmanager
 def recording_head_means(model: nn.Module) -> Iterator[list]:
     """While active, every pass adds its ``o_proj`` inputs to running sums; yields ``[sums, count]``
     where ``sums`` is ``[layers, heads * head_dim]`` float64 and ``count`` the tokens seen (rows x seq;
@@ -111,12 +122,8 @@ def recording_head_means(model: nn.Module) -> Iterator[list]:
                 state[1] += x.shape[0] * x.shape[1]
         return hook
 
-    handles = [p.register_forward_pre_hook(make_hook(i)) for i, p in enumerate(projs)]
-    try:
+    with _pre_hooks(projs, make_hook):
         yield state
-    finally:
-        for h in handles:
-            h.remove()
 
 
 @contextmanager
@@ -142,12 +149,8 @@ def ablating_heads(model: nn.Module, means: torch.Tensor, rows: list[Sequence[tu
             return (x, *args[1:])
         return hook
 
-    handles = [p.register_forward_pre_hook(make_hook(i)) for i, p in enumerate(projs)]
-    try:
+    with _pre_hooks(projs, make_hook):
         yield plan
-    finally:
-        for h in handles:
-            h.remove()
 
 
 @torch.inference_mode()
