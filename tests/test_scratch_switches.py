@@ -266,3 +266,34 @@ def test_the_observatory_figure_of_a_column_run_carries_the_label(tmp_path):
     view = read_run_view(tmp_path / "run")
     assert "training observatory" in [f["name"] for f in view.figures]
     assert "Training observatory" in [b.heading for b in view.blocks]
+
+
+# --- the shipped ret_k checkpoint (docs/scratch.md, "Switches, a training observatory, and ret_k again") ----
+
+RET_CHECKPOINT = CHECKPOINT.parent / "scratch-ret-cpu"
+
+
+def test_the_shipped_ret_checkpoint_left_the_plateau_and_says_it_changed_the_architecture(tmp_path, capsys):
+    import argparse
+
+    from transformers import AutoModelForCausalLM
+
+    from superpose.cli.models import main as models_main
+    from superpose.models.columns import LABEL, attach_columns
+    from superpose.scratch.snapshot import snapshot_for
+
+    model = AutoModelForCausalLM.from_pretrained(RET_CHECKPOINT)
+    assert attach_columns(model, RET_CHECKPOINT)  # without its column weights it is not the trained model
+    obs = Observatory(RET, 8, 0, 64, "sdpa", tmp_path / "observatory.jsonl", snapshot=snapshot_for(RET, 8, 0))
+    row = obs.measure(model)
+    # the bar: loss from example 5 on at most half of the copying plateau ln 8 / 2
+    assert row["loss_from_5"] <= math.log(8) / 4 and row["icl_accuracy"] > 0.95
+    assert row["loss_by_example"][0] > 0.5  # one example cannot tell k: it learned k in context
+    assert row["column_attention_max"] > 0.9
+    assert row["lambda_snapshot"]["verdict"] == "recency"  # docs/scratch.md: it reads k off the last example
+    training = json.loads((RET_CHECKPOINT / "training.json").read_text())
+    assert training["architecture_change"]
+    models_main(argparse.Namespace())
+    listing = capsys.readouterr().out
+    block = listing[listing.index("scratch-ret-cpu"):].split("\n\n")[0]
+    assert f"architecture: {LABEL}" in block

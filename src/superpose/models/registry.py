@@ -140,5 +140,6 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {m.name: m for m in [
         "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
         lambda: _concat_parts([p.replace("-", "_") for p in _QWEN15], "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"),
         optional=True),
+    EmbeddedModel("scratch-ret-cpu", "character-level Llama WITH A COLUMN-POSITION EMBEDDING (an architecture change, not the study's) trained from scratch on ret_k after an explicit-k warm start, one task per sequence (ships in the package; reproduce: superpose train configs/scratch/ret_switches/ret_warm_kret_columns.yaml)", ("superpose",), "pip install superpose (ships with it)", None, lambda: Path(__file__).resolve().parent.parent / "checkpoints" / "scratch-ret-cpu"),
     EmbeddedModel("scratch-plus-cpu", "character-level Llama trained from scratch on plus_k, one task per sequence (ships in the package; reproduce: superpose train configs/scratch/plus_cpu.yaml)", ("superpose",), "pip install superpose (ships with it)", None, lambda: Path(__file__).resolve().parent.parent / "checkpoints" / "scratch-plus-cpu"),
 ]}
