@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from superpose.cli import COMMANDS, build_parser, main
-from superpose.report.console import print_summary
+from superpose.display.console import print_summary
 
 
 def _superpose(*args, **kw):

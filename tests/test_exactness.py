@@ -101,7 +101,7 @@ def test_a_lower_bound_of_zero_gives_a_defined_kl_and_says_why(capsys):
 
     from superpose.experiments.probe import summary_markdown
     from superpose.metrics import task_statistics
-    from superpose.report.console import print_summary
+    from superpose.display.console import print_summary
 
     logp = np.array([[math.log(0.5), math.log(0.3)],  # an ordinary prompt
                      [math.log(0.6), -math.inf],  # one bound of 0: KL infinite

@@ -63,7 +63,7 @@ def main(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     config = load_config(_config_from_args(args), source=str(getattr(args, "config", None) or "flags"))
-    from superpose.report.console import console as progress
+    from superpose.display.console import console as progress
 
     console = Console()
     with progress.status("building the transformer and running it on mixed prompts"):

@@ -26,7 +26,7 @@ from superpose.construction.weights import (
 )
 from superpose.errors import ConfigError, SuperposeError
 from superpose.runs import RunFolder
-from superpose.report.figures import save_figure
+from superpose.display.figures import save_figure
 
 TOLERANCE = 1e-3  # what the tests and the report hold the model to; the design bound is ~1e-5
 DEFAULT_DIMENSION_MS = (1, 4, 16, 64, 256, 1024, 4096, 65536)

@@ -49,12 +49,12 @@ from superpose.backends import Backend, ScoreRequest, backend_class, check_model
 from superpose.backends.devices import resolve_device
 from superpose.backends.entry import ModelEntry
 from superpose.config import check_resume_unchanged, config_from_dict, load_config
-from superpose.report.console import track
+from superpose.display.console import track
 from superpose.errors import SuperposeError
 from superpose.experiments.base import ExperimentConfig, open_run
 from superpose.prompts import MAX_PROMPTS, MixtureSpec, build_prompt
 from superpose.runs import DEFAULT_ROOT, RunFolder
-from superpose.report.figures import save_figure
+from superpose.display.figures import save_figure
 from superpose.stats import DEFAULT_LEVEL, generator, interval, with_interval
 
 DEFAULT_LAMBDAS = [round(i / 10, 1) for i in range(11)]
