@@ -33,17 +33,11 @@ from superpose.runs import KINDS, read_status
 
 @dataclass
 class Block:
-    """One piece of a run's section: a heading, a sentence, a table or rendered Markdown."""
+    """One piece of a run's section: a sentence (the description, a note on its state) or its rendered summary.md."""
 
-    heading: str = ""
     text: str = ""
-    table: dict | None = None  # {"header": [...], "rows": [[...], ...], "text": True for left-aligned columns}
     markdown: str = ""  # already-escaped HTML from markdown-it (raw HTML off)
     verdict: bool = False
-
-    def __post_init__(self):
-        if self.table is not None:
-            self.table.setdefault("text", False)
 
 
 @dataclass

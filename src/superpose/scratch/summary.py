@@ -62,7 +62,7 @@ def training_markdown(folder: str | Path) -> str:
         out.append(f"Model: {md(folder / 'model')}\n")
     elif status.get("status") == "stopped":
         out.append(f"Stopped at step {status.get('step', len(log))} of {config.get('steps', '?')}: continue with "
-                   f"`superpose train --resume {md(folder)}`\n")
+                   f"superpose train --resume {md(folder)}\n")
     rows = read_observatory(folder)
     if rows:
         out += ["## Training observatory\n", md(observatory_summary(rows)) + "\n"]
