@@ -254,7 +254,7 @@ def construct_markdown(s: dict) -> str:
         err = "not run" if r["max_abs_error"] is None else f"{r['max_abs_error']:.1e}"
         out.append(f"| {r['m']} | {r['N']} | {r['d_plus_log2_mn']:.2f} | {r['d_model']} | {r['ratio']:.2f} | {err} |")
     out += ["", f"Layers {s['layers']} (limit {s['layer_limit']}), heads per layer {s['heads_per_layer']} (at most "
-                f"K={s['k']}), d_model {s['d_model']} = {s['d_model_formula']} ≤ {s['bound_constant']} · (d + log2(mn)) "
+                f"K={s['k']}), d_model {s['d_model']} = {s['d_model_formula'].replace('*', '·')} ≤ {s['bound_constant']} · (d + log2(mn)) "
                 f"= {s['bound_constant'] * s['d_plus_log2_mn']:.1f}.\n",
             f"{s['prompts']} prompts: largest |P(answer) − share| = {s['max_abs_error']:.2e} (design bound "
             f"{s['error_bound']:.1e}, tolerance {s.get('tolerance', TOLERANCE):g}) → "
