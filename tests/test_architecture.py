@@ -101,14 +101,14 @@ def test_only_the_command_layer_parses_arguments():
 LAYERS = {
     "superpose.errors": 0, "superpose.files": 0,
     "superpose.tasks": 1, "superpose.prompts": 1, "superpose.metrics": 1, "superpose.stats": 1, "superpose.runs": 1, "superpose.config": 1,
-    "superpose.report": 1, "superpose.report.console": 1, "superpose.report.figures": 1, "superpose.report.text": 1,
+    "superpose.display": 1,
     "superpose.models": 2,
     "superpose.backends": 3, "superpose.naive": 3,
     "superpose.vectors": 4, "superpose.construction": 4, "superpose.scratch": 4, "superpose.enumerate": 4,
     "superpose.mechanism": 4,
     "superpose.experiments": 5, "superpose.vectors.experiment": 5, "superpose.vectors.config": 5,
     "superpose.construction.experiment": 5, "superpose.construction.__init__": 5, "superpose.notebook": 5,
-    "superpose.report.html": 6, "superpose.explore": 6,
+    "superpose.report": 6, "superpose.explore": 6,
     "superpose.cli": 7, "superpose.__init__": 7,
 }
 # Upward imports kept on purpose, each lazy inside the one function that needs it (docs/architecture.md).

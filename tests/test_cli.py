@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from superpose.cli import COMMANDS, build_parser, main
-from superpose.report.console import print_summary
+from superpose.cli.flags import print_summary
 
 
 def _superpose(*args, **kw):
@@ -43,17 +43,25 @@ def test_shared_flags_mean_the_same_everywhere(command, extra):
         assert build_parser(argv).parse_args(argv).resume == "RUN"
 
 
-def test_probe_table_keeps_full_names_in_a_pipe(capsys):
+def test_probe_summary_keeps_full_names_in_a_pipe(tmp_path, capsys):
+    """A command prints its folder's summary.md whole, then the folder: names are never cut."""
+    from superpose.display.text import md
+    from superpose.experiments.probe import summary_markdown
+
     tasks = {"first_letter_upper": {}, "first_letter": {}, "last_letter_upper_with_a_long_name": {}}
     for i, v in enumerate(tasks.values()):
-        v.update(share=0.33, mean=0.1 * i, median=0.1, top1_rate=0.5)
+        v.update(share=0.33, mean=0.1 * i, median=0.1, variance=0.01, mean_normalized=0.3, top1_rate=0.5)
     model = "a-model-with-a-rather-long-name/checkpoint-000123"
     summary = {"config": "demo", "models": {model: {"letters (word->) with a long mixture name": {
-        "tasks": tasks, "n_prompts": 12, "other_mean": 0.2, "kl": 0.5}}}}
-    print_summary(summary)
+        "tasks": tasks, "n_prompts": 12, "other_mean": 0.2, "kl": 0.5, "kl_normalized": 0.4,
+        "sorted_means": [0.2, 0.1, 0.0], "boundary_straddles": 0}}}}
+    (tmp_path / "summary.md").write_text(summary_markdown(summary))
+    print_summary(tmp_path)
     out = capsys.readouterr().out
     for name in (*tasks, model, "letters (word->) with a long mixture name"):
-        assert name in out, name
+        assert md(name) in out, name  # as summary.md holds it: Markdown-safe
+    assert "2 of 3" in out  # the study's Figure 2 beside ours: tasks with mean P >= 0.05
+    assert out.endswith(f"run folder: {tmp_path}\n")
 
 
 def test_models_listing_keeps_install_hints(capsys):

@@ -170,7 +170,7 @@ def test_unsupported_prompts_raise() -> None:
     assert issubclass(ConfigError, SuperposeError)
 
 
-def test_cli_writes_run_folder(tmp_path: Path) -> None:
+def test_cli_writes_run_folder(tmp_path: Path, capsys) -> None:
     argv = ["construct", "--tasks", "plus_1,plus_3,mirror", "--examples", "10", "--noise", "2",
             "--prompts", "12", "--seed", "1", "--dims", "1,4,16", "--out", str(tmp_path)]
     args = build_parser(argv).parse_args(argv)
@@ -183,6 +183,9 @@ def test_cli_writes_run_folder(tmp_path: Path) -> None:
     assert [r["m"] for r in summary["dimension_table"]] == [1, 4, 16]
     assert (folder / summary["figure"]).stat().st_size > 10_000
     assert len((folder / "records.jsonl").read_text().splitlines()) == 12
+    out = capsys.readouterr().out  # the command prints the summary.md it wrote, then the folder
+    assert out == (folder / "summary.md").read_text() + f"\nrun folder: {folder}\n"
+    assert "Embedding dimension against the bound" in out and "→ **OK**" in out  # the m table, the verdict
 
 
 def test_config_file_validates(tmp_path: Path) -> None:

@@ -191,10 +191,10 @@ def test_two_resumes_at_once_write_each_record_once(finished, tmp_path):
 
 
 def test_summary_escapes_user_text():
-    from superpose.report.text import md
+    from superpose.display.text import md
     import matplotlib.pyplot as plt
 
-    import superpose.report.figures  # noqa: F401  (sets the rcParam)
+    import superpose.display.figures  # noqa: F401  (sets the rcParam)
 
     assert md("<script>alert(1)</script>|x") == "&lt;script&gt;alert(1)&lt;/script&gt;\\|x"
     assert plt.rcParams["text.parse_math"] is False

@@ -203,6 +203,26 @@ def test_ctrl_c_finishes_the_step_checkpoints_and_resume_continues(tmp_path):
     assert resumed.losses == straight.losses and len(resumed.losses) == step + 3
 
 
+def test_the_training_summary_reads_the_log_of_old_and_new_folders(tmp_path, capsys):
+    """summarise_training writes summary.md and figures/ from log.jsonl (older folders) or records.jsonl,
+    the same either way; `superpose train` prints it, then the folder."""
+    from superpose.cli import main
+    from superpose.scratch.summary import summarise_training, training_markdown
+
+    cut = train(tiny_config(tmp_path / "cut"), progress=False, stop_at=3)
+    assert "Stopped at step 3 of 6: continue with superpose train --resume" in training_markdown(cut.out_dir)
+    result = train(tiny_config(tmp_path / "run"), progress=False)
+    text = summarise_training(result.out_dir).read_text()
+    tail = sum(result.losses) / len(result.losses)  # 6 steps: all of them are the last 50
+    assert "6 steps in" in text and f"mean loss of the last 6 steps {tail:.4f}" in text and "Model:" in text
+    assert (result.out_dir / "figures" / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    (result.out_dir / "log.jsonl").rename(result.out_dir / "records.jsonl")  # a RunFolder's name for the log
+    assert training_markdown(result.out_dir) == text
+    assert main(["train", "--resume", str(cut.out_dir), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert out == (cut.out_dir / "summary.md").read_text() + f"\nrun folder: {cut.out_dir}\n" and "6 steps in" in out
+
+
 def test_data_workers_build_the_same_batches_and_run(tmp_path):
     from superpose.scratch.data import BatchStream
 

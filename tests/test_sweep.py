@@ -133,7 +133,7 @@ def test_per_prompt_split_tells_superposition_from_recency():
 def test_a_flat_curve_is_flagged_whatever_its_spearman():
     """A model that ignores the mix gives one P1 at every λ up to noise; ranking that noise can give
     Spearman 1.0. The summary says the curve is flat instead of letting the number stand alone."""
-    from superpose.experiments.sweep import spearman_caveat, summarize_sweep
+    from superpose.experiments.sweep import spearman_caveat, summarize_sweep, sweep_markdown
 
     cfg = SweepConfig(model="scratch-plus-cpu", task1="plus_2", task2="plus_7", n_examples=4, n_prompts=1)
     def records(p1):
@@ -141,6 +141,7 @@ def test_a_flat_curve_is_flagged_whatever_its_spearman():
     flat = summarize_sweep(records(lambda lam: 0.5 + 1e-5 * lam), cfg)
     assert flat["spearman_p1_vs_lambda"] == pytest.approx(1.0) and flat["p1_range"] < 1e-4
     assert "flat" in spearman_caveat(flat) and "< 0.001" in spearman_caveat(flat)
+    assert spearman_caveat(flat) in sweep_markdown(flat)  # summary.md says it: the command and the report show it
     follows = summarize_sweep(records(lambda lam: lam), cfg)
     assert follows["p1_range"] == pytest.approx(1.0) and spearman_caveat(follows) == ""
 
@@ -155,6 +156,9 @@ def test_sweep_resume_from_the_command_line_needs_only_the_folder(tmp_path, scra
     (run.path / "records.jsonl").write_text(lines[0] + "\n")
     assert main(["sweep", "--resume", str(run.path), "--no-progress"]) == 0  # no config, no --out-root
     assert len(run.read_records()) == 4
+    out = capsys.readouterr().out  # the folder's summary.md, then the folder
+    assert (run.path / "summary.md").read_text() in out and "Spearman(P1, λ)" in out
+    assert out.splitlines()[-1] == f"run folder: {run.path}"
     assert main(["sweep", "--resume", str(run.path), "--n-prompts", "5"]) == 2
     assert "change n_prompts" in capsys.readouterr().err
 

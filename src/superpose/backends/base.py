@@ -290,7 +290,7 @@ class TokenizedBackend(Backend):
             return False
         if not getattr(self, "_warned_beyond_training", False):
             self._warned_beyond_training = True
-            from superpose.report.console import warn
+            from superpose.display.console import warn
 
             warn(beyond_training_message(self.name, n_tokens, limit))
         return True

@@ -12,9 +12,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from superpose.cli.flags import add_run_flags, print_run_folder
-from superpose.construction.experiment import TOLERANCE, load_config, run_experiment
+from superpose.cli.flags import add_run_flags, print_summary
 from superpose.config import read_yaml
+from superpose.construction.experiment import load_config, run_experiment
+from superpose.display.console import console
 from superpose.errors import ConfigError
 
 # Flags that override a config file's field of the same name when given.
@@ -58,42 +59,9 @@ def _config_from_args(args: argparse.Namespace) -> dict:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run the construction experiment and print the report; 0 when every error is under tolerance."""
-    from rich.console import Console
-    from rich.table import Table
-
+    """Run the construction experiment and print its summary; 0 when every error is under tolerance."""
     config = load_config(_config_from_args(args), source=str(getattr(args, "config", None) or "flags"))
-    from superpose.report.console import console as progress
-
-    console = Console()
-    with progress.status("building the transformer and running it on mixed prompts"):
-        folder, s = run_experiment(config, root=args.out)
-
-    arch = Table(title=f"Constructed transformer: K={s['k']} tasks ({', '.join(s['tasks'])}), "
-                       f"d={s['vocab_d']} symbols, m={s['examples_m']} examples, n={s['tokens_per_example_n']}")
-    for col in ("layer", "job", "heads", "MLP width"):
-        arch.add_column(col)
-    for r in s["architecture"]:
-        arch.add_row(str(r["layer"]), r["job"], str(r["heads"]), str(r["mlp_width"]))
-    console.print(arch)
-
-    dims = Table(title="Embedding dimension against the bound d + log2(mn)")
-    for col in ("m", "N = nm+2", "d + log2(mn)", "d_model", "d_model / (d + log2 mn)", "max |P - share|"):
-        dims.add_column(col, justify="right")
-    for r in s["dimension_table"]:
-        err = "not run" if r["max_abs_error"] is None else f"{r['max_abs_error']:.1e}"
-        dims.add_row(str(r["m"]), str(r["N"]), f"{r['d_plus_log2_mn']:.2f}", str(r["d_model"]),
-                     f"{r['ratio']:.2f}", err)
-    console.print(dims)
-
-    ok = s["passed"]
-    console.print(
-        f"layers {s['layers']} (limit {s['layer_limit']}), heads per layer {s['heads_per_layer']} "
-        f"(at most K={s['k']}), d_model {s['d_model']} = {s['d_model_formula']} "
-        f"<= {s['bound_constant']} * (d + log2(mn)) = {s['bound_constant'] * s['d_plus_log2_mn']:.1f}\n"
-        f"{s['prompts']} prompts: max |P(answer_k) - share_k| = {s['max_abs_error']:.2e} "
-        f"(design bound {s['error_bound']:.1e}, tolerance {TOLERANCE:g}) -> "
-        + ("[green]OK[/green]" if ok else "[red]FAILED[/red]"))
-    console.print(f"figure: {folder.path / s['figure']}")
-    print_run_folder(folder.path)
-    return 0 if ok else 1
+    with console.status("building the transformer and running it on mixed prompts"):
+        folder, summary = run_experiment(config, root=args.out)
+    print_summary(folder.path)
+    return 0 if summary["passed"] else 1

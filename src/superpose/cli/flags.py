@@ -88,3 +88,14 @@ def add_run_flags(parser: argparse.ArgumentParser, resume: bool = True, seed: bo
 def print_run_folder(path) -> None:
     """The last line of a command that wrote a run folder, on stdout (``RUN=$(... | tail -1)``)."""
     print(f"run folder: {path}", flush=True)
+
+
+def print_summary(path) -> None:
+    """What every run command prints on stdout: the folder's summary.md (its kind's summariser wrote it),
+    then the run folder line."""
+    from pathlib import Path
+
+    summary = Path(path) / "summary.md"
+    if summary.is_file():
+        print(summary.read_text(encoding="utf-8"))
+    print_run_folder(path)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from superpose.cli.flags import add_model_flags, add_run_flags, model_overrides, print_run_folder
+from superpose.cli.flags import add_model_flags, add_run_flags, model_overrides, print_summary
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -46,6 +46,5 @@ def main(args: argparse.Namespace) -> int:
         if args.analysis:
             config.mechanism.analyses = list(dict.fromkeys(args.analysis))
         run = run_mechanism(config, args.out)
-    print((run.path / "summary.md").read_text(encoding="utf-8"))
-    print_run_folder(run.path)
+    print_summary(run.path)
     return 0

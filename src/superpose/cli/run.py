@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from superpose.cli.flags import add_model_flags, add_run_flags, model_overrides, print_run_folder
+from superpose.cli.flags import add_model_flags, add_run_flags, model_overrides, print_summary
 from superpose.config import check_resume_args
 from superpose.experiments.probe import DEFAULT_CONFIG_NAME, ProbeConfig, load_probe_config, run_probe
 
@@ -23,7 +23,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run (or resume) a probe and name its folder."""
+    """Run (or resume) a probe and print its summary."""
     overrides = {"models": model_overrides(args), "dtype": args.dtype, "device": args.device, "n_prompts": args.n_prompts,
                  "seed": args.seed, "controls": args.controls, "ci_level": args.ci_level}
     if args.resume:
@@ -32,5 +32,5 @@ def main(args: argparse.Namespace) -> int:
         run = run_probe(None, args.out, resume=args.resume)  # type: ignore[arg-type]
     else:
         run = run_probe(load_probe_config(args.config or DEFAULT_CONFIG_NAME, overrides), args.out)
-    print_run_folder(run.path)
+    print_summary(run.path)
     return 0

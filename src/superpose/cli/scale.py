@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from superpose.cli.flags import add_model_flags, add_run_flags, model_overrides, print_run_folder
+from superpose.cli.flags import add_model_flags, add_run_flags, model_overrides, print_summary
 
 
 def configure(s: argparse.ArgumentParser) -> None:
@@ -41,6 +41,5 @@ def main(args: argparse.Namespace) -> int:
         cfg = load_scale_config(args.config, overrides)
         run, summary = run_scale(cfg, args.out, source=args.config, progress=not args.no_progress,
                                  figures_dir=args.figures)
-    print((run.path / "summary.md").read_text(encoding="utf-8"))
-    print_run_folder(run.path)
+    print_summary(run.path)
     return 0

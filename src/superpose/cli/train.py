@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from superpose.cli.flags import print_run_folder
+from superpose.cli.flags import print_summary
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -27,8 +27,9 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Train (or resume training) and name the run folder."""
+    """Train (or resume training) and print the run's summary."""
     from superpose.errors import SuperposeError
+    from superpose.scratch.summary import summarise_training
     from superpose.scratch.train import TrainConfig, load_train_config, read_run_config, train
 
     overrides = {"steps": args.steps, "seed": args.seed, "device": args.device}
@@ -54,14 +55,8 @@ def main(args: argparse.Namespace) -> int:
         raise SuperposeError(f"--time-limit: expected a positive number of minutes, got {args.time_limit:g}")
     result = train(cfg, resume=bool(args.resume), progress=not args.no_progress, export_dir=args.export,
                    time_limit_s=None if args.time_limit is None else 60 * args.time_limit)
-    tail = result.losses[-50:]
-    print(f"trained {result.steps_done} steps in {result.seconds:.0f} s "
-          f"({result.tokens_per_second:,.0f} tokens/s); mean loss of the last {len(tail)} steps "
-          f"{sum(tail) / len(tail):.4f}")
-    if result.model_dir is None:
-        print(f"stopped at step {result.steps_done} of {cfg.steps}: continue with "
-              f"superpose train --resume {cfg.out_dir}")
-    else:
-        print(f"model: {result.model_dir}" + (f" (and {args.export})" if args.export else ""))
-    print_run_folder(cfg.out_dir)
+    summarise_training(cfg.out_dir)
+    if args.export and result.model_dir is not None:
+        print(f"model copied to {args.export}")
+    print_summary(cfg.out_dir)
     return 0

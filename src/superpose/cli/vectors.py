@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from superpose.cli.flags import add_model_flags, add_run_flags, print_run_folder
+from superpose.cli.flags import add_model_flags, add_run_flags, print_summary
 from superpose.errors import SuperposeError
 from superpose.vectors.config import load_vectors_config
 from superpose.vectors.experiment import STEPS, VectorsExperiment
@@ -52,6 +52,5 @@ def main(args: argparse.Namespace) -> int:
     else:
         exp.step(args.step)
         exp.write_summary()
-    print((exp.run.path / "summary.md").read_text(encoding="utf-8"))
-    print_run_folder(exp.run.path)
+    print_summary(exp.run.path)
     return 0

@@ -26,7 +26,8 @@ from superpose.construction.weights import (
 )
 from superpose.errors import ConfigError, SuperposeError
 from superpose.runs import RunFolder
-from superpose.report.figures import save_figure
+from superpose.display.figures import save_figure
+from superpose.display.text import md
 
 TOLERANCE = 1e-3  # what the tests and the report hold the model to; the design bound is ~1e-5
 DEFAULT_DIMENSION_MS = (1, 4, 16, 64, 256, 1024, 4096, 65536)
@@ -233,5 +234,29 @@ def run_experiment(config: ConstructConfig, root: str | Path = "runs") -> tuple[
         "error_bound": spec.error_bound(), "tolerance": TOLERANCE, "passed": worst < TOLERANCE,
         "dimension_table": dims, "figure": str(figure.relative_to(run.path)),
     }
+    run.write_text("summary.md", construct_markdown(summary))
     run.finish(summary)
     return run, summary
+
+
+def construct_markdown(s: dict) -> str:
+    """summary.md of a construction run (what the command prints and the report shows): the layers, the
+    embedding dimension against the bound, and the verdict."""
+    out = ["# Theorem 1, built by hand\n",
+           f"K={s['k']} tasks ({md(', '.join(s['tasks']))}), d={s['vocab_d']} symbols, m={s['examples_m']} "
+           f"examples, n={s['tokens_per_example_n']} tokens each.\n",
+           "| layer | job | heads | MLP width |", "|---|---|---|---|"]
+    out += [f"| {r['layer']} | {md(r['job'])} | {r['heads']} | {r['mlp_width']} |" for r in s["architecture"]]
+    out += ["", "## Embedding dimension against the bound d + log2(mn)\n",
+            "| m | N = nm+2 | d + log2(mn) | d_model | d_model / (d + log2 mn) | max \\|P − share\\| |",
+            "|---|---|---|---|---|---|"]
+    for r in s["dimension_table"]:
+        err = "not run" if r["max_abs_error"] is None else f"{r['max_abs_error']:.1e}"
+        out.append(f"| {r['m']} | {r['N']} | {r['d_plus_log2_mn']:.2f} | {r['d_model']} | {r['ratio']:.2f} | {err} |")
+    out += ["", f"Layers {s['layers']} (limit {s['layer_limit']}), heads per layer {s['heads_per_layer']} (at most "
+                f"K={s['k']}), d_model {s['d_model']} = {s['d_model_formula'].replace('*', '·')} ≤ {s['bound_constant']} · (d + log2(mn)) "
+                f"= {s['bound_constant'] * s['d_plus_log2_mn']:.1f}.\n",
+            f"{s['prompts']} prompts: largest |P(answer) − share| = {s['max_abs_error']:.2e} (design bound "
+            f"{s['error_bound']:.1e}, tolerance {s.get('tolerance', TOLERANCE):g}) → "
+            f"**{'OK' if s['passed'] else 'FAILED'}**\n"]
+    return "\n".join(out)

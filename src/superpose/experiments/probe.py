@@ -14,6 +14,7 @@ recorded with ``control`` / ``control_task``; the summary then gives each task's
 from __future__ import annotations
 
 import gc
+import json
 from pathlib import Path
 from typing import Callable
 
@@ -29,9 +30,9 @@ from superpose.errors import PromptTooLong, SuperposeError
 from superpose.experiments.base import ExperimentConfig, open_run
 from superpose.metrics import control_statistics, paired_difference, task_statistics, verdict
 from superpose.prompts import MAX_PROMPTS, Control, MixtureSpec, Prompt, build_controls, build_prompts
-from superpose.report.console import console, print_summary, track
-from superpose.report.figures import plot_controls, plot_distributions, plot_means
-from superpose.report.text import md
+from superpose.display.console import console, track
+from superpose.display.figures import plot_controls, plot_distributions, plot_means
+from superpose.display.text import md
 from superpose.runs import DEFAULT_ROOT, RunFolder
 from superpose.stats import DEFAULT_LEVEL, fmt_key, generator
 
@@ -166,9 +167,7 @@ def run_probe(config: ProbeConfig, root: str | Path = DEFAULT_ROOT, resume: str 
         del backend, stream
         gc.collect()
 
-    summary = summarize_probe(run, config)
-    print_summary(summary)
-    console.print(f"figures: {run.path / 'figures'}\nsummary: {run.path / 'summary.md'}")
+    summarize_probe(run, config)
     return run
 
 
@@ -244,7 +243,7 @@ def summarize_probe(run: RunFolder, config: ProbeConfig) -> dict:
     plot_distributions(plot_table, run.figure_path("distributions"))
     plot_means(plot_table, run.figure_path("means"))
     plot_controls(plot_table, run.figure_path("controls"))
-    run.write_text("summary.md", summary_markdown(summary))
+    run.write_text("summary.md", summary_markdown(summary, first_prompts(run.path)))
     run.finish(summary)
     return summary
 
@@ -287,7 +286,7 @@ def summary_with_intervals(folder: str | Path, summary: dict) -> tuple[dict, str
     header = ProbeConfig.model_construct(name=str(raw.get("name", "probe")), seed=int(raw.get("seed", 0)),
                                          ci_level=float(raw.get("ci_level", DEFAULT_LEVEL)))
     fresh, _ = probe_summary(collect(run.read_records()), header, run.config_doc().get("usage"))
-    return fresh, summary_markdown(fresh)
+    return fresh, summary_markdown(fresh, first_prompts(run.path))
 
 
 def compare_models(table: dict, config: ProbeConfig) -> list[dict]:
@@ -311,9 +310,31 @@ def _num(x: float | None, fmt: str) -> str:
     return "–" if x is None else format(x, fmt)
 
 
-def summary_markdown(summary: dict) -> str:
-    """The summary as Markdown tables, one per (model, mixture)."""
-    out = [f"# Probe {md(summary['config'])}\n"]
+def first_prompts(folder: str | Path) -> dict[str, dict]:
+    """The first prompt of every mixture, as prompts.jsonl holds it ({} without the file)."""
+    path = Path(folder) / "prompts.jsonl"
+    firsts: dict[str, dict] = {}
+    for line in path.read_text(encoding="utf-8").splitlines() if path.is_file() else []:
+        p = json.loads(line)
+        firsts.setdefault(p["mixture"], p)
+    return firsts
+
+
+def summary_markdown(summary: dict, examples: dict[str, dict] | None = None) -> str:
+    """summary.md: the study's Figure 2 beside ours, a table per (model, mixture), the comparisons, and
+    the last lines of ``examples`` (the first prompt of each mixture, :func:`first_prompts`)."""
+    out = [f"# Probe {md(summary['config'])}\n", "## Beside the study (Figure 2)\n",
+           "The study's Figure 2: a pretrained model given examples of K tasks puts probability on every task's "
+           "answer at once. Ours, per mixture: how many tasks' answers get a mean probability of at least 0.05, "
+           "the means, and the mass left for other outputs, each with its bootstrap interval over prompts.\n",
+           "| model · mixture | tasks with mean P ≥ 0.05 | mean P per task [CI] | other [CI] |", "|---|---|---|---|"]
+    for model, mixtures in summary["models"].items():
+        for mixture, s in mixtures.items():
+            tasks = s["tasks"]
+            above = sum(v["mean"] >= 0.05 for v in tasks.values())
+            means = ", ".join(f"{md(t)} {fmt_key(v, 'mean')}" for t, v in tasks.items())
+            out.append(f"| {md(model)} · {md(mixture)} | {above} of {len(tasks)} | {means} | {fmt_key(s, 'other_mean')} |")
+    out.append("")
     for model, mixtures in summary["models"].items():
         for mixture, s in mixtures.items():
             out.append(f"## {md(model)} — {md(mixture)} ({s['n_prompts']} prompts)\n")
@@ -346,6 +367,14 @@ def summary_markdown(summary: dict) -> str:
         cost = f", cost {u['cost']:.4f}" if "cost" in u else ""
         out.append(f"{md(model)}: {u['requests']} requests sent, {u['cached']} answered from the run's cache, "
                    f"{u['prompt_tokens']} prompt and {u['completion_tokens']} completion tokens{cost}.\n")
+    if examples:
+        out += ["## An example prompt per mixture (its last lines)\n",
+                "| mixture | prompt ends with | answer of each task |", "|---|---|---|"]
+        for mixture, p in examples.items():
+            ending = " ⏎ ".join(md(line) for line in p["text"].splitlines()[-3:])
+            answers = ", ".join(f"{md(t)} → {md(a)}" for t, a in zip(p["tasks"], p["answers"]))
+            out.append(f"| {md(mixture)} | {ending} | {answers} |")
+        out.append("")
     return "\n".join(out)
 
 

@@ -39,10 +39,10 @@ from superpose.experiments.probe import Mixture, check_prompts_fit
 from superpose.experiments.topk import analyse_prompt, plot_reliability, summarize_model
 from superpose.models import EMBEDDED_MODELS
 from superpose.prompts import MAX_PROMPTS, Prompt, build_prompts
-from superpose.report.console import console, track
+from superpose.display.console import console, track
 from superpose.runs import DEFAULT_ROOT, RunFolder
-from superpose.report.figures import save_figure
-from superpose.report.text import md
+from superpose.display.figures import save_figure
+from superpose.display.text import md
 from superpose.stats import DEFAULT_LEVEL, fmt_key, generator
 
 

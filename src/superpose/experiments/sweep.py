@@ -49,13 +49,14 @@ from superpose.backends import Backend, ScoreRequest, backend_class, check_model
 from superpose.backends.devices import resolve_device
 from superpose.backends.entry import ModelEntry
 from superpose.config import check_resume_unchanged, config_from_dict, load_config
-from superpose.report.console import track
+from superpose.display.console import track
 from superpose.errors import SuperposeError
 from superpose.experiments.base import ExperimentConfig, open_run
 from superpose.prompts import MAX_PROMPTS, MixtureSpec, build_prompt
 from superpose.runs import DEFAULT_ROOT, RunFolder
-from superpose.report.figures import save_figure
-from superpose.stats import DEFAULT_LEVEL, generator, interval, with_interval
+from superpose.display.figures import save_figure
+from superpose.display.text import md
+from superpose.stats import DEFAULT_LEVEL, fmt_key, generator, interval, with_interval
 
 DEFAULT_LAMBDAS = [round(i / 10, 1) for i in range(11)]
 
@@ -192,6 +193,7 @@ def run_sweep(cfg: SweepConfig | None, resume: str | Path | None = None, progres
     summary = summarize_sweep(records, cfg, run.config_doc().get("model_info"))
     plot_sweep(summary, records, cfg, run.figure_path("sweep"))
     plot_position(summary, cfg, run.figure_path("position"))
+    run.write_text("summary.md", sweep_markdown(summary))
     run.finish(summary)
     return run, summary
 
@@ -259,6 +261,58 @@ def spearman_caveat(summary: dict) -> str:
         return ""
     shown = f"{spread:.3f}" if spread >= 0.001 else "< 0.001"
     return f" (P1 spans only {shown} over λ: the curve is flat, so Spearman ranks noise)"
+
+
+def _f(x: float | None, digits: int = 3) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+# summary.json's numbers that sweep_markdown shows in its sentences; any other number goes in its last table
+_SAID = {"n_prompts", "n_examples", "spearman_p1_vs_lambda", "mean_other", "split_within_prompt",
+         "prompts_splitting_10pct", "follows_last_example", "monotone_p1", "trained_length", "longest_prompt"}
+
+
+def sweep_markdown(s: dict) -> str:
+    """summary.md of a sweep (what the command prints and the report shows), from its summary.json."""
+    ref = s.get("reference")
+    out = [f"# λ sweep: {md(s['task1'])} vs {md(s['task2'])} on {md(s['model'])}\n",
+           f"{s['n_prompts']} prompts per λ, {s['n_examples']} examples each ({s['counts']} counts). "
+           f"Spearman(P1, λ) = {_f(s.get('spearman_p1_vs_lambda'), 2)}{spearman_caveat(s)}; mean leftover mass "
+           f"{_f(s.get('mean_other'))}" + (f"; mean |P1 − study| = {_f(ref['mean_abs_diff'])} (largest "
+                                           f"{_f(ref['max_abs_diff'])})" if ref else "") + ".\n",
+           "| λ |" + (f" study ({md(ref['name'])}_k) |" if ref else "")
+           + f" P({md(s['task1'])}) [CI] | P({md(s['task2'])}) [CI] | other [CI] |",
+           "|---" * (4 + bool(ref)) + "|"]
+    for i, c in enumerate(s["curve"]):
+        out.append(f"| {_f(c['lambda'], 1)} |" + (f" {_f(ref['p1'][i])} |" if ref else "")
+                   + f" {fmt_key(c, 'p1')} | {fmt_key(c, 'p2')} | {fmt_key(c, 'other')} |")
+    out.append("")
+    if "split_within_prompt" in s:
+        rule = (f" The favoured answer is the last example's task in {s['follows_last_example']:.0%} of them."
+                if "follows_last_example" in s else "")
+        out += ["## Inside each mixed prompt (0 < λ < 1)\n",
+                f"Mean within-prompt split {_f(s['split_within_prompt'])} (1 = an even split, 0 = all mass on one "
+                f"answer); both answers ≥ 0.1 in {s['prompts_splitting_10pct']:.0%} of mixed prompts.{rule} A mean "
+                "curve that follows λ while every prompt puts its mass on one answer is a mixture over prompts, "
+                "not superposition inside a prompt.\n"]
+    position = [b for b in (s.get("position") or {}).get("by_fixed_last", []) if b["fixed_last"] > 0]
+    if position:
+        fixed = s["task1"] if s["position"].get("fixed_task") == 1 else s["task2"]
+        lams = [c["lambda"] for c in position[0]["curve"]]
+        out += [f"## Recency or aggregation: the last m examples held at {md(fixed)}\n",
+                "P(task 1) against λ over the other examples. A model that reads the task off the last example "
+                "gives flat lines (slope 0); one that aggregates the examples follows λ.\n",
+                "| last m fixed |" + "".join(f" λ={x:g} |" for x in lams) + " slope |", "|---" * (len(lams) + 2) + "|"]
+        out += [f"| {b['fixed_last']} |" + "".join(f" {_f(c['p1'])} |" for c in b["curve"]) + f" {_f(b['slope'], 2)} |"
+                for b in position]
+        out.append("")
+    out += [f"**Warning:** {md(w)}\n" for w in s.get("warnings", [])]
+    extra = {k: v for k, v in s.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in _SAID}
+    if extra:
+        out += ["| measure | value |", "|---|---|"]
+        out += [f"| {k} | {_f(v) if isinstance(v, float) else v} |" for k, v in extra.items()]
+        out.append("")
+    return "\n".join(out)
 
 
 def per_prompt_split(records: list[dict]) -> dict:

@@ -32,7 +32,7 @@ from superpose.enumerate import Enumeration, OutputEnumerator
 from superpose.metrics import kl_to_shares, normalize_logp
 from superpose.stats import DEFAULT_LEVEL, interval, with_interval
 from superpose.prompts import Prompt
-from superpose.report.figures import save_figure
+from superpose.display.figures import save_figure
 
 TOP_OUTPUTS_KEPT = 10  # outputs stored per record, for reading the run folder by eye
 

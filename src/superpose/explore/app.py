@@ -315,7 +315,7 @@ def serve(model: str, dtype: str = "float32", device: str | None = None, host: s
     import uvicorn
 
     from superpose.backends import backend_class, check_model, load_backend
-    from superpose.report.console import console
+    from superpose.display.console import console
 
     check_listen(host, port)  # before the model loads: a busy port is known at once
     warn_if_exposed(host)

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import TwoSlopeNorm  # noqa: E402
 
-from superpose.report.figures import save_figure  # noqa: E402
+from superpose.display.figures import save_figure  # noqa: E402
 
 _COLORS = plt.get_cmap("tab10").colors
 

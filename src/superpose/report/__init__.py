@@ -1,1 +1,1 @@
-"""Figures and human-readable summaries of run folders."""
+"""The HTML report of run folders (the top floor: it reads every kind's summary.md and figures)."""

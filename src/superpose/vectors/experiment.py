@@ -29,7 +29,7 @@ from superpose.experiments.base import open_run
 from superpose.backends import check_model, load_backend
 from superpose.backends.devices import resolve_device
 from superpose.backends.hf import HFBackend
-from superpose.report.console import console
+from superpose.display.console import console
 from superpose.runs import DEFAULT_ROOT, RunFolder
 from superpose.vectors import figures
 from superpose.vectors.config import VectorsConfig

@@ -11,7 +11,7 @@ matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
-from superpose.report.figures import save_figure
+from superpose.display.figures import save_figure
 
 _COLORS = plt.get_cmap("tab10").colors
 _REST = "0.55"

@@ -30,6 +30,9 @@ def save_figure(fig, path: str | Path, title: str | None = None) -> Path:
         for axis in (ax.xaxis, ax.yaxis):
             if axis.get_scale() == "log":
                 axis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+                low, high = sorted(axis.get_view_interval())
+                if 0 < low and high < 10 * low:  # within a decade matplotlib labels the minor ticks instead
+                    axis.set_minor_formatter(FuncFormatter(lambda x, _: f"{x:.2g}"))
     if title:  # wrapped to the figure's width, so a one-panel figure does not clip it
         width = max(30, int(fig.get_figwidth() * 13))  # characters per line at 10 pt
         fig.suptitle(textwrap.fill(title, width), fontsize=10)

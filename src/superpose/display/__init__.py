@@ -1,0 +1,1 @@
+"""Ground-floor presentation helpers: the console (stderr progress and warnings), Markdown-safe text, figure files."""
