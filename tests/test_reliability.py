@@ -196,7 +196,7 @@ def test_summary_escapes_user_text():
 
     import superpose.display.figures  # noqa: F401  (sets the rcParam)
 
-    assert md("<script>alert(1)</script>|x") == "&lt;script&gt;alert(1)&lt;/script&gt;\\|x"
+    assert md("<script>alert(1)</script>|x") == "&lt;script>alert(1)&lt;/script>\\|x"  # "<" escaped: no tag can open
     assert plt.rcParams["text.parse_math"] is False
 
 

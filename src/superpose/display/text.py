@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import html
-
 
 def md(text: object) -> str:
     """``text`` safe inside Markdown and the HTML it becomes: no tags, no table breaks, no code spans."""
-    return html.escape(str(text), quote=False).replace("|", "\\|").replace("`", "\\`")
+    # Only "<" can open a tag; escaping ">" and "&" too would print `-&gt;` for a name like `word->`.
+    return str(text).replace("<", "&lt;").replace("|", "\\|").replace("`", "\\`")
