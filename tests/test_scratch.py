@@ -15,7 +15,8 @@ from superpose.runs import read_status
 from superpose.scratch import (CHARACTERS, ModelConfig, TrainConfig, build_model, build_tokenizer,
                                char_vocab, make_batch, make_sequence)
 from superpose.scratch.data import sequence_rng
-from superpose.scratch.train import answer_loss, load_train_config, lr_at, train
+from superpose.scratch.step import answer_loss
+from superpose.scratch.train import load_train_config, lr_at, train
 from superpose.tasks import get_task
 
 CHECKPOINT = Path(__file__).resolve().parents[1] / "src/superpose/checkpoints/scratch-plus-cpu"
@@ -275,7 +276,7 @@ def test_shipped_recipes_validate():
 # --- issue #12: varied lengths, the trained length, init_from ---------------------------------------
 
 def test_varied_lengths_and_the_recorded_training_length(tmp_path):
-    from superpose.scratch.train import trained_length
+    from superpose.scratch.recipe import trained_length
 
     tasks = [get_task("plus_3")]
     sizes = {len(make_sequence(tasks, 12, sequence_rng(0, i), min_examples=4).text.split("\n")) - 2
@@ -305,12 +306,12 @@ def test_varied_lengths_and_the_recorded_training_length(tmp_path):
 def test_init_from_copies_weights_and_checks_the_shape(tmp_path):
     from safetensors.torch import load_file
 
-    from superpose.scratch.train import _load_init
+    from superpose.scratch.checkpoint import load_init
 
     shipped = load_file(CHECKPOINT / "model.safetensors")
     cfg = load_train_config(Path(__file__).resolve().parents[1] / "configs/scratch/plus_cpu_long.yaml")
     model = build_model(cfg.model, torch.Generator().manual_seed(0))
-    _load_init(model, cfg.init_from, torch.device("cpu"))
+    load_init(model, cfg.init_from, torch.device("cpu"))
     assert all(torch.equal(p, shipped[n]) for n, p in model.state_dict().items())
     with pytest.raises(ConfigError, match="init_from: the weights of scratch-plus-cpu do not fit"):
         train(tiny_config(tmp_path / "i", init_from="scratch-plus-cpu"), progress=False)
@@ -350,5 +351,5 @@ def test_plot_training_draws_runs_and_refuses_a_folder_without_a_log(tmp_path):
     assert done.returncode == 0 and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     bad = subprocess.run([sys.executable, str(script), str(runs[0]), str(tmp_path), "--out", str(tmp_path / "x.png")],
                          capture_output=True, text=True)
-    assert bad.returncode == 2 and bad.stderr.strip() == f"error: {tmp_path}: not a training run folder (no log.jsonl)"
+    assert bad.returncode == 2 and bad.stderr.strip() == f"error: {tmp_path}: not a training run folder (no records.jsonl or log.jsonl)"
     assert not (tmp_path / "x.png").exists()  # nothing drawn

@@ -329,6 +329,15 @@ def fail_held_runs(reason: str) -> list[Path]:
     return failed
 
 
+TRAINING_LOGS = ("records.jsonl", "log.jsonl")  # a training run's log; log.jsonl in folders of older versions
+
+
+def training_log(folder: str | Path) -> Path:
+    """The training log of a run folder: ``records.jsonl``, or ``log.jsonl`` in a folder of an older version."""
+    folder = Path(folder)
+    return next((folder / n for n in TRAINING_LOGS if (folder / n).exists()), folder / TRAINING_LOGS[0])
+
+
 def _pid_in(path: Path) -> int | None:
     try:
         return int(path.read_text().strip())

@@ -8,7 +8,7 @@ text and never runs.
 
 A run folder's kind is read from its ``status.json`` (:data:`superpose.runs.KINDS`), and each kind
 has its own blocks; a folder of an older version, whose status.json does not say its kind, has it
-guessed from what it holds (``summary.json``'s keys, a training run's ``log.jsonl``). Where the study published numbers (the λ
+guessed from what it holds (``summary.json``'s keys, a training run's ``records.jsonl`` or ``log.jsonl``). Where the study published numbers (the λ
 curves of its from-scratch models; Figure 2's pattern), they are shown beside ours.
 """
 
@@ -27,7 +27,7 @@ import yaml
 from superpose.errors import SuperposeError
 from superpose.files import load_yaml, read_jsonl
 from superpose.metrics import verdict
-from superpose.runs import KINDS, read_status
+from superpose.runs import KINDS, read_status, training_log
 from superpose.stats import fmt_key
 
 
@@ -83,7 +83,7 @@ def _read_json(path: Path) -> dict:
 
 def _guess_kind(summary: dict, folder: Path) -> str:
     """The kind of a folder of format 1 (status.json without ``kind``), from what it holds."""
-    if (folder / "log.jsonl").exists() and not (folder / "config.yaml").exists():
+    if training_log(folder).exists() and not (folder / "config.yaml").exists():
         return "train"
     if "curve" in summary and "task1" in summary:
         return "sweep"
@@ -207,7 +207,7 @@ def _construct_blocks(s: dict) -> list[Block]:
 
 
 def _read_log(path: Path) -> list[dict]:
-    """A training run's log.jsonl: every whole line (a last line cut by a kill is left out)."""
+    """A training run's log (records.jsonl, or log.jsonl): every whole line (a last line cut by a kill is left out)."""
     rows = []
     for i, row in enumerate(read_jsonl(path)):
         try:
@@ -220,7 +220,7 @@ def _read_log(path: Path) -> list[dict]:
 
 def _train_view(folder: Path, status: dict) -> RunView:
     config = _read_json(folder / "config.json")
-    log = _read_log(folder / "log.jsonl")
+    log = _read_log(training_log(folder))
     done = (folder / "model").is_dir()
     view = RunView(str(folder), "train", str(config.get("name", folder.name)),
                    status.get("status") or ("complete" if done else "running"),
@@ -307,10 +307,10 @@ def read_run_view(path: str | Path) -> RunView:
     kind = status.get("kind") or _guess_kind(summary, folder)
     if "kind" in status and kind not in KINDS:
         raise SuperposeError(f"{folder / 'status.json'}: kind {str(kind)[:40]!r} is not one of {', '.join(KINDS)}")
-    if kind == "train" and (folder / "log.jsonl").exists():
+    if kind == "train" and training_log(folder).exists():
         return _train_view(folder, status)
     if not (folder / "config.yaml").is_file():
-        raise SuperposeError(f"{folder} is not a run folder (no config.yaml, and no log.jsonl of a training run)")
+        raise SuperposeError(f"{folder} is not a run folder (no config.yaml, and no training log)")
     doc = load_yaml(folder / "config.yaml", str(folder / "config.yaml"))
     if not isinstance(doc, dict):
         raise SuperposeError(f"{folder / 'config.yaml'}: expected the mapping a run folder's config.yaml holds")
