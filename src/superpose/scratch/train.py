@@ -116,6 +116,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None, pr
     device = _training_device(cfg)
     if cfg.threads and device.type == "cpu":
         torch.set_num_threads(cfg.threads)
+    if resume:
+        RunFolder(out_dir).refuse_if_written()  # a second trainer is refused before it reads anything
     if resume and (out_dir / "config.json").is_file():
         refuse_changes(read_run_config(out_dir / "config.json"), cfg, out_dir)  # before the folder is taken
     elif not resume and ((out_dir / "checkpoint").exists() or (out_dir / "model").exists()):
