@@ -158,8 +158,9 @@ def test_a_full_disk_during_training_fails_the_folder_in_one_line(small_disk, tm
     (tmp_path / "t.yaml").write_text(yaml.safe_dump({**TINY_TRAIN, "out_dir": str(small_disk / "tiny")}))
     code, out, err = cli(capsys, "train", tmp_path / "t.yaml")  # the first checkpoint does not fit
     one_line_error(code, err, "marked failed", status=1, after_progress=True)
-    assert_failed(small_disk / "tiny")
-    assert not (small_disk / "tiny" / "checkpoint").exists()
+    (folder,) = small_disk.glob("tiny-*")  # a new folder <name>-<time> beside the recipe's out_dir
+    assert_failed(folder)
+    assert not (folder / "checkpoint").exists() and not (folder / "lock").exists()
 
 
 @pytest.mark.parametrize("damage", ["gguf", "safetensors"])
