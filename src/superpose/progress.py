@@ -9,7 +9,7 @@ A function that runs long takes ``progress`` (as vLLM's ``LLM.generate`` takes `
   the description, or a dict of metrics when the loop has new ones (training's loss and lr).
 
     for item in track(items, "scoring", progress=progress): ...
-    with Bar(progress, total, "train") as bar: bar.advance(); bar.metrics({"loss": 2.1}); bar.say("...")
+    with Bar(progress, total, "train") as bar: bar.advance(1, {"loss": 2.1}); bar.say("...")
 """
 
 from __future__ import annotations
@@ -62,25 +62,19 @@ class Bar:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def advance(self, n: int = 1) -> None:
-        """Count ``n`` more units done."""
+    def advance(self, n: int = 1, metrics: dict | None = None) -> None:
+        """Count ``n`` more units done; ``metrics``: the loop's new numbers (e.g. the latest loss), if any."""
         self.done += n
+        self.latest = metrics or self.latest
         if self.callback is not None:
-            self.callback(self.done, self.total, self.description)
+            self.callback(self.done, self.total, metrics or self.description)
         elif self.rich is not None:
-            self.rich.update(self.job, completed=self.done)
+            self.rich.update(self.job, completed=self.done,
+                             metrics=" ".join(f"{k} {_fmt(v)}" for k, v in self.latest.items()))
         elif self.shown and (self.done % self.every == 0 or self.done == self.total):
             metrics = "".join(f", {k} {_fmt(v)}" for k, v in self.latest.items())
             console.print(f"{self.description}: {self.done}/{self.total if self.total is not None else '?'} "
                           f"({time.monotonic() - self.start:.0f} s{metrics})", highlight=False, markup=False)
-
-    def metrics(self, values: dict) -> None:
-        """New metrics of the loop (e.g. the latest loss): beside the bar, in the pipe lines, or to the callable."""
-        self.latest = values
-        if self.callback is not None:
-            self.callback(self.done, self.total, values)
-        elif self.rich is not None:
-            self.rich.update(self.job, metrics=" ".join(f"{k} {_fmt(v)}" for k, v in values.items()))
 
     def say(self, line: str) -> None:
         """A message line on stderr (above a live bar), shown whatever ``progress`` is."""

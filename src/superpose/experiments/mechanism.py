@@ -31,7 +31,8 @@ from superpose.mechanism.attribution import attribution_record, example_lines, s
 from superpose.mechanism.heads import ablate_set, all_heads, head_record, induction_scores, top_heads, verdict
 from superpose.mechanism.lens import lens_records, summarize_lens
 from superpose.prompts import Prompt
-from superpose.report.console import console, track
+from superpose.progress import track
+from superpose.report.console import console
 from superpose.report.text import md
 from superpose.runs import DEFAULT_ROOT, RunFolder
 

@@ -29,7 +29,8 @@ from superpose.errors import PromptTooLong, SuperposeError
 from superpose.experiments.base import ExperimentConfig, open_run
 from superpose.metrics import control_statistics, paired_difference, task_statistics, verdict
 from superpose.prompts import MAX_PROMPTS, Control, MixtureSpec, Prompt, build_controls, build_prompts
-from superpose.report.console import console, print_summary, track
+from superpose.progress import track
+from superpose.report.console import console, print_summary
 from superpose.report.figures import plot_controls, plot_distributions, plot_means
 from superpose.report.text import md
 from superpose.runs import DEFAULT_ROOT, RunFolder

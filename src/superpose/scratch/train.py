@@ -174,17 +174,16 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None, pr
                 pending.append((step, lr, loss, (ids != 0).sum()))
                 step += 1
                 in_step = False
-                bar.advance()
-
                 out_of_time = (time_limit_s is not None
                                and session_seconds + time.perf_counter() - clock >= time_limit_s)
                 stop_now = out_of_time or interrupt.requested
                 checkpoint = step % cfg.checkpoint_every == 0 or step == end or stop_now
+                rows = []
                 if checkpoint or step % cfg.log_every == 0:
                     rows, now = _log_losses(pending, batches, log_file, tokens, seconds, clock)
                     seconds, session_seconds, clock = seconds + now - clock, session_seconds + now - clock, now
                     log, tokens = log + rows, rows[-1]["tokens"]
-                    bar.metrics({"loss": rows[-1]["loss"], "lr": rows[-1]["lr"]})
+                bar.advance(1, {"loss": rows[-1]["loss"], "lr": rows[-1]["lr"]} if rows else None)
                 if checkpoint:
                     save_checkpoint(out_dir, model, tokenizer, optimizer, step, seconds, tokens, cfg)
                     clock = time.perf_counter()  # writing the checkpoint is not training time
