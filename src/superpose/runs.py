@@ -190,7 +190,7 @@ class RunFolder:
 
     def hold(self) -> None:
         """Count the folder as written by this process: an error that stops the process marks it failed
-        (:func:`fail_held_runs`). :meth:`lock` holds; a training folder holds without a lock file."""
+        (:func:`fail_held_runs`). :meth:`lock` holds."""
         if self not in _HELD:
             self.status_before = read_status(self.path)
             _HELD.append(self)

@@ -61,7 +61,7 @@ class TrainConfig(BaseModel):
     # 400 x 1111-token batch): keep "sdpa" for long sequences and on GPUs.
     attention: Literal["sdpa", "eager"] = "sdpa"
     # The loss is read from the device every log_every steps: one host sync per read, none in the
-    # step. log.jsonl still holds every step's loss.
+    # step. records.jsonl still holds every step's loss.
     log_every: int = Field(50, ge=1)
     # Processes that build string batches ahead of the loop, for tasks the tensor generator
     # (superpose.scratch.tensor_data: plus_k, ret_k) does not build. Batches are a pure function
