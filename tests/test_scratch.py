@@ -148,8 +148,13 @@ def test_resume_continues_the_same_run(tmp_path, dropout):
     assert first.steps_done == 3 and first.model_dir is None
     with pytest.raises(SuperposeError, match="--resume"):
         train(tiny_config(tmp_path / "cut", dropout), progress=False)  # never clobbers a run silently
+    (tmp_path / "cut" / "records.jsonl").rename(tmp_path / "cut" / "log.jsonl")  # as an older version wrote it
     resumed = train(tiny_config(tmp_path / "cut", dropout), resume=True, progress=False)
     assert resumed.losses == full.losses
+    assert not (tmp_path / "cut" / "records.jsonl").exists()  # the older folder's log goes on
+    assert (tmp_path / "cut" / "log.jsonl").read_text().count("\n") == 6
+    view = read_run_view(tmp_path / "cut")  # and renders
+    assert view.kind == "train" and view.status == "complete" and "6 steps in" in view.blocks[0].text
     from safetensors.torch import load_file
 
     wa = load_file(full.model_dir / "model.safetensors")
