@@ -362,6 +362,11 @@ def test_init_from_copies_weights_and_checks_the_shape(tmp_path):
     with pytest.raises(ConfigError, match="init_from: the weights of scratch-plus-cpu do not fit"):
         train(tiny_config(tmp_path / "i", init_from="scratch-plus-cpu"), progress=False)
     assert not (tmp_path / "i").exists()  # checked before the run folder exists
+    from superpose.scratch.train import run_train
+
+    with pytest.raises(ConfigError, match="init_from: the weights of scratch-plus-cpu do not fit"):
+        run_train(tiny_config(tmp_path / "i", init_from="scratch-plus-cpu"), root=tmp_path / "runs", progress=False)
+    assert not (tmp_path / "runs").exists()  # a new <name>-<time> folder too
     with pytest.raises(ConfigError, match=r"init_from: .*no_such_folder"):
         train(tiny_config(tmp_path / "j", init_from=str(tmp_path / "no_such_folder")), progress=False)
     assert not (tmp_path / "j").exists()

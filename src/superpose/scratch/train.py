@@ -92,25 +92,21 @@ def run_train(config: TrainConfig | None, *, root: str | Path = DEFAULT_ROOT, re
         return RunFolder(folder, kind="train"), result
     if config is None:
         raise ConfigError("give a training recipe (e.g. configs/scratch/plus_cpu.yaml) or a folder to resume")
-    _training_device(config)  # a missing GPU is refused before any folder exists
-    run = RunFolder.create(config.name, config.model_dump(mode="json"), root, kind="train")
-    cfg = config.model_copy(update={"out_dir": str(run.path)})
-    run.write_json("config.json", cfg.model_dump(mode="json"))  # the recipe as resumed: the folder it is in
-    result = train(cfg, stop_at=stop_at, progress=progress, export_dir=export_dir, time_limit_s=time_limit_s,
-                   folder=run)
-    return run, result
+    result = train(config, stop_at=stop_at, progress=progress, export_dir=export_dir, time_limit_s=time_limit_s,
+                   root=root)
+    return RunFolder(result.out_dir, kind="train"), result
 
 
 def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None, progress: Progress = True,
           export_dir: str | Path | None = None, time_limit_s: float | None = None,
-          folder: RunFolder | None = None) -> TrainResult:
+          root: str | Path | None = None) -> TrainResult:
     """Train (or resume) per ``cfg`` in exactly ``cfg.out_dir``; ``stop_at`` checkpoints and returns after
     that many steps.
 
     ``time_limit_s`` does the same once this call has trained that many seconds (a lease on a shared
     GPU, say); ``resume`` continues either, exactly (or, from a checkpoint without optimizer state,
-    after :func:`~superpose.scratch.step.rebuild_moments`). ``folder``: the run folder, already locked
-    (:func:`run_train`); else ``cfg.out_dir`` is made and locked here.
+    after :func:`~superpose.scratch.step.rebuild_moments`). With ``root`` (:func:`run_train`), a new
+    folder ``root/<name>-<time>`` instead of ``cfg.out_dir``, made once the recipe's checks passed.
     """
     out_dir = Path(cfg.out_dir)
     device = _training_device(cfg)
@@ -120,7 +116,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None, pr
         RunFolder(out_dir).refuse_if_written()  # a second trainer is refused before it reads anything
     if resume and (out_dir / "config.json").is_file():
         refuse_changes(read_run_config(out_dir / "config.json"), cfg, out_dir)  # before the folder is taken
-    elif not resume and ((out_dir / "checkpoint").exists() or (out_dir / "model").exists()):
+    elif not resume and root is None and ((out_dir / "checkpoint").exists() or (out_dir / "model").exists()):
         raise SuperposeError(f"{out_dir} already holds a run; pass --resume to continue it, or set another out_dir")
 
     # The model, its optimizer and the random stream: fresh, or as the checkpoint left them.
@@ -137,7 +133,12 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None, pr
         torch.set_rng_state(state["torch_rng"])
         start, seconds, tokens = state["step"], state["seconds"], state["tokens"]
         moments_kept = state["optimizer"] is not None
-    folder = folder or _take_folder(out_dir)  # a second trainer in this folder stops here
+    if root is not None:  # a new folder, locked; its recipe records where it is
+        folder = RunFolder.create(cfg.name, cfg.model_dump(mode="json"), root, kind="train")
+        out_dir, cfg = folder.path, cfg.model_copy(update={"out_dir": str(folder.path)})
+        folder.update_config("config", cfg.model_dump(mode="json"))
+    else:
+        folder = _take_folder(out_dir)  # a second trainer in this folder stops here
 
     # The folder: the recipe, "running", the log and observatory cut back to the checkpoint's step.
     (out_dir / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2) + "\n")
