@@ -183,7 +183,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None, pr
                 if checkpoint or step % cfg.log_every == 0:
                     rows, now = _log_losses(pending, batches, log_file, tokens, seconds, clock)
                     seconds, session_seconds, clock = seconds + now - clock, session_seconds + now - clock, now
-                    log, tokens = log + rows, rows[-1]["tokens"]
+                    log += rows
+                    tokens = rows[-1]["tokens"]
                 bar.advance(1, {"loss": rows[-1]["loss"], "lr": rows[-1]["lr"]} if rows else None)
                 if checkpoint:
                     save_checkpoint(out_dir, model, tokenizer, optimizer, step, seconds, tokens, cfg)
