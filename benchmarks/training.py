@@ -40,7 +40,7 @@ from timing import sync, timed
 def fresh_model(cfg, device: torch.device, attention: str | None = None):
     """(model, optimizer) as ``superpose train`` starts them: the config's init, on ``device``."""
     from superpose.scratch.model import build_model
-    from superpose.scratch.train import make_optimizer
+    from superpose.scratch.step import make_optimizer
 
     model = build_model(cfg.model, torch.Generator().manual_seed(cfg.seed)).to(device)
     model.set_attn_implementation(attention or cfg.attention)
@@ -97,7 +97,7 @@ def bench_observatory(cfg, device: torch.device, steps: int, warmup: int) -> Non
     from superpose.scratch.observatory import Observatory
     from superpose.scratch.schedule import ScheduledBatches
     from superpose.scratch.snapshot import snapshot_for
-    from superpose.scratch.train import autocast_for, fast_train_step
+    from superpose.scratch.step import autocast_for, fast_train_step
 
     import tempfile
 
@@ -125,7 +125,7 @@ def bench_observatory(cfg, device: torch.device, steps: int, warmup: int) -> Non
 
 def bench_grid(cfg, ids: torch.Tensor, mask: torch.Tensor, device: torch.device, steps: int) -> None:
     """The fast step in each precision x attention kernel x eager/compiled, against the first."""
-    from superpose.scratch.train import fast_train_step, masked_loss
+    from superpose.scratch.step import fast_train_step, masked_loss
 
     variants = {}
     for compiled in (False, True):
@@ -152,8 +152,8 @@ def main() -> None:
     from superpose.scratch.data import make_batch
     from superpose.scratch.tensor_data import TensorBatches
     from superpose.scratch.tokenizer import char_vocab
-    from superpose.scratch.train import (autocast_for, fast_train_step, load_train_config, lr_at, masked_loss,
-                                         train_step)
+    from superpose.scratch.step import autocast_for, fast_train_step, masked_loss, train_step
+    from superpose.scratch.train import load_train_config, lr_at
     from superpose.tasks import get_task
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

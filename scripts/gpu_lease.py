@@ -60,7 +60,7 @@ def config(kind: str, args, **over):
 def speed(kind: str, args, peak: float) -> dict:
     """tokens/s and MFU of today's step and the fast one (eager, compiled) on the recipe's model and batch."""
     from superpose.scratch.tensor_data import TensorBatches
-    from superpose.scratch.train import autocast_for, fast_train_step, masked_loss, train_step
+    from superpose.scratch.step import autocast_for, fast_train_step, masked_loss, train_step
 
     cfg = config(kind, args)
     device = torch.device(cfg.device)

@@ -1,4 +1,4 @@
-"""Loss curves of several training runs in one figure (each run folder's log.jsonl).
+"""Loss curves of several training runs in one figure (each run folder's records.jsonl, or log.jsonl).
 
     python scripts/plot_training.py runs/scratch/a runs/scratch/b --out curves.png
     python scripts/plot_training.py RUN... --labels "float32, seed 0" "bfloat16, seed 0" --color-by seed
@@ -18,10 +18,12 @@ from pathlib import Path
 
 
 def read_log(folder: Path) -> list[dict]:
-    """The rows of ``folder/log.jsonl`` (a line cut short by a kill is dropped)."""
-    path = folder / "log.jsonl"
+    """The rows of the folder's training log (a line cut short by a kill is dropped)."""
+    from superpose.runs import training_log
+
+    path = training_log(folder)
     if not path.is_file():
-        raise ValueError(f"{folder}: not a training run folder (no log.jsonl)")
+        raise ValueError(f"{folder}: not a training run folder (no records.jsonl or log.jsonl)")
     rows = []
     for line in path.read_text().splitlines():
         try:

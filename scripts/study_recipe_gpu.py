@@ -38,7 +38,7 @@ def seconds_per_step(cfg, timed: int = 6, warmup: int = 2) -> float:
     from superpose.scratch.data import make_batch
     from superpose.scratch.model import build_model
     from superpose.scratch.tokenizer import char_vocab
-    from superpose.scratch.train import answer_loss, autocast_for, make_optimizer, train_step
+    from superpose.scratch.step import answer_loss, autocast_for, make_optimizer, train_step
     from superpose.tasks import get_task
 
     device = torch.device(cfg.device)
@@ -154,8 +154,10 @@ def main() -> None:
           flush=True)
     results.update(sweep=summary, wall_seconds=time.time() - t_start)
     results_path.write_text(json.dumps(results, indent=1) + "\n")
+    from superpose.runs import training_log
+
     with tarfile.open(args.out / f"{args.kind}_run.tar.gz", "w:gz") as tar:
-        for path in (train_dir / "log.jsonl", train_dir / "config.json"):
+        for path in (training_log(train_dir), train_dir / "config.json"):
             tar.add(path, arcname=f"{args.kind}_paper/{path.name}")
         for path in model_dir.iterdir():
             if path.suffix != ".safetensors" and path.is_file() and path.name != "state.pt":

@@ -16,7 +16,8 @@ from superpose.errors import SuperposeError
 from superpose.scratch import ModelConfig, TrainConfig, build_model, char_vocab, make_batch
 from superpose.scratch.lease import PIECE_BYTES, pack, unpack
 from superpose.scratch.tensor_data import TensorBatches, supports
-from superpose.scratch.train import autocast_for, lr_at, make_optimizer, train, train_step
+from superpose.scratch.step import autocast_for, make_optimizer, train_step
+from superpose.scratch.train import lr_at, train
 from superpose.tasks import get_task
 
 PLUS = [f"plus_{k}" for k in range(10)]
@@ -103,7 +104,7 @@ def test_fast_loop_loss_curve_equals_todays(tmp_path, architecture, attention):
     assert len(fast.losses) == len(today) == 20
     assert max(abs(a - b) for a, b in zip(fast.losses, today)) < 1e-4
     assert fast.losses[-1] < fast.losses[0] - 0.5  # and it learns
-    log = [json.loads(line) for line in (tmp_path / "fast" / "log.jsonl").read_text().splitlines()]
+    log = [json.loads(line) for line in (tmp_path / "fast" / "records.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == list(range(20))  # every step logged, in order
     assert log[-1]["tokens"] == fast.tokens > 0
 

@@ -42,7 +42,7 @@ def one_line_error(code, err, *needles, status=2, after_progress=False):
 
 
 def losses(folder: Path) -> list[float]:
-    return [json.loads(line)["loss"] for line in (folder / "log.jsonl").read_text().splitlines()]
+    return [json.loads(line)["loss"] for line in (folder / "records.jsonl").read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")
@@ -158,8 +158,9 @@ def test_a_full_disk_during_training_fails_the_folder_in_one_line(small_disk, tm
     (tmp_path / "t.yaml").write_text(yaml.safe_dump({**TINY_TRAIN, "out_dir": str(small_disk / "tiny")}))
     code, out, err = cli(capsys, "train", tmp_path / "t.yaml")  # the first checkpoint does not fit
     one_line_error(code, err, "marked failed", status=1, after_progress=True)
-    assert_failed(small_disk / "tiny")
-    assert not (small_disk / "tiny" / "checkpoint").exists()
+    (folder,) = small_disk.glob("tiny-*")  # a new folder <name>-<time> beside the recipe's out_dir
+    assert_failed(folder)
+    assert not (folder / "checkpoint").exists() and not (folder / "lock").exists()
 
 
 @pytest.mark.parametrize("damage", ["gguf", "safetensors"])
@@ -331,7 +332,7 @@ def test_report_of_a_complete_folder_with_a_cut_summary_says_damaged_not_complet
 def test_report_of_a_training_run_killed_mid_log_line(stopped_training, tmp_path, capsys):
     copy = tmp_path / "tiny"
     shutil.copytree(stopped_training[0], copy)
-    with open(copy / "log.jsonl", "a") as f:
+    with open(copy / "records.jsonl", "a") as f:
         f.write('{"step": 3, "loss": 2.')  # a kill in the middle of a write
     assert cli(capsys, "report", copy, "-o", tmp_path / "r.html")[0] == 0
     assert "3 steps in" in (tmp_path / "r.html").read_text()

@@ -15,7 +15,8 @@ from superpose.runs import read_status
 from superpose.scratch import (CHARACTERS, ModelConfig, TrainConfig, build_model, build_tokenizer,
                                char_vocab, make_batch, make_sequence)
 from superpose.scratch.data import sequence_rng
-from superpose.scratch.train import answer_loss, load_train_config, lr_at, train
+from superpose.scratch.step import answer_loss
+from superpose.scratch.train import load_train_config, lr_at, train
 from superpose.tasks import get_task
 
 CHECKPOINT = Path(__file__).resolve().parents[1] / "src/superpose/checkpoints/scratch-plus-cpu"
@@ -147,8 +148,13 @@ def test_resume_continues_the_same_run(tmp_path, dropout):
     assert first.steps_done == 3 and first.model_dir is None
     with pytest.raises(SuperposeError, match="--resume"):
         train(tiny_config(tmp_path / "cut", dropout), progress=False)  # never clobbers a run silently
+    (tmp_path / "cut" / "records.jsonl").rename(tmp_path / "cut" / "log.jsonl")  # as an older version wrote it
     resumed = train(tiny_config(tmp_path / "cut", dropout), resume=True, progress=False)
     assert resumed.losses == full.losses
+    assert not (tmp_path / "cut" / "records.jsonl").exists()  # the older folder's log goes on
+    assert (tmp_path / "cut" / "log.jsonl").read_text().count("\n") == 6
+    view = read_run_view(tmp_path / "cut")  # and renders
+    assert view.kind == "train" and view.status == "complete" and "6 steps in" in view.blocks[0].text
     from safetensors.torch import load_file
 
     wa = load_file(full.model_dir / "model.safetensors")
@@ -170,10 +176,13 @@ def test_time_limit_checkpoints_and_resume_continues(tmp_path):
     assert read_status(tmp_path / "cut")["status"] == "complete"
 
 
-def test_ctrl_c_finishes_the_step_checkpoints_and_resume_continues(tmp_path):
+def test_ctrl_c_finishes_the_step_checkpoints_and_resume_continues(tmp_path, capsys):
     """Ctrl-C as a terminal sends it (SIGINT to the whole process group, data workers included):
     the step in flight finishes, a checkpoint is written, status.json says "stopped", nothing
-    prints a traceback, and --resume continues the same run."""
+    prints a traceback, and --resume continues the same run: its records equal an uninterrupted
+    run's but for the time. The run gets a new folder <name>-<time> beside the recipe's out_dir,
+    locked: a second process on it is refused while the first trains."""
+    import json
     import os
     import signal
     import subprocess
@@ -182,25 +191,43 @@ def test_ctrl_c_finishes_the_step_checkpoints_and_resume_continues(tmp_path):
 
     import yaml
 
+    from superpose.cli import main
+    from superpose.scratch.train import run_train
+
     cfg = tiny_config(tmp_path / "w", tasks=["copy_op1"], steps=100_000, warmup_steps=0, decay_steps=0,
                       checkpoint_every=100_000, data_workers=2)  # copy_op1: string batches, from the workers
     (tmp_path / "w.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     run = subprocess.Popen([sys.executable, "-m", "superpose.cli", "train", "w.yaml", "--no-progress"], cwd=tmp_path,
                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    log, deadline = tmp_path / "w" / "log.jsonl", time.monotonic() + 180
-    while time.monotonic() < deadline and (not log.exists() or log.read_text().count("\n") < 50):
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and not any(
+            p.read_text().count("\n") >= 50 for p in tmp_path.glob("tiny-*/records.jsonl")):
         time.sleep(0.2)
+    (folder,) = tmp_path.glob("tiny-*")
+    assert folder.name.startswith("tiny-20") and not (folder / "log.jsonl").exists()
+    code = main(["train", "--resume", str(folder), "--no-progress"])  # a second trainer on the same folder
+    err = capsys.readouterr().err
+    assert code == 2 and err.strip() == (f"error: {folder} is being written by process {run.pid} (its lock file "
+                                         f"{folder / 'lock'}); wait for it to finish or stop it")
     os.killpg(run.pid, signal.SIGINT)
     err = run.communicate(timeout=180)[1]
     assert run.returncode == 130 and "Traceback" not in err, err
     assert "finishing this step and checkpointing" in err
-    status = read_status(tmp_path / "w")
+    status = read_status(folder)
     step = status["step"]
     assert status["status"] == "stopped" and step >= 50 and f"interrupted at step {step}" in status["reason"]
+    assert not (folder / "lock").exists()
+    log = folder / "records.jsonl"
     assert log.read_text().count("\n") == step  # every step up to the checkpoint is logged
-    resumed = train(cfg, resume=True, progress=False, stop_at=step + 3)
+    _, resumed = run_train(None, resume=folder, progress=False, stop_at=step + 3)
     straight = train(cfg.model_copy(update={"out_dir": str(tmp_path / "straight")}), progress=False, stop_at=step + 3)
     assert resumed.losses == straight.losses and len(resumed.losses) == step + 3
+
+    def untimed(path):  # the records, but for the field that records time
+        return [json.dumps({k: v for k, v in json.loads(line).items() if k != "seconds"})
+                for line in path.read_text().splitlines()]
+
+    assert untimed(log) == untimed(tmp_path / "straight" / "records.jsonl")
 
 
 def test_the_training_summary_reads_the_log_of_old_and_new_folders(tmp_path, capsys):
@@ -238,10 +265,30 @@ def test_data_workers_build_the_same_batches_and_run(tmp_path):
     assert workers.losses == in_line.losses
 
 
-def test_resume_refuses_a_changed_config(tmp_path):
+def test_resume_refuses_a_changed_config(tmp_path, capsys):
+    import yaml
+
+    from superpose.cli import main
+
+    def deeper(cfg: TrainConfig) -> TrainConfig:
+        return cfg.model_copy(update={"model": cfg.model.model_copy(update={"n_layers": 2})})
+
     train(tiny_config(tmp_path / "r"), progress=False, stop_at=3)
-    with pytest.raises(ConfigError, match="differs"):
+    with pytest.raises(ConfigError, match=r"lr differs from the run's \(0.01 -> 0.005\)"):
         train(tiny_config(tmp_path / "r", lr=5e-3), resume=True, progress=False)
+    before = {p: p.read_bytes() for p in (tmp_path / "r").rglob("*") if p.is_file()}
+    code = main(["train", "--resume", str(tmp_path / "r"), "--seed", "8", "--no-progress"])  # not a speed-only field
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith(f"error: {tmp_path / 'r'}: seed differs from "
+                                                                 "the run's (7 -> 8); a resume may change only "), err
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(deeper(tiny_config(tmp_path / "r")).model_dump(mode="json")))
+    code = main(["train", str(tmp_path / "r.yaml"), "--resume", str(tmp_path / "r"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "model.n_layers differs from the run's (1 -> 2)" in err and err.count("\n") == 1, err
+    assert {p: p.read_bytes() for p in (tmp_path / "r").rglob("*") if p.is_file()} == before  # nothing written
+    assert read_status(tmp_path / "r")["status"] == "stopped"
+    code = main(["train", "--resume", str(tmp_path / "r"), "--no-progress"])  # the same recipe goes on
+    assert code == 0 and read_status(tmp_path / "r")["status"] == "complete"
 
 
 @pytest.mark.parametrize("architecture, hf_class", [("llama", "LlamaForCausalLM"), ("gpt2", "GPT2LMHeadModel")])
@@ -295,7 +342,7 @@ def test_shipped_recipes_validate():
 # --- issue #12: varied lengths, the trained length, init_from ---------------------------------------
 
 def test_varied_lengths_and_the_recorded_training_length(tmp_path):
-    from superpose.scratch.train import trained_length
+    from superpose.scratch.recipe import trained_length
 
     tasks = [get_task("plus_3")]
     sizes = {len(make_sequence(tasks, 12, sequence_rng(0, i), min_examples=4).text.split("\n")) - 2
@@ -325,16 +372,21 @@ def test_varied_lengths_and_the_recorded_training_length(tmp_path):
 def test_init_from_copies_weights_and_checks_the_shape(tmp_path):
     from safetensors.torch import load_file
 
-    from superpose.scratch.train import _load_init
+    from superpose.scratch.checkpoint import load_init
 
     shipped = load_file(CHECKPOINT / "model.safetensors")
     cfg = load_train_config(Path(__file__).resolve().parents[1] / "configs/scratch/plus_cpu_long.yaml")
     model = build_model(cfg.model, torch.Generator().manual_seed(0))
-    _load_init(model, cfg.init_from, torch.device("cpu"))
+    load_init(model, cfg.init_from, torch.device("cpu"))
     assert all(torch.equal(p, shipped[n]) for n, p in model.state_dict().items())
     with pytest.raises(ConfigError, match="init_from: the weights of scratch-plus-cpu do not fit"):
         train(tiny_config(tmp_path / "i", init_from="scratch-plus-cpu"), progress=False)
     assert not (tmp_path / "i").exists()  # checked before the run folder exists
+    from superpose.scratch.train import run_train
+
+    with pytest.raises(ConfigError, match="init_from: the weights of scratch-plus-cpu do not fit"):
+        run_train(tiny_config(tmp_path / "i", init_from="scratch-plus-cpu"), root=tmp_path / "runs", progress=False)
+    assert not (tmp_path / "runs").exists()  # a new <name>-<time> folder too
     with pytest.raises(ConfigError, match=r"init_from: .*no_such_folder"):
         train(tiny_config(tmp_path / "j", init_from=str(tmp_path / "no_such_folder")), progress=False)
     assert not (tmp_path / "j").exists()
@@ -370,5 +422,5 @@ def test_plot_training_draws_runs_and_refuses_a_folder_without_a_log(tmp_path):
     assert done.returncode == 0 and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     bad = subprocess.run([sys.executable, str(script), str(runs[0]), str(tmp_path), "--out", str(tmp_path / "x.png")],
                          capture_output=True, text=True)
-    assert bad.returncode == 2 and bad.stderr.strip() == f"error: {tmp_path}: not a training run folder (no log.jsonl)"
+    assert bad.returncode == 2 and bad.stderr.strip() == f"error: {tmp_path}: not a training run folder (no records.jsonl or log.jsonl)"
     assert not (tmp_path / "x.png").exists()  # nothing drawn

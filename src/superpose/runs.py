@@ -168,12 +168,9 @@ class RunFolder:
             try:
                 fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             except FileExistsError:
-                holder = _pid_in(path)
-                if holder == os.getpid():
+                if _pid_in(path) == os.getpid():
                     return
-                if holder is not None and _alive(holder):
-                    raise SuperposeError(f"{self.path} is being written by process {holder} (its lock file "
-                                         f"{path}); wait for it to finish or stop it") from None
+                self.refuse_if_written()
                 path.unlink(missing_ok=True)  # stale: its process is gone
                 continue
             with os.fdopen(fd, "w") as f:
@@ -183,9 +180,17 @@ class RunFolder:
             return
         raise SuperposeError(f"{self.path}: could not take the lock file {path}")
 
+    def refuse_if_written(self) -> None:
+        """A clear error if another live process holds the folder's lock (checked without taking it)."""
+        path = self.path / "lock"
+        holder = _pid_in(path)
+        if holder is not None and holder != os.getpid() and _alive(holder):
+            raise SuperposeError(f"{self.path} is being written by process {holder} (its lock file "
+                                 f"{path}); wait for it to finish or stop it") from None
+
     def hold(self) -> None:
         """Count the folder as written by this process: an error that stops the process marks it failed
-        (:func:`fail_held_runs`). :meth:`lock` holds; a training folder holds without a lock file."""
+        (:func:`fail_held_runs`). :meth:`lock` holds."""
         if self not in _HELD:
             self.status_before = read_status(self.path)
             _HELD.append(self)
@@ -327,6 +332,15 @@ def fail_held_runs(reason: str) -> list[Path]:
             pass
         run.unlock()
     return failed
+
+
+TRAINING_LOGS = ("records.jsonl", "log.jsonl")  # a training run's log; log.jsonl in folders of older versions
+
+
+def training_log(folder: str | Path) -> Path:
+    """The training log of a run folder: ``records.jsonl``, or ``log.jsonl`` in a folder of an older version."""
+    folder = Path(folder)
+    return next((folder / n for n in TRAINING_LOGS if (folder / n).exists()), folder / TRAINING_LOGS[0])
 
 
 def _pid_in(path: Path) -> int | None:

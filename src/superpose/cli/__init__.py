@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from superpose.display.console import set_progress
+    from superpose.progress import set_progress
 
     set_progress(not args.no_progress)
     try:

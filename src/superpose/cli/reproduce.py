@@ -21,7 +21,8 @@ from superpose.cli.flags import add_run_flags, print_run_folder
 from superpose.config import find_config
 from superpose.errors import SuperposeError
 from superpose.experiments.reproduce import NOT_RESUMABLE, PLAN_FILE, Plan, is_complete, load_plan, step_folder
-from superpose.display.console import console, progress_enabled, set_progress
+from superpose.display.console import console
+from superpose.progress import progress_enabled, set_progress
 from superpose.runs import write_status
 
 

@@ -31,8 +31,9 @@ from superpose.mechanism.attribution import attribution_record, example_lines, s
 from superpose.mechanism.heads import ablate_set, all_heads, head_record, induction_scores, top_heads, verdict
 from superpose.mechanism.lens import lens_records, summarize_lens
 from superpose.prompts import Prompt
-from superpose.display.console import console, track
+from superpose.display.console import console
 from superpose.display.text import md
+from superpose.progress import track
 from superpose.runs import DEFAULT_ROOT, RunFolder
 
 ANALYSES = ("lens", "attribution", "heads")

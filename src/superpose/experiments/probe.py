@@ -30,9 +30,10 @@ from superpose.errors import PromptTooLong, SuperposeError
 from superpose.experiments.base import ExperimentConfig, open_run
 from superpose.metrics import control_statistics, paired_difference, task_statistics, verdict
 from superpose.prompts import MAX_PROMPTS, Control, MixtureSpec, Prompt, build_controls, build_prompts
-from superpose.display.console import console, track
+from superpose.display.console import console
 from superpose.display.figures import plot_controls, plot_distributions, plot_means
 from superpose.display.text import md
+from superpose.progress import track
 from superpose.runs import DEFAULT_ROOT, RunFolder
 from superpose.stats import DEFAULT_LEVEL, fmt_key, generator
 

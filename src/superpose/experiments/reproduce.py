@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from superpose.config import check_unique, find_config, read_yaml, validate
 from superpose.errors import SuperposeError
-from superpose.runs import read_status
+from superpose.runs import read_status, training_log
 
 STEP_COMMANDS = ("run", "sweep", "construct", "vectors", "scale", "train")
 NOT_RESUMABLE = ("construct",)  # seconds long: an interrupted one starts again
@@ -88,7 +88,7 @@ def step_folder(root: Path) -> Path | None:
     if not root.is_dir():
         return None
     found = sorted(p for p in root.iterdir()
-                   if p.is_dir() and ((p / "config.yaml").exists() or (p / "log.jsonl").exists()))
+                   if p.is_dir() and ((p / "config.yaml").exists() or training_log(p).exists()))
     if len(found) > 1:
         raise SuperposeError(f"{root}: holds {len(found)} run folders; a reproduce step keeps one (remove the extra)")
     return found[0] if found else None

@@ -39,7 +39,8 @@ from superpose.experiments.probe import Mixture, check_prompts_fit
 from superpose.experiments.topk import analyse_prompt, plot_reliability, summarize_model
 from superpose.models import EMBEDDED_MODELS
 from superpose.prompts import MAX_PROMPTS, Prompt, build_prompts
-from superpose.display.console import console, track
+from superpose.display.console import console
+from superpose.progress import Progress, track
 from superpose.runs import DEFAULT_ROOT, RunFolder
 from superpose.display.figures import save_figure
 from superpose.display.text import md
@@ -134,7 +135,7 @@ def load_scale_config(path: str | Path, overrides: dict | None = None) -> ScaleC
 
 # --- the scratch family ---------------------------------------------------------------------------
 
-def train_scratch_family(family: ScratchFamily, source: str, progress: bool = True) -> list[ModelEntry]:
+def train_scratch_family(family: ScratchFamily, source: str, progress: Progress = True) -> list[ModelEntry]:
     """Train (or reuse, or resume) every size of the family; returns one entry per trained model."""
     import json
 
@@ -177,11 +178,10 @@ def make_prompts(config: ScaleConfig) -> dict[str, list[Prompt]]:
 
 
 def run_scale(config: ScaleConfig | None, root: str | Path = DEFAULT_ROOT, resume: str | Path | None = None,
-              source: str = "config", progress: bool = True, figures_dir: str | Path | None = None) -> tuple[RunFolder, dict]:
+              source: str = "config", progress: Progress = True, figures_dir: str | Path | None = None) -> tuple[RunFolder, dict]:
     """Run (or resume) a scaling run; returns the run folder and its summary.
 
-    ``progress=False`` silences the training bars; scoring always reports progress (a line per tenth
-    in logs).
+    ``progress`` (superpose.progress: True, False or a callable) reports training and scoring.
     """
     if resume is None:
         assert config is not None
@@ -230,7 +230,7 @@ def run_scale(config: ScaleConfig | None, root: str | Path = DEFAULT_ROOT, resum
         run.update_config("models", provenance)
         check_prompts_fit(lm, prompts, config.enumerate.terminator)
         enumerator = OutputEnumerator(lm, config.enumerate)
-        for mixture, prompt in track(todo, f"{label}: enumerating outputs"):
+        for mixture, prompt in track(todo, f"{label}: enumerating outputs", progress=progress):
             record = analyse_prompt(enumerator, prompt)
             run.append_record({"model": label, "mixture": mixture, "index": prompt.index, **record})
         del lm, enumerator

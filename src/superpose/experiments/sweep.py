@@ -49,7 +49,7 @@ from superpose.backends import Backend, ScoreRequest, backend_class, check_model
 from superpose.backends.devices import resolve_device
 from superpose.backends.entry import ModelEntry
 from superpose.config import check_resume_unchanged, config_from_dict, load_config
-from superpose.display.console import track
+from superpose.progress import Progress, track
 from superpose.errors import SuperposeError
 from superpose.experiments.base import ExperimentConfig, open_run
 from superpose.prompts import MAX_PROMPTS, MixtureSpec, build_prompt
@@ -142,7 +142,7 @@ def load_sweep_config(path: str | Path, overrides: dict | None = None) -> SweepC
     return load_config(SweepConfig, path, overrides)
 
 
-def run_sweep(cfg: SweepConfig | None, resume: str | Path | None = None, progress: bool = True,
+def run_sweep(cfg: SweepConfig | None, resume: str | Path | None = None, progress: Progress = True,
               backend: Backend | None = None) -> tuple[RunFolder, dict]:
     """Score every (λ, prompt) pair not yet in the run folder, then write summary and figure.
 
@@ -174,8 +174,7 @@ def run_sweep(cfg: SweepConfig | None, resume: str | Path | None = None, progres
         prompts = [build_prompt(specs[m, lam], cfg.seed, i) for m, lam, i in items]
         guard = getattr(backend, "trained_length", None) is not None  # a `superpose train` model
         stream = backend.stream([ScoreRequest(p.text, p.answers) for p in prompts], finished)
-        if progress:  # a bar on a terminal, a line per tenth of the work in a pipe or a log
-            stream = track(stream, f"sweep {cfg.task1}/{cfg.task2}", total=finished.count(False))
+        stream = track(stream, f"sweep {cfg.task1}/{cfg.task2}", total=finished.count(False), progress=progress)
         for k, (s1, s2) in stream:
             (m, lam, i), prompt = items[k], prompts[k]
             record = {

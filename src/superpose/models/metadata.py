@@ -38,15 +38,10 @@ def folder_metadata(folder: Path | str) -> dict:
 
 def trained_sequence_length(folder: Path | str) -> int | None:
     """Tokens of the longest sequence a ``superpose train`` model saw (its ``training.json``); None
-    for other models. Older training.json files without the field get it from their config."""
-    data = _read_json(Path(folder) / "training.json")
-    if data.get("trained_sequence_length") is not None:
-        return int(data["trained_sequence_length"])
-    if "config" not in data:
-        return None
-    from superpose.scratch.train import TrainConfig, trained_length  # only for folders of older versions
-
-    return trained_length(TrainConfig.model_validate(data["config"]))
+    for other models, and for a training.json written before it recorded the length (reading never
+    computes or writes it)."""
+    value = _read_json(Path(folder) / "training.json").get("trained_sequence_length")
+    return int(value) if value is not None else None
 
 
 def _read_json(path: Path) -> dict:

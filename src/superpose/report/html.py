@@ -11,7 +11,7 @@ puts the study's published numbers beside ours where there are any) and its figu
 written before its kind wrote summary.md gets one made in memory by that summariser. A run folder's
 kind is read from its ``status.json`` (:data:`superpose.runs.KINDS`); a folder of an older version,
 whose status.json does not say its kind, has it guessed from what it holds (``summary.json``'s
-keys, a training run's ``log.jsonl``).
+keys, a training run's ``records.jsonl`` or ``log.jsonl``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import yaml
 
 from superpose.errors import SuperposeError
 from superpose.files import load_yaml
-from superpose.runs import KINDS, read_status
+from superpose.runs import KINDS, read_status, training_log
 
 
 @dataclass
@@ -77,7 +77,7 @@ def _read_json(path: Path) -> dict:
 
 def _guess_kind(summary: dict, folder: Path) -> str:
     """The kind of a folder of format 1 (status.json without ``kind``), from what it holds."""
-    if (folder / "log.jsonl").exists() and not (folder / "config.yaml").exists():
+    if training_log(folder).exists() and not (folder / "config.yaml").exists():
         return "train"
     if "curve" in summary and "task1" in summary:
         return "sweep"
@@ -177,10 +177,10 @@ def read_run_view(path: str | Path) -> RunView:
     kind = status.get("kind") or _guess_kind(summary, folder)
     if "kind" in status and kind not in KINDS:
         raise SuperposeError(f"{folder / 'status.json'}: kind {str(kind)[:40]!r} is not one of {', '.join(KINDS)}")
-    if kind == "train":
+    if kind == "train" and training_log(folder).exists():
         return _train_view(folder, status)
     if not (folder / "config.yaml").is_file():
-        raise SuperposeError(f"{folder} is not a run folder (no config.yaml, and no log.jsonl of a training run)")
+        raise SuperposeError(f"{folder} is not a run folder (no config.yaml, and no training log)")
     doc = load_yaml(folder / "config.yaml", str(folder / "config.yaml"))
     if not isinstance(doc, dict):
         raise SuperposeError(f"{folder / 'config.yaml'}: expected the mapping a run folder's config.yaml holds")

@@ -7,7 +7,7 @@ The small checkpoint holds the weights in float32 (exactly the run's), the step,
 tokens so far, the RNG states, the config, the tokenizer and the loss log. Adam's moments go in
 only if everything then still fits in :data:`SMALL_CHECKPOINT_BYTES`: for the study's 14.2M-parameter
 model the float32 weights alone are 57 MB, so its moments (114 MB more) stay behind and
-:func:`superpose.scratch.train.rebuild_moments` re-estimates them on resume. A tiny model keeps
+:func:`superpose.scratch.step.rebuild_moments` re-estimates them on resume. A tiny model keeps
 them, and then resuming is exact.
 """
 
@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from superpose.errors import SuperposeError
+from superpose.runs import training_log
 
 SMALL_CHECKPOINT_BYTES = 60_000_000  # 60 MB: what may come back from a lease, with room to spare
 PIECE_BYTES = 15 * 2**20  # under the 16 MiB a lease returns per file
@@ -35,12 +36,13 @@ def small_checkpoint(run_dir: str | Path, budget: int = SMALL_CHECKPOINT_BYTES) 
     if not (ckpt / "state.pt").is_file():
         raise SuperposeError(f"{run_dir}: no checkpoint/state.pt to pack (train first)")
     state = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=False)
-    log = [line for line in (run_dir / "log.jsonl").read_text().splitlines()
+    log_path = training_log(run_dir)
+    log = [line for line in log_path.read_text().splitlines()
            if line.strip() and json.loads(line)["step"] < state["step"]]
     files = {f"checkpoint/{p.name}": p.read_bytes() for p in sorted(ckpt.iterdir())
              if p.is_file() and p.name != "state.pt"}
     files["config.json"] = (run_dir / "config.json").read_bytes()
-    files["log.jsonl"] = "".join(line + "\n" for line in log).encode()
+    files[log_path.name] = "".join(line + "\n" for line in log).encode()
 
     def saved(s: dict) -> bytes:
         buf = io.BytesIO()

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from superpose.scratch.families import DataSpec, make_spec_batch
 from superpose.tasks.characters import RET_LENGTH
 
-# The recipe (superpose.scratch.train.TrainConfig) is typed as BaseModel here: train imports this
+# The recipe (superpose.scratch.recipe.TrainConfig) is typed as BaseModel here: recipe imports this
 # module, and an import back would be a cycle.
 
 

@@ -14,6 +14,7 @@ from superpose.display.figures import save_figure
 from superpose.display.text import md
 from superpose.errors import SuperposeError
 from superpose.files import read_jsonl
+from superpose.runs import training_log
 
 TAIL = 50  # the steps whose mean loss the summary states
 
@@ -22,7 +23,7 @@ def read_training_log(folder: str | Path) -> list[dict]:
     """A training run's per-step rows (``records.jsonl``, or ``log.jsonl`` of older folders): every whole
     line (a last line cut by a kill is left out)."""
     folder = Path(folder)
-    path = folder / "records.jsonl" if (folder / "records.jsonl").is_file() else folder / "log.jsonl"
+    path = training_log(folder)
     rows = []
     for i, row in enumerate(read_jsonl(path)):
         try:

@@ -25,7 +25,7 @@ from safetensors import safe_open
 from superpose.errors import SuperposeError
 from superpose.backends.hf import HFBackend
 from superpose.prompts import MixtureSpec, Prompt, build_prompt
-from superpose.display.console import track
+from superpose.progress import track
 from superpose.backends.base import encode_prompt
 
 VECTORS_FILE = "vectors.safetensors"

@@ -15,7 +15,7 @@ import torch
 from superpose.backends.base import ScoreRequest
 from superpose.backends.hf import HFBackend
 from superpose.prompts import MixtureSpec, build_prompt
-from superpose.display.console import track
+from superpose.progress import track
 from superpose.backends.residual import Patch
 from superpose.vectors.patched import patched_logprobs
 from superpose.vectors.queries import Query

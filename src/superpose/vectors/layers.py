@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from superpose.backends.hf import HFBackend
-from superpose.display.console import track
+from superpose.progress import track
 from superpose.backends.residual import Patch
 from superpose.vectors.patched import patched_logprobs
 from superpose.vectors.queries import Query
