@@ -154,7 +154,7 @@ def test_resume_continues_the_same_run(tmp_path, dropout):
     assert not (tmp_path / "cut" / "records.jsonl").exists()  # the older folder's log goes on
     assert (tmp_path / "cut" / "log.jsonl").read_text().count("\n") == 6
     view = read_run_view(tmp_path / "cut")  # and renders
-    assert view.kind == "train" and view.status == "complete" and "6 steps in" in view.blocks[0].text
+    assert view.kind == "train" and view.status == "complete" and "6 steps in" in view.blocks[0].markdown
     from safetensors.torch import load_file
 
     wa = load_file(full.model_dir / "model.safetensors")
@@ -243,7 +243,7 @@ def test_the_training_summary_reads_the_log_of_old_and_new_folders(tmp_path, cap
     tail = sum(result.losses) / len(result.losses)  # 6 steps: all of them are the last 50
     assert "6 steps in" in text and f"mean loss of the last 6 steps {tail:.4f}" in text and "Model:" in text
     assert (result.out_dir / "figures" / "loss.png").read_bytes()[:4] == b"\x89PNG"
-    (result.out_dir / "log.jsonl").rename(result.out_dir / "records.jsonl")  # a RunFolder's name for the log
+    (result.out_dir / "records.jsonl").rename(result.out_dir / "log.jsonl")  # an older version's name for the log
     assert training_markdown(result.out_dir) == text
     assert main(["train", "--resume", str(cut.out_dir), "--no-progress"]) == 0
     out = capsys.readouterr().out
