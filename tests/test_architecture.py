@@ -97,7 +97,7 @@ def test_only_the_command_layer_parses_arguments():
 
 
 # The layers of docs/architecture.md, bottom (0) to top: a module imports from its layer or below.
-# The most specific prefix decides (vectors/experiment.py is an experiment, vectors/ a mechanism).
+# The most specific prefix decides (vectors/config.py is an experiment's config, vectors/ a mechanism).
 LAYERS = {
     "superpose.errors": 0, "superpose.files": 0,
     "superpose.tasks": 1, "superpose.prompts": 1, "superpose.metrics": 1, "superpose.stats": 1, "superpose.runs": 1, "superpose.config": 1,
@@ -106,8 +106,7 @@ LAYERS = {
     "superpose.backends": 3, "superpose.naive": 3,
     "superpose.vectors": 4, "superpose.construction": 4, "superpose.scratch": 4, "superpose.enumerate": 4,
     "superpose.mechanism": 4,
-    "superpose.experiments": 5, "superpose.vectors.experiment": 5, "superpose.vectors.config": 5,
-    "superpose.construction.experiment": 5, "superpose.construction.__init__": 5, "superpose.notebook": 5,
+    "superpose.experiments": 5, "superpose.vectors.config": 5, "superpose.notebook": 5,
     "superpose.report.html": 6, "superpose.explore": 6,
     "superpose.cli": 7, "superpose.__init__": 7,
 }

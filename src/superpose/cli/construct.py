@@ -13,8 +13,8 @@ import argparse
 from pathlib import Path
 
 from superpose.cli.flags import add_run_flags, print_run_folder
-from superpose.construction.experiment import TOLERANCE, load_config, run_experiment
-from superpose.config import read_yaml
+from superpose.experiments.construct import TOLERANCE, ConstructConfig, load_config, run_construct
+from superpose.config import read_yaml, resume_config
 from superpose.errors import ConfigError
 
 # Flags that override a config file's field of the same name when given.
@@ -36,7 +36,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompts", type=int, help="random prompts to run (default 60)")
     p.add_argument("--dims", help="comma-separated m values for the dimension table "
                                   "(default 1,4,16,64,256,1024,4096,65536)")
-    add_run_flags(p, resume=False)
+    add_run_flags(p)
     p.set_defaults(func=main)
 
 
@@ -62,12 +62,16 @@ def main(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    config = load_config(_config_from_args(args), source=str(getattr(args, "config", None) or "flags"))
+    data = _config_from_args(args)
+    if args.resume and not args.config:  # the folder's own config, with the flags given
+        config = resume_config(ConstructConfig, args.resume, None, data)
+    else:
+        config = load_config(data, source=str(getattr(args, "config", None) or "flags"))
     from superpose.report.console import console as progress
 
     console = Console()
     with progress.status("building the transformer and running it on mixed prompts"):
-        folder, s = run_experiment(config, root=args.out)
+        folder, s = run_construct(config, root=args.out, resume=args.resume, progress=not args.no_progress)
 
     arch = Table(title=f"Constructed transformer: K={s['k']} tasks ({', '.join(s['tasks'])}), "
                        f"d={s['vocab_d']} symbols, m={s['examples_m']} examples, n={s['tokens_per_example_n']}")
