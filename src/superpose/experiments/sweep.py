@@ -142,20 +142,20 @@ def load_sweep_config(path: str | Path, overrides: dict | None = None) -> SweepC
     return load_config(SweepConfig, path, overrides)
 
 
-def run_sweep(cfg: SweepConfig | None, *, root: str | Path = DEFAULT_ROOT, resume: str | Path | None = None,
+def run_sweep(config: SweepConfig | None, *, root: str | Path = DEFAULT_ROOT, resume: str | Path | None = None,
               backend: Backend | None = None, progress: bool = True) -> tuple[RunFolder, dict]:
     """Score every (λ, prompt) pair not yet in the run folder, then write summary and figure.
 
-    ``backend`` may pass an already loaded model (tests, notebooks); it must be ``cfg.model``.
+    ``backend`` may pass an already loaded model (tests, notebooks); it must be the config's ``model``.
     """
     if resume is None:
-        assert cfg is not None
+        assert config is not None
         if backend is None:
-            resolve_device(cfg.device)  # a missing GPU fails before a run folder is made
-            check_model(cfg.entry.name, purpose="superpose sweep")  # so does an unknown model
-            if backend_class(cfg.entry.name).remote:  # and a refused key or an unknown served model
-                load_backend(cfg.entry.name, cfg.dtype, cfg.device, **cfg.entry.options).check_access()
-    run, cfg = open_run("sweep", SweepConfig, cfg, root, resume)
+            resolve_device(config.device)  # a missing GPU fails before a run folder is made
+            check_model(config.entry.name, purpose="superpose sweep")  # so does an unknown model
+            if backend_class(config.entry.name).remote:  # and a refused key or an unknown served model
+                load_backend(config.entry.name, config.dtype, config.device, **config.entry.options).check_access()
+    run, cfg = open_run("sweep", SweepConfig, config, root, resume)
     done = {(r.get("fixed_last", 0), r["lambda"], r["index"]) for r in run.read_records()}
     items = [(m, lam, i) for m in cfg.fixed_last for lam in cfg.lambdas for i in range(cfg.n_prompts)]
     finished = [item in done for item in items]
