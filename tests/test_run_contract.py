@@ -165,6 +165,8 @@ def test_vectors_resumed_equals_an_uninterrupted_run_and_resume_follows_the_rule
     code, _ = cli(capsys, "vectors", "--resume", copy, "--seed", "0", "--step", "project", "--layer", "4")
     assert code == 0 and json.loads((copy / "projection.json").read_text())["layer"] == 4  # the layer may change
     assert RunFolder(copy).config["layers"]["layer"] == 4
+    assert cli(capsys, "vectors", "--resume", copy, "--step", "project", "--layer", "5")[0] == 2  # not extracted
+    assert RunFolder(copy).config["layers"]["layer"] == 4  # refused before config.yaml records it
 
 
 # --- construct -----------------------------------------------------------------------------------------

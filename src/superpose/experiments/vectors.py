@@ -64,12 +64,13 @@ def open_vectors(config: VectorsConfig | None, *, root: str | Path = DEFAULT_ROO
         assert config is not None
         resolve_device(config.device)
         check_model(config.model, needs=("residual",), purpose="superpose vectors")
+    elif config is not None and config.layers.layer is not None:  # a layer that was not extracted: refused
+        extracted = VectorStore(Path(resume) / VECTORS_FILE).layers  # before config.yaml records it
+        if extracted and config.layers.layer not in extracted:
+            raise SuperposeError(f"layer {config.layers.layer} was not extracted (extracted: {extracted})")
     run, config = open_run("vectors", VectorsConfig, config, root, resume)
     console.print(f"{'resuming' if resume is not None else 'run folder:'} [bold]{run.path}[/bold]")
-    exp = VectorsExperiment(run, config, backend)
-    if resume is not None and config.layers.layer is not None:
-        exp.set_layer(config.layers.layer)  # a layer that was not extracted is refused here
-    return exp
+    return VectorsExperiment(run, config, backend)
 
 
 def _r(x: float, nd: int = 4) -> float:
@@ -193,13 +194,6 @@ class VectorsExperiment:
                             f"{cfg.model}: task vector patched into {len(queries)} zero-shot queries")
         console.print(f"best layer {best} (mean P(correct) {correct.mean(axis=0).max():.3f}); using layer {chosen}")
         return result
-
-    def set_layer(self, layer: int) -> None:
-        """Use ``layer`` in the later steps instead of the chosen one (recorded in config.yaml)."""
-        if self.store.layers and layer not in self.store.layers:
-            raise SuperposeError(f"layer {layer} was not extracted (extracted: {self.store.layers})")
-        self.config.layers.layer = layer
-        self.run.update_config("config", self.config.model_dump())
 
     def layer(self) -> int:
         """The layer the later steps use: the configured one, or the one chosen by the layers step."""
