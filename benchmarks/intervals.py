@@ -33,7 +33,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as root:
         holder = {}
         cpu = time.process_time()
-        probe_s = timed(lambda: holder.update(run=run_probe(config, root=root, load=lambda entry: backend)))
+        probe_s = timed(lambda: holder.update(run=run_probe(config, root=root, backend=backend)[0]))
         probe_cpu = time.process_time() - cpu
         records = holder["run"].read_records()
         cpu = time.process_time()

@@ -144,8 +144,8 @@ def main() -> None:
     print(f"[{args.kind}] wrote {len(pieces)} weight pieces", flush=True)
 
     sweep_cfg = load_sweep_config(sweep_config, {"model": str(model_dir), "device": args.device,
-                                                 "n_prompts": args.n_prompts, "out_root": str(args.work / "sweeps")})
-    run, summary = run_sweep(sweep_cfg, progress=False)
+                                                 "n_prompts": args.n_prompts})
+    run, summary = run_sweep(sweep_cfg, root=args.work / "sweeps", progress=False)
     print(f"[{args.kind}] sweep: Spearman {summary['spearman_p1_vs_lambda']:.3f}, leftover "
           f"{summary['mean_other']:.3f}, |P1 - study| {summary['reference']['mean_abs_diff']:.3f}, "
           f"split {summary.get('split_within_prompt', float('nan')):.3f}, follows last "

@@ -46,8 +46,8 @@ def main() -> None:
     for t1, t2 in itertools.combinations(names, 2):
         cfg = SweepConfig(name=f"sweep-{t1}-{t2}", model=args.model, task1=t1, task2=t2,
                           n_examples=args.n_examples, n_prompts=args.n_prompts, counts=args.counts,
-                          seed=args.seed, reference=args.reference, out_root="runs/sweep-pairs")
-        _, s = run_sweep(cfg, progress=False, backend=lm)
+                          seed=args.seed, reference=args.reference)
+        _, s = run_sweep(cfg, root="runs/sweep-pairs", progress=False, backend=lm)
         row = {"task1": t1, "task2": t2, "spearman": s["spearman_p1_vs_lambda"],
                "p1_half": s["at_half"]["p1"], "p2_half": s["at_half"]["p2"],
                "mean_other": s["mean_other"], "p1": [c["p1"] for c in s["curve"]],

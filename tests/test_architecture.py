@@ -97,7 +97,7 @@ def test_only_the_command_layer_parses_arguments():
 
 
 # The layers of docs/architecture.md, bottom (0) to top: a module imports from its layer or below.
-# The most specific prefix decides (vectors/experiment.py is an experiment, vectors/ a mechanism).
+# The most specific prefix decides (vectors/config.py is an experiment's config, vectors/ a mechanism).
 LAYERS = {
     "superpose.errors": 0, "superpose.files": 0, "superpose.progress": 0,
     "superpose.tasks": 1, "superpose.prompts": 1, "superpose.metrics": 1, "superpose.stats": 1, "superpose.runs": 1, "superpose.config": 1,
@@ -106,8 +106,7 @@ LAYERS = {
     "superpose.backends": 3, "superpose.naive": 3,
     "superpose.vectors": 4, "superpose.construction": 4, "superpose.scratch": 4, "superpose.enumerate": 4,
     "superpose.mechanism": 4,
-    "superpose.experiments": 5, "superpose.vectors.experiment": 5, "superpose.vectors.config": 5,
-    "superpose.construction.experiment": 5, "superpose.construction.__init__": 5, "superpose.notebook": 5,
+    "superpose.experiments": 5, "superpose.vectors.config": 5, "superpose.notebook": 5,
     "superpose.report": 6, "superpose.explore": 6,
     "superpose.cli": 7, "superpose.__init__": 7,
 }
@@ -160,3 +159,56 @@ def test_no_module_outside_backends_touches_a_backends_private_attributes():
                 offences += [f"{path.relative_to(SRC)}:{node.lineno}: imports {a.name}"
                              for a in node.names if a.name.startswith("_")]
     assert offences == []
+
+
+# --- the run contract (docs/architecture.md): one entry point of one shape per kind ------------------
+
+# Each kind of run and the module of its runner ``run_<kind>``; training's joins with its own runner.
+RUNNERS = {"probe": "superpose.experiments.probe", "sweep": "superpose.experiments.sweep",
+           "scale": "superpose.experiments.scale", "vectors": "superpose.experiments.vectors",
+           "construct": "superpose.experiments.construct", "mechanism": "superpose.experiments.mechanism"}
+# (name, kind, default) of every runner's parameters; "required" for the config.
+CONTRACT = [("config", "POSITIONAL_OR_KEYWORD", "required"), ("root", "KEYWORD_ONLY", "any"),
+            ("resume", "KEYWORD_ONLY", None), ("backend", "KEYWORD_ONLY", None), ("progress", "KEYWORD_ONLY", True)]
+
+
+def test_every_kind_has_one_runner_of_the_one_signature():
+    import importlib
+    import inspect
+
+    from superpose.runs import KINDS
+
+    assert set(RUNNERS) <= set(KINDS)
+    for kind, module in RUNNERS.items():
+        params = inspect.signature(getattr(importlib.import_module(module), f"run_{kind}")).parameters.values()
+        shape = [(p.name, p.kind.name, "required" if p.default is p.empty else
+                  "any" if p.name == "root" else p.default) for p in params]
+        assert shape == CONTRACT, (kind, shape)
+    # a new runner in experiments/ is a new kind: it joins RUNNERS (and so the contract)
+    found = {node.name for m, path in MODULES.items() if m.startswith("superpose.experiments.")
+             for node in ast.parse(path.read_text(encoding="utf-8")).body
+             if isinstance(node, ast.FunctionDef) and node.name.startswith("run_")}
+    assert found == {f"run_{k}" for k in RUNNERS}
+
+
+def _calls(fn: ast.FunctionDef) -> set[str]:
+    """Names of the functions ``fn`` calls (``f(...)`` and ``x.f(...)``)."""
+    return {n.func.id if isinstance(n.func, ast.Name) else n.func.attr for n in ast.walk(fn)
+            if isinstance(n, ast.Call) and isinstance(n.func, (ast.Name, ast.Attribute))}
+
+
+def test_every_runner_opens_its_folder_through_open_run():
+    for kind, module in RUNNERS.items():
+        tree = ast.parse(MODULES[module].read_text(encoding="utf-8"))
+        functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+        reached, todo = set(), [f"run_{kind}"]
+        while todo:  # the runner and the functions of its own module that it calls
+            name = todo.pop()
+            if name in functions and name not in reached:
+                reached.add(name)
+                todo += _calls(functions[name])
+        assert any("open_run" in _calls(functions[f]) for f in reached), kind
+    # and only open_run makes an experiment's folder
+    makers = [m for m, path in MODULES.items() if m.startswith("superpose.experiments.") and m != "superpose.experiments.base"
+              and "RunFolder.create" in path.read_text(encoding="utf-8")]
+    assert makers == []

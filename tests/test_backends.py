@@ -175,7 +175,7 @@ def test_vllm_sweep_warns_beyond_the_training_length(tmp_path, capsys):
     model = train(recipe, progress=False).model_dir  # trained on 24-token sequences
     sweep = {"name": "guard", "task1": "plus_1", "task2": "plus_3", "n_examples": 10, "n_prompts": 2,
              "lambdas": [0.0, 0.5]}
-    _, hf = run_sweep(SweepConfig(model=str(model), out_root=str(tmp_path / "hf"), **sweep), progress=False)
+    _, hf = run_sweep(SweepConfig(model=str(model), **sweep), root=tmp_path / "hf", progress=False)
     assert "was trained on sequences of at most 24 tokens" in capsys.readouterr().err
 
     config = tmp_path / "sweep.yaml"

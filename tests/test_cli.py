@@ -38,9 +38,8 @@ def test_shared_flags_mean_the_same_everywhere(command, extra):
     argv = [command, *extra, "--out", "OUT", "--seed", "7", "--no-progress"]
     args = build_parser(argv).parse_args(argv)
     assert args.out == "OUT" and args.seed == 7 and args.no_progress
-    if command != "construct":  # seconds long: nothing to resume
-        argv = [command, "--resume", "RUN"]
-        assert build_parser(argv).parse_args(argv).resume == "RUN"
+    argv = [command, "--resume", "RUN"]  # every kind resumes (the run contract)
+    assert build_parser(argv).parse_args(argv).resume == "RUN"
 
 
 def test_probe_summary_keeps_full_names_in_a_pipe(tmp_path, capsys):

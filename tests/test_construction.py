@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from superpose.cli import build_parser
-from superpose.construction.experiment import TOLERANCE, load_config, mixture_plan, score_prompts
+from superpose.construction import score_prompts
+from superpose.experiments.construct import TOLERANCE, load_config, mixture_plan
 from superpose.construction.prompts import SymbolPrompt, check_prompt, sample_prompt
 from superpose.construction.tasks import default_tasks, parse_tasks
 from superpose.construction.weights import (

@@ -19,7 +19,7 @@ CONFIG = {
 def _run(root, smollm):
     root.mkdir(parents=True, exist_ok=True)
     (root / "c.yaml").write_text(yaml.safe_dump(CONFIG))
-    return run_probe(load_probe_config(root / "c.yaml"), root=root / "runs", load=lambda entry: smollm)
+    return run_probe(load_probe_config(root / "c.yaml"), root=root / "runs", backend=smollm)[0]
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ def test_two_models_on_the_same_prompts_are_compared_pairwise(tmp_path, smollm):
     config = {**CONFIG, "controls": False, "n_prompts": 3,
               "models": [{"name": "smollm2-135m", "label": "a"}, {"name": "smollm2-135m", "label": "b"}]}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
-    run = run_probe(load_probe_config(tmp_path / "c.yaml"), root=tmp_path / "runs", load=lambda entry: smollm)
+    run, _ = run_probe(load_probe_config(tmp_path / "c.yaml"), root=tmp_path / "runs", backend=smollm)
     comparisons = json.loads((run.path / "summary.json").read_text())["comparisons"]
     assert [(c["model_a"], c["model_b"], c["task"]) for c in comparisons] == [
         ("a", "b", t) for t in CONFIG["mixtures"][0]["tasks"]]

@@ -34,7 +34,7 @@ def write_config(tmp_path, **changes):
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    return run_probe(load_probe_config(write_config(root)), root=root)
+    return run_probe(load_probe_config(write_config(root)), root=root)[0]
 
 
 def test_run_folder_holds_config_prompts_records_summary_figures(finished_run):
@@ -74,7 +74,7 @@ def test_resume_after_interruption_repeats_and_loses_nothing(finished_run, tmp_p
     (copy / "summary.json").unlink()
     RunFolder(copy)._set_status("running")
 
-    resumed = run_probe(None, resume=copy)
+    resumed, _ = run_probe(None, resume=copy)
     assert resumed.status == "complete"
     key = lambda r: (r["model"], r["mixture"], r["index"])  # noqa: E731
     before = sorted(finished_run.read_records(), key=key)
@@ -92,7 +92,7 @@ def test_resume_writes_the_prompts_a_kill_left_unwritten(finished_run, tmp_path)
         (copy / name).unlink()
     RunFolder(copy)._set_status("running")
 
-    resumed = run_probe(None, resume=copy)
+    resumed, _ = run_probe(None, resume=copy)
     assert (resumed.path / "prompts.jsonl").read_bytes() == (finished_run.path / "prompts.jsonl").read_bytes()
 
 

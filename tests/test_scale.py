@@ -8,7 +8,7 @@ import pytest
 from superpose.config import validate
 from superpose.enumerate import EnumerateSettings, Enumeration, OutputEnumerator, Output
 from superpose.errors import ConfigError
-from superpose.experiments.scale import ScaleConfig, load_scale_config, run_scale
+from superpose.experiments.scale import ScaleConfig, copy_figures, load_scale_config, run_scale
 from superpose.experiments.topk import (analyse_prompt, answer_probabilities, answer_ranks, summarize_mixture,
                                         table2_rows, topk_is_exact)
 from superpose.prompts import MixtureSpec, build_prompt
@@ -120,7 +120,8 @@ def test_scratch_family_end_to_end_with_resume_and_a_skipped_model(tmp_path):
             "sizes": [{"d_model": 16, "n_heads": 2, "d_mlp": 32}, {"d_model": 32, "n_heads": 2, "d_mlp": 64}],
         },
     }, "test")
-    run, summary = run_scale(cfg, tmp_path / "runs", progress=False, figures_dir=tmp_path / "figs")
+    run, summary = run_scale(cfg, root=tmp_path / "runs", progress=False)
+    copy_figures(run, tmp_path / "figs")
     assert list(summary["models"]) == ["tiny w16", "tiny w32"]  # ordered by size
     assert summary["models"]["tiny w16"]["n_parameters"] < summary["models"]["tiny w32"]["n_parameters"]
     assert "missing" in summary["skipped"]

@@ -31,9 +31,8 @@ def test_shipped_checkpoint_is_an_embedded_model(scratch_lm):
 
 def _sweep(tmp_path, lm, task1, task2, counts="exact", n_prompts=40):
     cfg = SweepConfig(model="scratch-plus-cpu", task1=task1, task2=task2, n_examples=20,
-                      n_prompts=n_prompts, counts=counts, seed=1, reference="plus",
-                      out_root=str(tmp_path))
-    return run_sweep(cfg, progress=False, backend=lm)
+                      n_prompts=n_prompts, counts=counts, seed=1, reference="plus")
+    return run_sweep(cfg, root=tmp_path, progress=False, backend=lm)
 
 
 @pytest.mark.parametrize("task1, task2, counts", [("plus_2", "plus_3", "exact"), ("plus_7", "plus_2", "exact"),
@@ -54,13 +53,13 @@ def test_shipped_checkpoint_splits_probability_with_the_mix(tmp_path, scratch_lm
 
 def test_sweep_resumes_without_redoing_records(tmp_path, scratch_lm):
     cfg = SweepConfig(model="scratch-plus-cpu", task1="plus_3", task2="plus_8", n_examples=20,
-                      n_prompts=3, lambdas=[0.0, 0.5, 1.0], out_root=str(tmp_path))
-    run, full = run_sweep(cfg, progress=False, backend=scratch_lm)
+                      n_prompts=3, lambdas=[0.0, 0.5, 1.0])
+    run, full = run_sweep(cfg, root=tmp_path, progress=False, backend=scratch_lm)
     records = run.read_records()
     # simulate a kill: keep 4 records and a half-written fifth line
     (run.path / "records.jsonl").write_text(
         "".join(__import__("json").dumps(r) + "\n" for r in records[:4]) + '{"lambda": 0.5, "ind')
-    _, again = run_sweep(cfg, resume=run.path, progress=False, backend=scratch_lm)
+    _, again = run_sweep(cfg, root=tmp_path, resume=run.path, progress=False, backend=scratch_lm)
     assert again["curve"] == full["curve"]
     keys = [(r["lambda"], r["index"]) for r in run.read_records()]
     assert len(keys) == len(set(keys)) == 9
@@ -150,8 +149,8 @@ def test_sweep_resume_from_the_command_line_needs_only_the_folder(tmp_path, scra
     from superpose.cli import main
 
     cfg = SweepConfig(model="scratch-plus-cpu", task1="plus_3", task2="plus_8", n_examples=20,
-                      n_prompts=2, lambdas=[0.0, 1.0], out_root=str(tmp_path / "runs"))
-    run, _ = run_sweep(cfg, progress=False, backend=scratch_lm)
+                      n_prompts=2, lambdas=[0.0, 1.0])
+    run, _ = run_sweep(cfg, root=tmp_path / "runs", progress=False, backend=scratch_lm)
     lines = (run.path / "records.jsonl").read_text().splitlines()
     (run.path / "records.jsonl").write_text(lines[0] + "\n")
     assert main(["sweep", "--resume", str(run.path), "--no-progress"]) == 0  # no config, no --out-root
@@ -171,14 +170,14 @@ def test_guard_fires_on_a_prompt_longer_than_training(tmp_path, scratch_lm, caps
     assert scratch_lm.trained_length == 84
     scratch_lm._warned_beyond_training = False  # the module's backend may have warned already
     cfg = SweepConfig(model="scratch-plus-cpu", task1="plus_4", task2="plus_9", n_examples=30,
-                      n_prompts=2, lambdas=[0.0, 0.5], out_root=str(tmp_path))
-    _, s = run_sweep(cfg, progress=False, backend=scratch_lm)
+                      n_prompts=2, lambdas=[0.0, 0.5])
+    _, s = run_sweep(cfg, root=tmp_path, progress=False, backend=scratch_lm)
     err = capsys.readouterr().err
     assert err.count("was trained on sequences of at most 84 tokens") == 1  # once, not per prompt
     assert s["beyond_trained_length"] == 1.0 and s["trained_length"] == 84
     assert s["longest_prompt"] > 84 and "extrapolation" in s["warnings"][0]
     ok = cfg.model_copy(update={"n_examples": 20})
-    _, s = run_sweep(ok, progress=False, backend=scratch_lm)
+    _, s = run_sweep(ok, root=tmp_path, progress=False, backend=scratch_lm)
     assert s["beyond_trained_length"] == 0.0 and "warnings" not in s
 
 
@@ -221,8 +220,8 @@ def test_position_control_tells_recency_from_aggregation():
 
 def test_position_controlled_sweep_runs_and_fixes_the_last_examples(tmp_path, scratch_lm):
     cfg = SweepConfig(model="scratch-plus-cpu", task1="plus_2", task2="plus_7", n_examples=20,
-                      n_prompts=4, lambdas=[0.0, 0.5, 1.0], fixed_last=[0, 2], out_root=str(tmp_path))
-    run, s = run_sweep(cfg, progress=False, backend=scratch_lm)
+                      n_prompts=4, lambdas=[0.0, 0.5, 1.0], fixed_last=[0, 2])
+    run, s = run_sweep(cfg, root=tmp_path, progress=False, backend=scratch_lm)
     records = run.read_records()
     assert len(records) == 2 * 3 * 4
     assert all(r["example_tasks"].endswith("22") for r in records if r["fixed_last"] == 2)
@@ -254,8 +253,8 @@ def test_sweep_curve_has_intervals_and_seeds_have_a_spread(tmp_path, scratch_lm)
     runs = []
     for seed in (1, 2):
         cfg = SweepConfig(model="scratch-plus-cpu", task1="plus_3", task2="plus_8", n_examples=20, n_prompts=6,
-                          lambdas=[0.0, 0.5, 1.0], seed=seed, out_root=str(tmp_path))
-        run, s = run_sweep(cfg, progress=False, backend=scratch_lm)
+                          lambdas=[0.0, 0.5, 1.0], seed=seed)
+        run, s = run_sweep(cfg, root=tmp_path, progress=False, backend=scratch_lm)
         runs.append((run, s))
         for c in s["curve"]:
             assert c["p1_lo"] <= c["p1"] <= c["p1_hi"] and c["other_lo"] <= c["other"] <= c["other_hi"]

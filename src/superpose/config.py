@@ -73,17 +73,16 @@ def check_unique(names: Sequence[str], what: str) -> None:
         raise ValueError(f"{what} must be unique, got {list(names)}")
 
 
-def check_resume_args(model: type[T], folder: str | Path, given_config: T | None, flags: dict,
-                      ignore: tuple[str, ...] = ()) -> None:
-    """A config file or flags given with ``--resume`` must change nothing in the folder's own config."""
+def resume_config(model: type[T], folder: str | Path, given_config: T | None, flags: dict) -> T:
+    """The config given with ``--resume``: a config file's (its flags applied), else the folder's own with
+    the flags given applied. ``open_run`` checks what it may change."""
     from superpose.runs import RunFolder
 
-    given = {k: v for k, v in flags.items() if v is not None and k not in ignore}
-    if given_config is None and not given:
-        return
+    given = {k: v for k, v in flags.items() if v is not None}
+    if given_config is not None:
+        return given_config
     stored = config_from_dict(model, RunFolder.open(folder).config, f"{folder}/config.yaml")
-    new = given_config or config_from_dict(model, {**stored.model_dump(mode="json"), **given}, "--resume flags")
-    check_resume_unchanged(folder, stored.model_dump(mode="json"), new.model_dump(mode="json"), ignore)
+    return config_from_dict(model, {**stored.model_dump(mode="json"), **given}, "--resume flags")
 
 
 def check_resume_unchanged(folder: str | Path, stored: dict, given: dict, ignore: tuple[str, ...] = ()) -> None:

@@ -13,9 +13,9 @@ import argparse
 from pathlib import Path
 
 from superpose.cli.flags import add_run_flags, print_summary
-from superpose.config import read_yaml
-from superpose.construction.experiment import load_config, run_experiment
+from superpose.config import read_yaml, resume_config
 from superpose.display.console import console
+from superpose.experiments.construct import ConstructConfig, load_config, run_construct
 from superpose.errors import ConfigError
 
 # Flags that override a config file's field of the same name when given.
@@ -37,7 +37,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompts", type=int, help="random prompts to run (default 60)")
     p.add_argument("--dims", help="comma-separated m values for the dimension table "
                                   "(default 1,4,16,64,256,1024,4096,65536)")
-    add_run_flags(p, resume=False)
+    add_run_flags(p)
     p.set_defaults(func=main)
 
 
@@ -60,8 +60,12 @@ def _config_from_args(args: argparse.Namespace) -> dict:
 
 def main(args: argparse.Namespace) -> int:
     """Run the construction experiment and print its summary; 0 when every error is under tolerance."""
-    config = load_config(_config_from_args(args), source=str(getattr(args, "config", None) or "flags"))
+    data = _config_from_args(args)
+    if args.resume and not args.config:  # the folder's own config, with the flags given
+        config = resume_config(ConstructConfig, args.resume, None, data)
+    else:
+        config = load_config(data, source=str(getattr(args, "config", None) or "flags"))
     with console.status("building the transformer and running it on mixed prompts"):
-        folder, summary = run_experiment(config, root=args.out)
+        folder, summary = run_construct(config, root=args.out, resume=args.resume, progress=not args.no_progress)
     print_summary(folder.path)
     return 0 if summary["passed"] else 1

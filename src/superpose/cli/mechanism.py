@@ -34,17 +34,17 @@ def main(args: argparse.Namespace) -> int:
 
     overrides = {"models": model_overrides(args), "n_prompts": args.n_prompts, "dtype": args.dtype,
                  "device": args.device, "seed": args.seed}
-    if args.resume:
-        if args.config or args.analysis or any(v is not None for v in overrides.values()):
-            raise SuperposeError("--resume continues a run with its own config; drop the config and the "
-                                 "--model, --n-prompts, --analysis, --dtype, --device and --seed flags")
-        run = run_mechanism(None, args.out, resume=args.resume)
-    else:
-        if not args.config:
-            raise SuperposeError("give a probe-style config (e.g. configs/paper/copy.yaml) or --resume RUN_FOLDER")
+    if args.config:
         config = load_mechanism_config(args.config, overrides)
-        if args.analysis:
-            config.mechanism.analyses = list(dict.fromkeys(args.analysis))
-        run = run_mechanism(config, args.out)
+    elif args.resume:
+        from superpose.config import resume_config
+        from superpose.experiments.mechanism import MechanismConfig
+
+        config = resume_config(MechanismConfig, args.resume, None, overrides)
+    else:
+        raise SuperposeError("give a probe-style config (e.g. configs/paper/copy.yaml) or --resume RUN_FOLDER")
+    if args.analysis:
+        config.mechanism.analyses = list(dict.fromkeys(args.analysis))
+    run, _ = run_mechanism(config, root=args.out, resume=args.resume, progress=not args.no_progress)
     print_summary(run.path)
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from superpose.cli.flags import add_model_flags, add_run_flags, model_overrides, print_summary
-from superpose.config import check_resume_args
+from superpose.config import resume_config
 from superpose.experiments.probe import DEFAULT_CONFIG_NAME, ProbeConfig, load_probe_config, run_probe
 
 
@@ -27,10 +27,10 @@ def main(args: argparse.Namespace) -> int:
     overrides = {"models": model_overrides(args), "dtype": args.dtype, "device": args.device, "n_prompts": args.n_prompts,
                  "seed": args.seed, "controls": args.controls, "ci_level": args.ci_level}
     if args.resume:
-        check_resume_args(ProbeConfig, args.resume, load_probe_config(args.config, overrides) if args.config else None,
-                          overrides)
-        run = run_probe(None, args.out, resume=args.resume)  # type: ignore[arg-type]
+        config = resume_config(ProbeConfig, args.resume, load_probe_config(args.config, overrides) if args.config
+                               else None, overrides)
     else:
-        run = run_probe(load_probe_config(args.config or DEFAULT_CONFIG_NAME, overrides), args.out)
+        config = load_probe_config(args.config or DEFAULT_CONFIG_NAME, overrides)
+    run, _ = run_probe(config, root=args.out, resume=args.resume, progress=not args.no_progress)
     print_summary(run.path)
     return 0

@@ -23,23 +23,22 @@ def configure(s: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run (or resume) a scaling run and print its summary."""
     from superpose.errors import SuperposeError
-    from superpose.experiments.scale import load_scale_config, run_scale
+    from superpose.experiments.scale import copy_figures, load_scale_config, run_scale
 
     overrides = {"models": model_overrides(args), "n_prompts": args.n_prompts, "dtype": args.dtype,
                  "device": args.device, "seed": args.seed}
     if args.resume:
-        from superpose.config import check_resume_args
+        from superpose.config import resume_config
         from superpose.experiments.scale import ScaleConfig
 
         given = load_scale_config(args.config, overrides) if args.config else None
-        check_resume_args(ScaleConfig, args.resume, given, overrides)
-        run, summary = run_scale(None, args.out, resume=args.resume, progress=not args.no_progress,
-                                 figures_dir=args.figures)
+        cfg = resume_config(ScaleConfig, args.resume, given, overrides)
     else:
         if not args.config:
             raise SuperposeError("give a scale config (e.g. configs/scale/embedded.yaml) or --resume RUN_FOLDER")
         cfg = load_scale_config(args.config, overrides)
-        run, summary = run_scale(cfg, args.out, source=args.config, progress=not args.no_progress,
-                                 figures_dir=args.figures)
+    run, summary = run_scale(cfg, root=args.out, resume=args.resume, progress=not args.no_progress)
+    if args.figures:  # scale_<figure_name>.png and its reliability diagram
+        copy_figures(run, args.figures)
     print_summary(run.path)
     return 0

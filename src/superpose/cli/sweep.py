@@ -28,17 +28,16 @@ def main(args: argparse.Namespace) -> int:
     from superpose.experiments.sweep import SweepConfig, load_sweep_config, run_sweep
 
     flags = {"model": model_overrides(args), "dtype": args.dtype, "device": args.device,
-             "n_prompts": args.n_prompts, "counts": args.counts, "seed": args.seed, "out_root": args.out}
+             "n_prompts": args.n_prompts, "counts": args.counts, "seed": args.seed}
     if args.config:
         cfg = load_sweep_config(args.config, flags)
     elif args.resume:
-        from superpose.config import check_resume_args
+        from superpose.config import resume_config
 
-        cfg = None  # run_sweep takes the folder's own
-        check_resume_args(SweepConfig, args.resume, None, flags, ignore=("out_root",))
+        cfg = resume_config(SweepConfig, args.resume, None, flags)
     else:
         raise SuperposeError("give a sweep config (e.g. configs/sweep/plus_scratch.yaml) or --resume RUN_FOLDER")
-    run, summary = run_sweep(cfg, resume=args.resume, progress=not args.no_progress)
+    run, summary = run_sweep(cfg, root=args.out, resume=args.resume, progress=not args.no_progress)
     cfg = SweepConfig.model_validate(run.config)  # the folder's own, when resumed
     figures = [run.figure_path("sweep")] + ([run.figure_path("position")] if len(cfg.fixed_last) > 1 else [])
     if args.figures:  # <name>.png and, with position control, <name>_position.png

@@ -12,8 +12,9 @@ import argparse
 
 from superpose.cli.flags import add_model_flags, add_run_flags, print_summary
 from superpose.errors import SuperposeError
-from superpose.vectors.config import load_vectors_config
-from superpose.vectors.experiment import STEPS, VectorsExperiment
+from superpose.config import resume_config
+from superpose.experiments.vectors import STEPS, open_vectors, run_vectors
+from superpose.vectors.config import VectorsConfig, load_vectors_config
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -30,27 +31,23 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run (or resume) the task-vector experiment, or one step of it, and print its summary."""
-    if args.resume:
-        if args.config or args.model or args.dtype or args.device or args.seed is not None:
-            raise SuperposeError("--resume continues a run with its own config; drop the config, "
-                                 "--model, --dtype, --device and --seed")
-        exp = VectorsExperiment.open(args.resume)
-        if args.layer is not None:
-            exp.set_layer(args.layer)
-    elif args.config:
-        if args.model_options:
-            raise SuperposeError("--model-option: task vectors run on transformers, which takes no backend options")
-        overrides = {"model": args.model, "dtype": args.dtype, "device": args.device, "seed": args.seed}
+    if args.model_options:
+        raise SuperposeError("--model-option: task vectors run on transformers, which takes no backend options")
+    overrides = {"model": args.model, "dtype": args.dtype, "device": args.device, "seed": args.seed}
+    if args.config:
         config = load_vectors_config(args.config, overrides)
-        if args.layer is not None:
-            config.layers.layer = args.layer
-        exp = VectorsExperiment.create(config, args.out)
+    elif args.resume:
+        config = resume_config(VectorsConfig, args.resume, None, overrides)
     else:
         raise SuperposeError("give a vectors config (e.g. configs/vectors/gemma_copy.yaml) or --resume RUN_FOLDER")
+    if args.layer is not None:
+        config.layers.layer = args.layer
     if args.step in (None, "all"):
-        exp.run_all()
+        run, _ = run_vectors(config, root=args.out, resume=args.resume, progress=not args.no_progress)
     else:
+        exp = open_vectors(config, root=args.out, resume=args.resume)
         exp.step(args.step)
         exp.write_summary()
-    print_summary(exp.run.path)
+        run = exp.run
+    print_summary(run.path)
     return 0

@@ -56,12 +56,12 @@ error about 2e-6. The only approximations are these three saturations and the pi
 log; layers 1, 3 and 6 are exact on their inputs.
 """
 
-from superpose.construction.experiment import ConstructConfig, run_experiment, score_prompts
 from superpose.construction.model import ConstructedTransformer
 from superpose.construction.prompts import SymbolPrompt, check_prompt, sample_prompt
+from superpose.construction.scoring import predict, score_prompts
 from superpose.construction.tasks import MapTask, default_tasks, parse_tasks
 from superpose.construction.weights import ConstructionSpec, Layout, build_transformer, dimension_formula
 
-__all__ = ["ConstructConfig", "ConstructedTransformer", "ConstructionSpec", "Layout", "MapTask",
-           "SymbolPrompt", "build_transformer", "check_prompt", "default_tasks", "dimension_formula",
-           "parse_tasks", "run_experiment", "sample_prompt", "score_prompts"]
+__all__ = ["ConstructedTransformer", "ConstructionSpec", "Layout", "MapTask", "SymbolPrompt", "build_transformer",
+           "check_prompt", "default_tasks", "dimension_formula", "parse_tasks", "predict", "sample_prompt",
+           "score_prompts"]

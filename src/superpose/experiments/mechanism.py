@@ -20,7 +20,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from superpose.backends import check_model, load_backend
 from superpose.backends.devices import resolve_device
-from superpose.backends.entry import ModelEntry
 from superpose.backends.hf import HFBackend
 from superpose.config import load_config
 from superpose.errors import SuperposeError
@@ -114,9 +113,12 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "x"
 
 
-def run_mechanism(config: MechanismConfig | None, root: str | Path = DEFAULT_ROOT, resume: str | Path | None = None,
-                  load: Callable[[ModelEntry], HFBackend] | None = None) -> RunFolder:
-    """Run (or resume) the mechanism analyses; returns the finished run folder."""
+def run_mechanism(config: MechanismConfig | None, *, root: str | Path = DEFAULT_ROOT, resume: str | Path | None = None,
+                  backend: HFBackend | None = None, progress: bool = True) -> tuple[RunFolder, dict]:
+    """Run (or resume) the mechanism analyses; returns the finished run folder and its summary.
+
+    ``backend``: a model already loaded (tests, notebooks), used for every model of the config and left open.
+    """
     if resume is None:
         assert config is not None
         make_prompts(config)
@@ -124,7 +126,7 @@ def run_mechanism(config: MechanismConfig | None, root: str | Path = DEFAULT_ROO
         for entry in config.entries:  # a vLLM or API model is refused here, before any folder or engine
             check_model(entry.name, needs=("residual", "heads"), purpose="superpose mechanism")
     run, config = open_run("mechanism", MechanismConfig, config, root, resume,
-                           name=None if resume else f"mechanism-{config.name}")
+                           name=None if config is None else f"mechanism-{config.name}")
     console.print(f"{'resuming' if resume else 'run folder:'} [bold]{run.path}[/bold]")
     prompts = make_prompts(config)
     done = {_key(r) for r in run.read_records()}
@@ -137,7 +139,7 @@ def run_mechanism(config: MechanismConfig | None, root: str | Path = DEFAULT_ROO
             if lm is None:
                 console.print(f"loading model [bold]{entry.name}[/bold] ({config.dtype})")
                 options = {"batch_size": config.mechanism.batch_size, **entry.options}
-                lm = load(entry) if load else load_backend(entry.name, config.dtype, config.device, **options)
+                lm = backend or load_backend(entry.name, config.dtype, config.device, **options)
                 provenance[entry.display] = lm.provenance
                 run.update_config("models", provenance)
             return lm
@@ -149,13 +151,13 @@ def run_mechanism(config: MechanismConfig | None, root: str | Path = DEFAULT_ROO
                                       config.mechanism.heads.induction_sequences)
             run.append_record({"model": entry.display, "mixture": "", "analysis": "induction", "index": -1,
                                "scores": scores.round(5).tolist()})
-        if lm is not None and load is None:
+        if lm is not None and backend is None:
             lm.close()
         del lm
         gc.collect()
     summary = summarize_mechanism(run, config)
     console.print(f"figures: {run.path / 'figures'}\nsummary: {run.path / 'summary.md'}")
-    return run
+    return run, summary
 
 
 def _key(r: dict) -> tuple:

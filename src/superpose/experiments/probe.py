@@ -16,7 +16,6 @@ from __future__ import annotations
 import gc
 import json
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from pydantic import Field, field_validator
@@ -102,14 +101,15 @@ def check_prompts_fit(backend: Backend, prompts: dict[str, list[Prompt]], termin
                                     f"(now {len(p.example_tasks)})") from None
 
 
-def run_probe(config: ProbeConfig, root: str | Path = DEFAULT_ROOT, resume: str | Path | None = None,
-              load: Callable[[ModelEntry], Backend] | None = None) -> RunFolder:
-    """Run (or resume) a probe and return its finished run folder.
+def run_probe(config: ProbeConfig | None, *, root: str | Path = DEFAULT_ROOT, resume: str | Path | None = None,
+              backend: Backend | None = None, progress: bool = True) -> tuple[RunFolder, dict]:
+    """Run (or resume) a probe; returns its finished run folder and summary.
 
-    ``load`` gives the backend of a model entry (default: :func:`load_backend` with the config's dtype
-    and device); notebooks and tests pass one to reuse a model that is already loaded.
+    ``backend``: a model already loaded (notebooks, tests), used for every model of the config and
+    left open; by default each model loads with the config's dtype and device.
     """
     if resume is None:
+        assert config is not None
         prompts = make_prompts(config)  # tasks that agree on every input fail before anything is written
         resolve_device(config.device)  # so does a missing GPU
         for entry in config.entries:  # and an unknown or missing model
@@ -143,33 +143,36 @@ def run_probe(config: ProbeConfig, root: str | Path = DEFAULT_ROOT, resume: str 
         finished = [_item_key(model_name, m, p, c) in done for m, p, c in items]
         if all(finished):
             continue
-        console.print(f"loading model [bold]{entry.name}[/bold] ({config.dtype})")
-        backend = load(entry) if load else load_backend(entry.name, config.dtype, config.device, **entry.options)
-        backend.bind_run(run.path)
-        provenance[model_name] = backend.provenance
+        if backend is None:
+            console.print(f"loading model [bold]{entry.name}[/bold] ({config.dtype})")
+        lm = backend or load_backend(entry.name, config.dtype, config.device, **entry.options)
+        lm.bind_run(run.path)
+        provenance[model_name] = lm.provenance
         run.update_config("models", provenance)
-        check_prompts_fit(backend, {m: ps + [c.prompt for per_prompt in controls.get(m, []) for c in per_prompt]
-                                    for m, ps in prompts.items()}, config.terminator)
-        stream = backend.stream(requests, finished)
-        for i, scores in track(stream, f"{model_name}: scoring prompts", total=finished.count(False)):
+        check_prompts_fit(lm, {m: ps + [c.prompt for per_prompt in controls.get(m, []) for c in per_prompt]
+                               for m, ps in prompts.items()}, config.terminator)
+        stream = lm.stream(requests, finished)
+        if progress:  # a bar on a terminal, a line per tenth of the work in a pipe or a log
+            stream = track(stream, f"{model_name}: scoring prompts", total=finished.count(False))
+        for i, scores in stream:
             mixture, prompt, control = items[i]
             record = probe_record(model_name, mixture, prompt, scores)
             if control is not None:
                 record.update(control=control.kind, control_task=prompt.tasks[control.task])
             run.append_record(record)
-        spent = backend.usage()
+        spent = lm.usage()
         if spent is not None:  # add to what earlier sessions of this run spent
             usage = dict(run.config_doc().get("usage") or {})
             before = usage.get(model_name) or {}
             usage[model_name] = {k: before.get(k, 0) + v for k, v in spent.items()}
             run.update_config("usage", usage)
-        if load is None:  # a backend handed in belongs to the caller
-            backend.close()
-        del backend, stream
+        if backend is None:  # a backend handed in belongs to the caller
+            lm.close()
+        del lm, stream
         gc.collect()
 
-    summarize_probe(run, config)
-    return run
+    summary = summarize_probe(run, config)
+    return run, summary
 
 
 def _item_key(model: str, mixture: str, prompt: Prompt, control: Control | None) -> tuple:

@@ -23,12 +23,12 @@ from __future__ import annotations
 import gc
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from superpose.backends import check_model, load_backend
+from superpose.backends import Backend, check_model, load_backend
 from superpose.backends.devices import resolve_device
 from superpose.backends.entry import ModelEntry, Models
 from superpose.config import check_unique, load_config, validate
@@ -92,6 +92,7 @@ class ScaleConfig(ExperimentConfig):
     models: Models = Field(default_factory=list)
     scratch: ScratchFamily | None = None
     threads: int | None = Field(None, ge=1)  # torch CPU threads for scoring; None: torch's default
+    resume_may_change: ClassVar[frozenset[str]] = frozenset({"threads"})  # speed only
     n_prompts: int = Field(20, ge=1, le=MAX_PROMPTS)  # per mixture
     mixtures: list[Mixture] = Field(min_length=1)
     single_task_baselines: bool = True  # add a K = 1 mixture for every task of a mixed one
@@ -177,11 +178,13 @@ def make_prompts(config: ScaleConfig) -> dict[str, list[Prompt]]:
     return {m.name: build_prompts(m, config.n_prompts, config.seed) for m in config.all_mixtures()}
 
 
-def run_scale(config: ScaleConfig | None, root: str | Path = DEFAULT_ROOT, resume: str | Path | None = None,
-              source: str = "config", progress: Progress = True, figures_dir: str | Path | None = None) -> tuple[RunFolder, dict]:
+def run_scale(config: ScaleConfig | None, *, root: str | Path = DEFAULT_ROOT, resume: str | Path | None = None,
+              backend: Backend | None = None, progress: Progress = True) -> tuple[RunFolder, dict]:
     """Run (or resume) a scaling run; returns the run folder and its summary.
 
-    ``progress`` (superpose.progress: True, False or a callable) reports training and scoring.
+    ``backend``: a model already loaded (tests, notebooks), used for every listed model (not a scratch
+    family's) and left open. ``progress`` (superpose.progress: True, False or a callable) reports
+    training and scoring.
     """
     if resume is None:
         assert config is not None
@@ -199,7 +202,7 @@ def run_scale(config: ScaleConfig | None, root: str | Path = DEFAULT_ROOT, resum
 
     entries: list[ModelEntry] = list(config.models)  # type: ignore[arg-type]
     if config.scratch is not None:
-        entries += train_scratch_family(config.scratch, source, progress)
+        entries += train_scratch_family(config.scratch, f"{run.path}/config.yaml", progress)
 
     done = {(r["model"], r["mixture"], r["index"]) for r in run.read_records()}
     doc = run.config_doc()
@@ -211,8 +214,8 @@ def run_scale(config: ScaleConfig | None, root: str | Path = DEFAULT_ROOT, resum
         if not todo:
             continue
         why = _unavailable(entry)
-        lm = None
-        if why is None:
+        lm = backend if backend is not None and entry in config.models else None
+        if why is None and lm is None:
             console.print(f"loading model [bold]{label}[/bold] ({config.dtype})")
             try:
                 options = {"threads": config.threads, **entry.options} if config.threads else entry.options
@@ -236,7 +239,7 @@ def run_scale(config: ScaleConfig | None, root: str | Path = DEFAULT_ROOT, resum
         del lm, enumerator
         gc.collect()
 
-    summary = summarize_scale(run, config, [e.display for e in entries], figures_dir)
+    summary = summarize_scale(run, config, [e.display for e in entries])
     return run, summary
 
 
@@ -260,8 +263,17 @@ def _trend(sizes: list[float], values: list[float | None]) -> dict | None:
     return {"spearman": rho, "n_models": len(pairs)}
 
 
-def summarize_scale(run: RunFolder, config: ScaleConfig, labels: list[str],
-                    figures_dir: str | Path | None = None) -> dict:
+def copy_figures(run: RunFolder, folder: str | Path) -> None:
+    """Copy the run's scale and reliability figures into ``folder`` as ``scale_<figure_name>[_reliability].png``."""
+    name = run.config.get("figure_name", "scale")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for figure, suffix in (("scale", ""), ("reliability", "_reliability")):
+        if run.figure_path(figure).is_file():  # no figure when no model could be scored
+            shutil.copy(run.figure_path(figure), folder / f"scale_{name}{suffix}.png")
+
+
+def summarize_scale(run: RunFolder, config: ScaleConfig, labels: list[str]) -> dict:
     """Summary (JSON + Markdown) and figures from the run folder's records; marks the run complete."""
     doc = run.config_doc()
     provenance, skipped = doc.get("models") or {}, doc.get("skipped") or {}
@@ -291,11 +303,6 @@ def summarize_scale(run: RunFolder, config: ScaleConfig, labels: list[str],
                       for s, lp in zip(r["shares"], r["logprobs"])] for m in models}
         plot_reliability(points, run.figure_path("reliability"),
                          f"{config.name}: P(answer) against the task's share (mixed prompts)")
-        if figures_dir is not None:
-            folder = Path(figures_dir)
-            folder.mkdir(parents=True, exist_ok=True)
-            shutil.copy(run.figure_path("scale"), folder / f"scale_{config.figure_name}.png")
-            shutil.copy(run.figure_path("reliability"), folder / f"scale_{config.figure_name}_reliability.png")
     run.write_text("summary.md", summary_markdown(summary))
     run.finish(summary)
     return summary

@@ -41,14 +41,14 @@ from __future__ import annotations
 import math
 import statistics
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from superpose.backends import Backend, ScoreRequest, backend_class, check_model, load_backend
 from superpose.backends.devices import resolve_device
 from superpose.backends.entry import ModelEntry
-from superpose.config import check_resume_unchanged, config_from_dict, load_config
+from superpose.config import load_config
 from superpose.progress import Progress, track
 from superpose.errors import SuperposeError
 from superpose.experiments.base import ExperimentConfig, open_run
@@ -83,8 +83,9 @@ class SweepConfig(ExperimentConfig):
     # 0 is the plain sweep (always run: the baseline of the others). See the module doc.
     fixed_last: list[int] = Field(default_factory=lambda: [0])
     fixed_task: Literal[1, 2] = 2
-    out_root: str = str(DEFAULT_ROOT)
+    out_root: str = str(DEFAULT_ROOT)  # not read: run_sweep's ``root`` places the folder (older folders record it)
     ci_level: float = Field(DEFAULT_LEVEL, gt=0, lt=1)  # confidence level of the curve's band
+    resume_may_change: ClassVar[frozenset[str]] = frozenset({"out_root"})
 
     @property
     def entry(self) -> ModelEntry:
@@ -142,26 +143,20 @@ def load_sweep_config(path: str | Path, overrides: dict | None = None) -> SweepC
     return load_config(SweepConfig, path, overrides)
 
 
-def run_sweep(cfg: SweepConfig | None, resume: str | Path | None = None, progress: Progress = True,
-              backend: Backend | None = None) -> tuple[RunFolder, dict]:
+def run_sweep(config: SweepConfig | None, *, root: str | Path = DEFAULT_ROOT, resume: str | Path | None = None,
+              backend: Backend | None = None, progress: Progress = True) -> tuple[RunFolder, dict]:
     """Score every (λ, prompt) pair not yet in the run folder, then write summary and figure.
 
-    ``backend`` may pass an already loaded model (tests, notebooks); it must be ``cfg.model``.
-    Resuming takes the folder's own config; a ``cfg`` given too must not change it (but ``out_root``).
+    ``backend`` may pass an already loaded model (tests, notebooks); it must be the config's ``model``.
     """
-    if resume is not None:
-        stored = config_from_dict(SweepConfig, RunFolder.open(resume).config, f"{resume}/config.yaml")
-        if cfg is not None:
-            check_resume_unchanged(resume, stored.model_dump(mode="json"), cfg.model_dump(mode="json"),
-                                   ignore=("out_root",))
-        cfg = stored
-    assert cfg is not None
-    if backend is None:
-        resolve_device(cfg.device)  # a missing GPU fails before a run folder is made
-        check_model(cfg.entry.name, purpose="superpose sweep")  # so does an unknown model
-        if backend_class(cfg.entry.name).remote:  # and a refused key or an unknown served model
-            load_backend(cfg.entry.name, cfg.dtype, cfg.device, **cfg.entry.options).check_access()
-    run, cfg = open_run("sweep", SweepConfig, cfg, cfg.out_root, resume)
+    if resume is None:
+        assert config is not None
+        if backend is None:
+            resolve_device(config.device)  # a missing GPU fails before a run folder is made
+            check_model(config.entry.name, purpose="superpose sweep")  # so does an unknown model
+            if backend_class(config.entry.name).remote:  # and a refused key or an unknown served model
+                load_backend(config.entry.name, config.dtype, config.device, **config.entry.options).check_access()
+    run, cfg = open_run("sweep", SweepConfig, config, root, resume)
     done = {(r.get("fixed_last", 0), r["lambda"], r["index"]) for r in run.read_records()}
     items = [(m, lam, i) for m in cfg.fixed_last for lam in cfg.lambdas for i in range(cfg.n_prompts)]
     finished = [item in done for item in items]

@@ -142,7 +142,7 @@ def _older_markdown(kind: str, summary: dict, folder: Path) -> str | None:
 
         return sweep_markdown(summary)
     if kind == "construct":
-        from superpose.construction.experiment import construct_markdown
+        from superpose.experiments.construct import construct_markdown
 
         return construct_markdown(summary)
     return None

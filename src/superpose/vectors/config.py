@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -101,6 +101,8 @@ class VectorsConfig(ExperimentConfig):
     project: ProjectConfig = Field(default_factory=ProjectConfig)
     interpolate: InterpolateConfig = Field(default_factory=InterpolateConfig)
     steer: SteerConfig = Field(default_factory=SteerConfig)
+    # layers.layer (--layer) picks the layer the later steps use; steps already done keep theirs
+    resume_may_change: ClassVar[frozenset[str]] = frozenset({"layers"})
 
     @field_validator("tasks")
     @classmethod

@@ -1,4 +1,4 @@
-"""Build the construction, run it on random mixed prompts, and write a run folder with a figure.
+"""Build the construction, run it on random mixed prompts, and write a run folder with a figure (kind construct).
 
 Also measures how the embedding dimension grows with the number of examples m (the
 ``dimension_table``): only the position code grows, by 2 coordinates each time N = 3m + 2
@@ -11,11 +11,11 @@ import math
 from pathlib import Path
 
 import numpy as np
-import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from superpose.construction.model import ConstructedTransformer
-from superpose.construction.prompts import SymbolPrompt, check_prompt, random_counts, sample_prompt
+from superpose.construction.prompts import random_counts, sample_prompt
+from superpose.construction.scoring import score_prompts
 from superpose.construction.tasks import MapTask, default_tasks, parse_tasks
 from superpose.construction.weights import (
     N_LAYERS,
@@ -25,19 +25,19 @@ from superpose.construction.weights import (
     dimension_formula,
 )
 from superpose.errors import ConfigError, SuperposeError
-from superpose.runs import RunFolder
 from superpose.display.figures import save_figure
 from superpose.display.text import md
+from superpose.experiments.base import ExperimentConfig, open_run
+from superpose.runs import DEFAULT_ROOT, RunFolder
 
 TOLERANCE = 1e-3  # what the tests and the report hold the model to; the design bound is ~1e-5
 DEFAULT_DIMENSION_MS = (1, 4, 16, 64, 256, 1024, 4096, 65536)
 
 
-class ConstructConfig(BaseModel):
-    """Settings of ``superpose construct`` (YAML file or command-line flags)."""
+class ConstructConfig(ExperimentConfig):
+    """Settings of ``superpose construct`` (YAML file or command-line flags); the model is built in float64 on the CPU."""
 
-    model_config = ConfigDict(extra="forbid")
-
+    name: str = "construct"
     tasks: list[str] | None = Field(default=None, description="task names; default plus_1..plus_k")
     k: int | None = Field(default=None, ge=1, description="number of tasks when tasks is not given")
     vocab: int = Field(default=10, ge=2, le=256, description="symbols 0..vocab-1 (the d of the bound)")
@@ -76,45 +76,6 @@ def load_config(data: dict, source: str = "config") -> ConstructConfig:
         problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}"
                              for err in e.errors())
         raise ConfigError(f"{source}: {problems}") from None
-
-
-def predict(model: ConstructedTransformer, spec: ConstructionSpec, prompts: list[SymbolPrompt]) -> torch.Tensor:
-    """The model's next-token distribution after each prompt's query (prompts of one length)."""
-    for prompt in prompts:
-        if len(prompt.examples) > spec.max_examples:
-            raise SuperposeError(f"examples: the model was built for at most m={spec.max_examples} "
-                                 f"examples; a prompt has {len(prompt.examples)}")
-        check_prompt(prompt, spec.tasks, spec.vocab)
-    if len({len(p.examples) for p in prompts}) > 1:
-        raise SuperposeError("prompts scored together must have the same number of examples")
-    tokens = torch.tensor([p.tokens(spec.vocab) for p in prompts])  # [batch, seq]
-    # Keep each chunk's attention matrices ([chunk, heads, seq, seq]) near 20M numbers.
-    heads = max(b.attn.n_heads for b in model.blocks if b.attn is not None)
-    chunk = max(1, 20_000_000 // (heads * tokens.shape[1] ** 2))
-    with torch.no_grad():
-        return torch.cat([model.next_token_probs(tokens[i:i + chunk])
-                          for i in range(0, len(prompts), chunk)])  # [batch, vocab + 2]
-
-
-def score_prompts(model: ConstructedTransformer, spec: ConstructionSpec, prompts: list[SymbolPrompt]) -> list[dict]:
-    """One record per prompt: each task's share and the probability the model puts on its answer."""
-    records = []
-    for prompt, probs in zip(prompts, predict(model, spec, prompts)):
-        answers = [t(prompt.query) for t in spec.tasks]
-        shares = prompt.shares(spec.k)
-        p_answers = [float(probs[a]) for a in answers]
-        records.append({
-            "prompt": prompt.text(),
-            "query": prompt.query,
-            "answers": answers,
-            "counts": prompt.counts(spec.k),
-            "noise": sum(1 for lab in prompt.labels if lab < 0),
-            "shares": shares,
-            "probs": p_answers,
-            "other_mass": float(1 - sum(p_answers)),
-            "max_abs_error": max(abs(p - s) for p, s in zip(p_answers, shares)),
-        })
-    return records
 
 
 def mixture_plan(k: int, total: int, n_prompts: int, rng: np.random.Generator) -> list[list[int]]:
@@ -197,21 +158,33 @@ def plot(records: list[dict], task_names: list[str], dims: list[dict], title: st
     return save_figure(fig, path)
 
 
-def run_experiment(config: ConstructConfig, root: str | Path = "runs") -> tuple[RunFolder, dict]:
-    """Build the model, score random mixed prompts, measure widths, write the run folder."""
+def run_construct(config: ConstructConfig | None, *, root: str | Path = DEFAULT_ROOT, resume: str | Path | None = None,
+                  backend: None = None, progress: bool = True) -> tuple[RunFolder, dict]:
+    """Build the model, score random mixed prompts, measure widths, write (or finish) the run folder.
+
+    The model is built from the config, so ``backend`` is always None; ``progress`` has nothing to show.
+    """
+    if config is not None:
+        config.resolve_tasks()  # unknown tasks fail before a folder exists
+    run, config = open_run("construct", ConstructConfig, config, root, resume)
     tasks = config.resolve_tasks()
     spec = ConstructionSpec(tasks, config.vocab, config.examples)
     model = build_transformer(spec)
-    rng = np.random.default_rng(config.seed)
+    rng = np.random.default_rng(config.seed)  # draws the prompts, then the dimension table's
     names = [t.name for t in tasks]
-    run = RunFolder.create("construct", config.model_dump() | {"resolved_tasks": names}, root=root, kind="construct")
+    run.update_config("resolved_tasks", names)
     plan = mixture_plan(spec.k, config.examples - config.noise, config.prompts, rng)
     prompts = [sample_prompt(tasks, counts, config.noise, config.vocab, rng) for counts in plan]
-    run.write_jsonl("prompts.jsonl", [{"index": i, "tokens": p.tokens(config.vocab), "labels": list(p.labels)}
-                                      for i, p in enumerate(prompts)])
-    # One batched pass: every prompt has the same length, and the model is small.
-    records = [{"index": i} | r for i, r in enumerate(score_prompts(model, spec, prompts))]
-    run.write_jsonl("records.jsonl", records)
+    if not (run.path / "prompts.jsonl").is_file():
+        run.write_jsonl("prompts.jsonl", [{"index": i, "tokens": p.tokens(config.vocab), "labels": list(p.labels)}
+                                          for i, p in enumerate(prompts)])
+    # One batched pass over every prompt (they have one length, and the model is small), so a resumed
+    # run's numbers are an uninterrupted run's; only the records not yet written are appended.
+    done = {r["index"] for r in run.read_records()}
+    for i, r in enumerate(score_prompts(model, spec, prompts)):
+        if i not in done:
+            run.append_record({"index": i} | r)
+    records = run.read_records()
     dims = dimension_table(tasks, config.vocab, config.dimension_ms, rng, config.verify_up_to)
     run.write_json("dimension_table.json", dims)
     title = (f"Hand-built 7-layer transformer, K={spec.k} tasks, m={config.examples} examples"

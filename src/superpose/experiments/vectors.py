@@ -12,6 +12,7 @@ Each step reads what the earlier steps left in the run folder and writes its own
 
 A step asked for explicitly is recomputed; a step another one needs is computed only when its output
 is missing, so ``superpose vectors --resume RUN_FOLDER`` resumes an interrupted run.
+:func:`run_vectors` runs every step; :func:`open_vectors` opens the run for one step at a time.
 """
 
 from __future__ import annotations
@@ -46,6 +47,32 @@ OUTPUTS = {"layers": "layers.json", "project": "projection.json", "interpolate":
            "steer": "steering.json"}
 
 
+def run_vectors(config: VectorsConfig | None, *, root: str | Path = DEFAULT_ROOT, resume: str | Path | None = None,
+                backend: HFBackend | None = None, progress: bool = True) -> tuple[RunFolder, dict]:
+    """Run (or resume) every step not yet done; returns the run folder and its summary.
+
+    ``backend``: ``config.model`` already loaded (notebooks, tests); by default it loads on first need.
+    """
+    exp = open_vectors(config, root=root, resume=resume, backend=backend)
+    return exp.run, exp.run_all()
+
+
+def open_vectors(config: VectorsConfig | None, *, root: str | Path = DEFAULT_ROOT, resume: str | Path | None = None,
+                 backend: HFBackend | None = None) -> "VectorsExperiment":
+    """A new run folder for ``config``, or (``resume``) the existing one; its steps run on demand."""
+    if resume is None:
+        assert config is not None
+        resolve_device(config.device)
+        check_model(config.model, needs=("residual",), purpose="superpose vectors")
+    elif config is not None and config.layers.layer is not None:  # a layer that was not extracted: refused
+        extracted = VectorStore(Path(resume) / VECTORS_FILE).layers  # before config.yaml records it
+        if extracted and config.layers.layer not in extracted:
+            raise SuperposeError(f"layer {config.layers.layer} was not extracted (extracted: {extracted})")
+    run, config = open_run("vectors", VectorsConfig, config, root, resume)
+    console.print(f"{'resuming' if resume is not None else 'run folder:'} [bold]{run.path}[/bold]")
+    return VectorsExperiment(run, config, backend)
+
+
 def _r(x: float, nd: int = 4) -> float:
     return round(float(x), nd)
 
@@ -60,22 +87,6 @@ class VectorsExperiment:
         if backend is not None:
             self.run.update_config("models", {config.model: backend.provenance})
         self._store: VectorStore | None = None
-
-    @classmethod
-    def create(cls, config: VectorsConfig, root: str | Path = DEFAULT_ROOT,
-               backend: HFBackend | None = None) -> "VectorsExperiment":
-        """A new run folder for ``config``."""
-        resolve_device(config.device)
-        check_model(config.model, needs=("residual",), purpose="superpose vectors")
-        run, config = open_run("vectors", VectorsConfig, config, root, None)
-        console.print(f"run folder: [bold]{run.path}[/bold]")
-        return cls(run, config, backend)
-
-    @classmethod
-    def open(cls, path: str | Path) -> "VectorsExperiment":
-        """An existing run folder (its config.yaml holds the config)."""
-        run, config = open_run("vectors", VectorsConfig, None, DEFAULT_ROOT, path)
-        return cls(run, config)
 
     # -- shared resources ---------------------------------------------------------------------------
 
@@ -183,13 +194,6 @@ class VectorsExperiment:
                             f"{cfg.model}: task vector patched into {len(queries)} zero-shot queries")
         console.print(f"best layer {best} (mean P(correct) {correct.mean(axis=0).max():.3f}); using layer {chosen}")
         return result
-
-    def set_layer(self, layer: int) -> None:
-        """Use ``layer`` in the later steps instead of the chosen one (recorded in config.yaml)."""
-        if self.store.layers and layer not in self.store.layers:
-            raise SuperposeError(f"layer {layer} was not extracted (extracted: {self.store.layers})")
-        self.config.layers.layer = layer
-        self.run.update_config("config", self.config.model_dump())
 
     def layer(self) -> int:
         """The layer the later steps use: the configured one, or the one chosen by the layers step."""
