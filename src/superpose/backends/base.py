@@ -173,6 +173,12 @@ class Backend(ABC):
     name: str
     batch_size: int  # prompts an experiment should hand to one score() call
 
+    @classmethod
+    @abstractmethod
+    def load(cls, name: str, dtype: str = "float32", device: str | None = None, **options: Any) -> Backend:
+        """Load model ``name`` (the model string without its prefix) with options its
+        :mod:`~superpose.backends.options` model accepts; :func:`~superpose.backends.load_backend` calls this."""
+
     @property
     @abstractmethod
     def provenance(self) -> dict:

@@ -277,55 +277,55 @@ class HFBackend(TokenizedBackend):
         """Attention patterns for rows of equal length: ``[layers, rows, heads, seq, seq]`` float32."""
         return attention_weights(self.model, self._tensor([list(r) for r in ids]))
 
+    @classmethod
+    def load(cls, name: str, dtype: str = "float32", device: str | None = None, batch_size: int | None = None,
+             threads: int | None = None) -> HFBackend:
+        """Load a causal LM for scoring (eval mode, no grad) with its tokenizer and provenance.
 
-def load_hf(model: str, dtype: str = "float32", device: str | None = None, batch_size: int | None = None,
-            threads: int | None = None) -> HFBackend:
-    """Load a causal LM for scoring (eval mode, no grad) with its tokenizer and provenance.
+        ``name`` is an embedded name, a GGUF file, a local Hugging Face folder or a hub id. A GGUF file is
+        converted once into a cached folder (:mod:`superpose.models.convert`) and read from there.
+        ``batch_size`` prompts share a forward pass: by default 16 on a GPU and 1 on a CPU, where padding
+        costs more than batching saves (``benchmarks/backends.py``). ``threads`` sets torch's CPU threads
+        (None: torch's default).
+        """
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    ``model`` is an embedded name, a GGUF file, a local Hugging Face folder or a hub id. A GGUF file is
-    converted once into a cached folder (:mod:`superpose.models.convert`) and read from there.
-    ``batch_size`` prompts share a forward pass: by default 16 on a GPU and 1 on a CPU, where padding
-    costs more than batching saves (``benchmarks/backends.py``). ``threads`` sets torch's CPU threads
-    (None: torch's default).
-    """
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+        quiet_transformers_in_logs()
 
-    quiet_transformers_in_logs()
+        where_device = resolve_device(device)
+        if dtype == "bfloat16" and where_device == "cpu":
+            warn_bfloat16_on_cpu()
+        if threads is not None:
+            torch.set_num_threads(threads)
+        resolved, folder, info = model_source(name)
+        kwargs: dict[str, Any] = {}
+        if where_device == "auto":  # several GPUs: accelerate spreads the layers
+            kwargs["device_map"] = "auto"
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(folder))
+            hf_model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=getattr(torch, dtype), **kwargs)
+        except (OSError, ValueError) as e:
+            raise ModelNotAvailable(f"could not load model '{name}' from {folder}: {e}") from None
+        from superpose.models.columns import attach_columns
 
-    where_device = resolve_device(device)
-    if dtype == "bfloat16" and where_device == "cpu":
-        warn_bfloat16_on_cpu()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    name, folder, info = model_source(model)
-    kwargs: dict[str, Any] = {}
-    if where_device == "auto":  # several GPUs: accelerate spreads the layers
-        kwargs["device_map"] = "auto"
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(folder))
-        hf_model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=getattr(torch, dtype), **kwargs)
-    except (OSError, ValueError) as e:
-        raise ModelNotAvailable(f"could not load model '{model}' from {folder}: {e}") from None
-    from superpose.models.columns import attach_columns
-
-    attach_columns(hf_model, folder)  # a column-position model (an architecture change) gets its column weights
-    hf_model.eval()
-    if where_device != "auto":
-        hf_model.to(where_device)
-    info.update({
-        "name": name, "backend": "hf", "dtype": dtype, "device": str(next(hf_model.parameters()).device),
-        "n_parameters": sum(p.numel() for p in hf_model.parameters()),
-        "max_context": _max_context(hf_model.config, tokenizer),
-        "hub_commit": getattr(hf_model.config, "_commit_hash", None),
-        "versions": {p: importlib.metadata.version(p) for p in ("torch", "transformers")},
-    })
-    for key, value in folder_metadata(folder).items():  # training length, weight hashes (when local)
-        info.setdefault(key, value)
-    info.setdefault("architecture", type(hf_model).__name__)  # a hub id: no local config.json read
-    if batch_size is None:
-        batch_size = 1 if where_device == "cpu" else 16
-    return HFBackend(name, hf_model, tokenizer, info, batch_size=batch_size)
+        attach_columns(hf_model, folder)  # a column-position model (an architecture change) gets its column weights
+        hf_model.eval()
+        if where_device != "auto":
+            hf_model.to(where_device)
+        info.update({
+            "name": resolved, "backend": "hf", "dtype": dtype, "device": str(next(hf_model.parameters()).device),
+            "n_parameters": sum(p.numel() for p in hf_model.parameters()),
+            "max_context": _max_context(hf_model.config, tokenizer),
+            "hub_commit": getattr(hf_model.config, "_commit_hash", None),
+            "versions": {p: importlib.metadata.version(p) for p in ("torch", "transformers")},
+        })
+        for key, value in folder_metadata(folder).items():  # training length, weight hashes (when local)
+            info.setdefault(key, value)
+        info.setdefault("architecture", type(hf_model).__name__)  # a hub id: no local config.json read
+        if batch_size is None:
+            batch_size = 1 if where_device == "cpu" else 16
+        return cls(resolved, hf_model, tokenizer, info, batch_size=batch_size)
 
 
 def _max_context(config: Any, tokenizer: Any) -> int:
@@ -337,4 +337,4 @@ def _max_context(config: Any, tokenizer: Any) -> int:
     return int(limit) if isinstance(limit, int) and limit < 10**8 else 2048
 
 
-__all__ = ["HFBackend", "Prefill", "fork_cache", "load_hf"]
+__all__ = ["HFBackend", "Prefill", "fork_cache"]
