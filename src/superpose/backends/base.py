@@ -26,11 +26,17 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Protocol, Sequence, TypeVar, runtime_checkable
 
 from superpose.errors import PromptTooLong, SuperposeError
+
+if TYPE_CHECKING:  # annotations only: importing this module loads no torch
+    import torch
+
+    from superpose.backends.residual import Patch
 
 _WHAT = {"enumerate": "next-token distributions (output enumeration)",
          "residual": "the residual stream (task vectors)",
@@ -91,6 +97,16 @@ class Encoded:
     def longest(self) -> int:
         """Tokens in the longest continuation."""
         return max(len(ids) for ids, _ in self.continuations)
+
+
+@dataclass
+class Prefill:
+    """The state after running a batch of prompts: their KV cache and where each prompt ends."""
+
+    cache: Any  # a transformers Cache, rows = prompts (the KV-cache fork: HFBackend)
+    mask: torch.Tensor | None  # [B, width] 1 for real tokens, 0 for left pads; None when no row is padded
+    lengths: list[int]  # real tokens per row
+    last_logprobs: torch.Tensor  # [B, vocab] float32: log P(next token | prompt)
 
 
 class PrefixPlan:
@@ -307,3 +323,106 @@ class TokenizedBackend(Backend):
             raise PromptTooLong(
                 f"prompt of {n_prompt} tokens plus {n_after} more does not fit in the context of "
                 f"model '{self.name}' ({self.max_context} tokens); {hint}")
+
+
+# --- capabilities as protocols ----------------------------------------------------------------------
+# What enumeration, the naive oracle, task vectors, the mechanism and the explorer need of a model,
+# named by ability, not by class: code is typed against these (``HFBackend`` satisfies all of them), and
+# :func:`capable` turns a :class:`Backend` into one after the class-level check of :meth:`Backend.require`.
+
+
+@runtime_checkable
+class Tokenized(Protocol):
+    """Scoring with a local tokenizer: requests as token ids, and the one prompt-fit check."""
+
+    name: str
+    tokenizer: Any
+    capabilities: ClassVar[frozenset[str]]
+
+    @classmethod
+    def require(cls, capability: str, purpose: str) -> None: ...
+
+    @property
+    def provenance(self) -> dict: ...
+
+    @property
+    def max_context(self) -> int: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def score(self, requests: Sequence[ScoreRequest]) -> list[list[ContinuationScore]]: ...
+
+    def stream(self, requests: Sequence[ScoreRequest], done: Sequence[bool] | None = None
+               ) -> Iterator[tuple[int, list[ContinuationScore]]]: ...
+
+    def encode(self, request: ScoreRequest) -> Encoded: ...
+
+    def check_fit(self, n_prompt: int, n_after: int, hint: str = ...) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Prefilling(Tokenized, Protocol):
+    """A batch of prompts run once, then continued on forks of its KV cache."""
+
+    def prefill(self, prompts: Sequence[list[int]]) -> Prefill: ...
+
+    def extend(self, pre: Prefill, rows: Sequence[int], tails: Sequence[Sequence[int]],
+               keep: Sequence[int] | None = None) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class Enumerating(Prefilling, Protocol):
+    """Capability ``enumerate``: next-token distributions over the whole vocabulary."""
+
+    def next_token_logits(self, ids: Sequence[int], last_only: bool = False) -> torch.Tensor: ...
+
+    def end_token_ids(self) -> set[int]: ...
+
+
+@runtime_checkable
+class Residual(Prefilling, Protocol):
+    """Capability ``residual``: read (capture) and write (patch) the residual stream."""
+
+    @property
+    def n_layers(self) -> int: ...
+
+    def capture_residuals(self, ids: Sequence[Sequence[int]], positions: Sequence[int], layers: Sequence[int],
+                          pad: int | None = None) -> dict[int, torch.Tensor]: ...
+
+    def patching(self, patches: Sequence[Patch]) -> AbstractContextManager[list[int]]: ...
+
+
+@runtime_checkable
+class Heads(Residual, Protocol):
+    """Capability ``heads``: the logit lens, per-head mean ablation and attention patterns."""
+
+    @property
+    def head_shape(self) -> tuple[int, int, int]: ...
+
+    def lens_logprobs(self, hidden: torch.Tensor) -> torch.Tensor: ...
+
+    def score_with_residuals(self, requests: Sequence[ScoreRequest], layers: Sequence[int]
+                             ) -> tuple[list[list[ContinuationScore]], dict[int, torch.Tensor]]: ...
+
+    def head_means(self, prompts: Sequence[str]) -> torch.Tensor: ...
+
+    def score_ablated(self, request: ScoreRequest, rows: Sequence[Sequence[tuple[int, int]]],
+                      means: torch.Tensor, rows_per_pass: int = 8) -> list[list[ContinuationScore]]: ...
+
+    def attention_weights(self, ids: Sequence[Sequence[int]]) -> torch.Tensor: ...
+
+
+P = TypeVar("P", Enumerating, Residual, Heads)
+_CAPABILITY = {Enumerating: "enumerate", Residual: "residual", Heads: "heads"}
+
+
+def capable(backend: Backend | Tokenized, protocol: type[P], purpose: str) -> P:
+    """``backend`` as ``protocol`` (:class:`Enumerating`, :class:`Residual` or :class:`Heads`), or one line
+    (:class:`CapabilityError`) saying what ``purpose`` needs and what to use instead."""
+    type(backend).require(_CAPABILITY[protocol], purpose)
+    if not isinstance(backend, protocol):
+        raise CapabilityError(f"{purpose}: the backend of '{backend.name}' declares '{_CAPABILITY[protocol]}' "
+                              f"but lacks the methods of {protocol.__name__}")
+    return backend

@@ -27,12 +27,11 @@ import copy
 import importlib.metadata
 import os
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, ClassVar, Iterator, Sequence
 
 import torch
 
-from superpose.backends.base import ContinuationScore, Encoded, ScoreRequest, TokenizedBackend, encode_prompt
+from superpose.backends.base import ContinuationScore, Encoded, Prefill, ScoreRequest, TokenizedBackend, encode_prompt
 from superpose.backends.devices import resolve_device, warn_bfloat16_on_cpu
 from superpose.backends.heads import (ablating_heads, attention_weights, head_shape, recording_head_means,
                                       recording_last, unembed_logprobs)
@@ -41,16 +40,6 @@ from superpose.errors import ModelNotAvailable
 from superpose.models.convert import quiet_transformers_in_logs
 from superpose.models.loading import model_source
 from superpose.models.metadata import folder_metadata
-
-
-@dataclass
-class Prefill:
-    """The state after running a batch of prompts: their KV cache and where each prompt ends."""
-
-    cache: Any  # transformers Cache, rows = prompts
-    mask: torch.Tensor | None  # [B, width] 1 for real tokens, 0 for left pads; None when no row is padded
-    lengths: list[int]  # real tokens per row
-    last_logprobs: torch.Tensor  # [B, vocab] float32: log P(next token | prompt)
 
 
 def fork_cache(cache: Any, rows: torch.Tensor) -> Any:
@@ -64,6 +53,15 @@ def fork_cache(cache: Any, rows: torch.Tensor) -> Any:
     for layer in forked.layers:
         layer.batch_select_indices(rows)
     return forked
+
+
+def gather_logprobs(lp: torch.Tensor, targets: Sequence[Sequence[int]]) -> torch.Tensor:
+    """The log-probabilities of each row's target tokens: ``lp`` ``[C, T, vocab]`` (from :meth:`HFBackend.extend`),
+    ``targets[i]`` at most T token ids -> ``[C, T]``, 0 past the end of a row's targets."""
+    width = lp.shape[1]
+    ids = torch.tensor([list(t) + [0] * (width - len(t)) for t in targets], device=lp.device)  # [C, T]
+    real = torch.tensor([[j < len(t) for j in range(width)] for t in targets], device=lp.device)  # [C, T]
+    return torch.where(real, lp.gather(2, ids[:, :, None])[..., 0], 0.0)
 
 
 class HFBackend(TokenizedBackend):
@@ -202,9 +200,9 @@ class HFBackend(TokenizedBackend):
                 before_extend([b for b, _ in where])
             conts = [chunk[b].continuations[j][0] for b, j in where]
             lp = self.extend(pre, [b for b, _ in where], [ids[:-1] for ids in conts])  # [C, longest-1, vocab]
+            picked = gather_logprobs(lp, [ids[1:] for ids in conts])  # [C, longest-1]
             for row, ((b, j), ids) in enumerate(zip(where, conts)):
-                targets = torch.tensor(ids[1:], device=lp.device)
-                out[b][j] += lp[row, : len(ids) - 1].gather(1, targets[:, None])[:, 0].tolist()
+                out[b][j] += picked[row, : len(ids) - 1].tolist()
         return out
 
 
@@ -337,4 +335,4 @@ def _max_context(config: Any, tokenizer: Any) -> int:
     return int(limit) if isinstance(limit, int) and limit < 10**8 else 2048
 
 
-__all__ = ["HFBackend", "Prefill", "fork_cache"]
+__all__ = ["HFBackend", "Prefill", "fork_cache", "gather_logprobs"]
