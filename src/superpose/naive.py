@@ -29,7 +29,7 @@ class NaiveScorer:
         encoded = b.encode(ScoreRequest(prompt, continuations))
         n = len(encoded.prompt_ids)
         results = []
-        for text, (ids, straddles) in zip(continuations, encoded.continuations):
+        for text, (ids, straddles) in zip(continuations, encoded.tokens):
             logits = b.next_token_logits(encoded.prompt_ids + ids)  # [seq, vocab]
             lp = torch.log_softmax(logits[n - 1: n - 1 + len(ids)].float(), dim=-1)  # [len, vocab]
             targets = torch.tensor(ids, device=lp.device)

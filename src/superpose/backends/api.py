@@ -180,10 +180,12 @@ class APIBackend(Backend):
     def count_tokens(self, text: str) -> int:
         return len(text)  # an upper bound for byte-level BPE tokenizers; the tokenizer is the server's
 
-    def check_request(self, request: ScoreRequest) -> None:
+    def prepare(self, request: ScoreRequest) -> ScoreRequest:
+        """The request itself, once its continuations are checked (the server tokenizes and checks the fit)."""
         if not request.continuations or not all(request.continuations):
             raise SuperposeError("no continuations to score" if not request.continuations
                                  else "cannot score an empty continuation")
+        return request
 
     def bind_run(self, folder: Path) -> None:
         self.cache = RequestCache(Path(folder) / CACHE_FILE)
@@ -250,7 +252,7 @@ class APIBackend(Backend):
     def score(self, requests: Sequence[ScoreRequest]) -> list[list[ContinuationScore]]:
         requests = list(requests)
         for r in requests:
-            self.check_request(r)
+            self.prepare(r)
         self.plan(requests)
         return self._run(lambda client, gate: self._score_all(client, gate, requests))
 
@@ -356,12 +358,12 @@ class APIBackend(Backend):
         prompt_ids = await self._tokenize(client, gate, request.prompt, True)
         joint = await asyncio.gather(*(self._tokenize(client, gate, request.prompt + c, True)
                                        for c in request.continuations))
-        continuations = []
+        tokens = []
         for c, ids in zip(request.continuations, joint):
             tail = continuation_tail(prompt_ids, ids)
-            continuations.append((tail, False) if tail is not None
-                                 else (await self._tokenize(client, gate, c, False), True))
-        return Encoded(prompt_ids, continuations)
+            tokens.append((tail, False) if tail is not None else (await self._tokenize(client, gate, c, False), True))
+        return Encoded(request.prompt, request.continuations, prompt_ids, tokens,
+                       len(prompt_ids) + max(len(ids) for ids, _ in tokens) - 1, encoder=self.name)
 
     async def _shared_prefix(self, client: Any, gate: asyncio.Semaphore, request: ScoreRequest) -> list[ContinuationScore]:
         """One request on the prompt alone, then one per longer prefix (they read its cached blocks)."""

@@ -86,17 +86,21 @@ class ContinuationScore:
         return 0 if self.lower_bound else len(self.token_logprobs)
 
 
-@dataclass(frozen=True)
-class Encoded:
-    """A request as token ids: the prompt's, and per continuation its ids and straddle flag."""
+@dataclass(frozen=True, eq=False)
+class Encoded(ScoreRequest):
+    """A request encoded once (:meth:`Backend.prepare`): its token ids, the tokens the model reads, and
+    whether they reach beyond the model's training length. Scoring it again does not tokenize again."""
 
     prompt_ids: list[int]
-    continuations: list[tuple[list[int], bool]]
+    tokens: list[tuple[list[int], bool]]  # per continuation: its token ids after the prompt's, straddle flag
+    n_read: int = 0  # tokens the model reads: the prompt and all but the last token of the longest continuation
+    beyond_training: bool = False  # n_read exceeds the model's training length (known for `superpose train` models)
+    encoder: str = ""  # the backend that encoded it: another one encodes the texts afresh
 
     @property
     def longest(self) -> int:
         """Tokens in the longest continuation."""
-        return max(len(ids) for ids, _ in self.continuations)
+        return max(len(ids) for ids, _ in self.tokens)
 
 
 @dataclass
@@ -123,7 +127,7 @@ class PrefixPlan:
         self.encoded = list(encoded)
         asks: dict[tuple[int, ...], set[int]] = {}
         for e in self.encoded:
-            for ids, _ in e.continuations:
+            for ids, _ in e.tokens:
                 for j, token in enumerate(ids):
                     asks.setdefault(tuple(e.prompt_ids + ids[:j]), set()).add(token)
         self.questions = [(list(prefix), sorted(tokens)) for prefix, tokens in asks.items()]
@@ -140,7 +144,7 @@ class PrefixPlan:
         out = []
         for request_texts, e in zip(texts, self.encoded):
             scores = []
-            for text, (ids, straddles) in zip(request_texts, e.continuations):
+            for text, (ids, straddles) in zip(request_texts, e.tokens):
                 lps = [table[tuple(e.prompt_ids + ids[:j])].get(token) for j, token in enumerate(ids)]
                 if any(lp is None for lp in lps):
                     raise SuperposeError(f"the engine returned no log-prob for a token of {text!r}")
@@ -180,6 +184,14 @@ def beyond_training_message(model: str, n_tokens: int, limit: int) -> str:
             "(use n_examples within its training length)")
 
 
+def beyond_training_warning(backend: Backend, requests: Sequence[ScoreRequest]) -> str | None:
+    """The one warning an experiment prints when some of its prepared requests read beyond the model's
+    training length (None when none does; backends themselves never print)."""
+    over = [r.n_read for r in requests if isinstance(r, Encoded) and r.beyond_training]
+    limit = backend.trained_length
+    return beyond_training_message(backend.name, max(over), limit) if over and limit is not None else None
+
+
 class Backend(ABC):
     """A model that scores continuations. Subclasses set :attr:`capabilities` and implement :meth:`score`."""
 
@@ -214,8 +226,15 @@ class Backend(ABC):
         """Per request, one :class:`ContinuationScore` per continuation, in order."""
 
     @abstractmethod
-    def check_request(self, request: ScoreRequest) -> None:
-        """Raise :class:`~superpose.errors.PromptTooLong` if the prompt plus a continuation exceeds the context."""
+    def prepare(self, request: ScoreRequest) -> ScoreRequest:
+        """``request`` checked and ready to score: encoded once (an :class:`Encoded`) where the backend
+        tokenizes locally. Raises :class:`~superpose.errors.PromptTooLong` if the prompt plus a
+        continuation exceeds the context."""
+
+    @property
+    def trained_length(self) -> int | None:
+        """Tokens of the longest sequence the model was trained on, when known (``superpose train``)."""
+        return None
 
     def score_one(self, prompt: str, continuations: Sequence[str]) -> list[ContinuationScore]:
         """:meth:`score` for a single prompt."""
@@ -284,38 +303,33 @@ class TokenizedBackend(Backend):
     def count_tokens(self, text: str) -> int:
         return len(encode_prompt(self.tokenizer, text))
 
-    def check_request(self, request: ScoreRequest) -> None:
-        self.encode(request)
+    def prepare(self, request: ScoreRequest) -> Encoded:
+        return self.encode(request)
 
     def encode(self, request: ScoreRequest) -> Encoded:
-        """Token ids of a request (see the module doc for the boundary check); checks that it fits."""
+        """Token ids of a request (see the module doc for the boundary check); checks that it fits. A
+        request this backend encoded already is returned as it is."""
+        if isinstance(request, Encoded) and request.encoder == self.name:
+            return request
         if not request.continuations:
             raise SuperposeError("no continuations to score")
         prompt_ids = encode_prompt(self.tokenizer, request.prompt)
-        conts = [encode_continuation(self.tokenizer, request.prompt, prompt_ids, c) for c in request.continuations]
-        encoded = Encoded(prompt_ids, conts)
-        self.check_fit(len(prompt_ids), encoded.longest)
-        self.beyond_training(len(prompt_ids) + encoded.longest - 1)  # the last token is not read
-        return encoded
+        tokens = [encode_continuation(self.tokenizer, request.prompt, prompt_ids, c) for c in request.continuations]
+        longest = max(len(ids) for ids, _ in tokens)
+        self.check_fit(len(prompt_ids), longest)
+        n_read = len(prompt_ids) + longest - 1  # the last token is not read
+        return Encoded(request.prompt, request.continuations, prompt_ids, tokens, n_read,
+                       self.beyond_training(n_read), self.name)
 
     @property
     def trained_length(self) -> int | None:
-        """Tokens of the longest sequence the model was trained on, when known (``superpose train``)."""
         value = self.info.get("trained_length")
         return int(value) if value is not None else None
 
     def beyond_training(self, n_tokens: int) -> bool:
-        """Whether a sequence of ``n_tokens`` is longer than any the model was trained on; warns once
-        per backend (on the console) the first time it is."""
+        """Whether a sequence of ``n_tokens`` is longer than any the model was trained on."""
         limit = self.trained_length
-        if limit is None or n_tokens <= limit:
-            return False
-        if not getattr(self, "_warned_beyond_training", False):
-            self._warned_beyond_training = True
-            from superpose.report.console import warn
-
-            warn(beyond_training_message(self.name, n_tokens, limit))
-        return True
+        return limit is not None and n_tokens > limit
 
     def check_fit(self, n_prompt: int, n_after: int, hint: str = "use fewer examples (n_examples)") -> None:
         """Fail when ``n_prompt`` prompt tokens plus ``n_after`` more exceed the context."""

@@ -184,7 +184,7 @@ class HFBackend(TokenizedBackend):
             chunk = encoded[start: start + self.batch_size]
             for request, enc, lps in zip(requests[start: start + self.batch_size], chunk, self._logprobs(chunk)):
                 results.append([ContinuationScore(text, ids, lp, straddles) for text, (ids, straddles), lp
-                                in zip(request.continuations, enc.continuations, lps)])
+                                in zip(request.continuations, enc.tokens, lps)])
         return results
 
     def _logprobs(self, chunk: list[Encoded], pre: Prefill | None = None,
@@ -193,12 +193,12 @@ class HFBackend(TokenizedBackend):
         prefill, already run; ``before_extend(rows)`` is told which prompt row each answer row forks)."""
         if pre is None:
             pre = self.prefill([e.prompt_ids for e in chunk])
-        out = [[[pre.last_logprobs[b, ids[0]].item()] for ids, _ in e.continuations] for b, e in enumerate(chunk)]
-        where = [(b, j) for b, e in enumerate(chunk) for j, (ids, _) in enumerate(e.continuations) if len(ids) > 1]
+        out = [[[pre.last_logprobs[b, ids[0]].item()] for ids, _ in e.tokens] for b, e in enumerate(chunk)]
+        where = [(b, j) for b, e in enumerate(chunk) for j, (ids, _) in enumerate(e.tokens) if len(ids) > 1]
         if where:
             if before_extend is not None:
                 before_extend([b for b, _ in where])
-            conts = [chunk[b].continuations[j][0] for b, j in where]
+            conts = [chunk[b].tokens[j][0] for b, j in where]
             lp = self.extend(pre, [b for b, _ in where], [ids[:-1] for ids in conts])  # [C, longest-1, vocab]
             picked = gather_logprobs(lp, [ids[1:] for ids in conts])  # [C, longest-1]
             for row, ((b, j), ids) in enumerate(zip(where, conts)):
@@ -210,7 +210,7 @@ class HFBackend(TokenizedBackend):
 
     def _scores(self, request: ScoreRequest, enc: Encoded, lps: list[list[float]]) -> list[ContinuationScore]:
         return [ContinuationScore(text, ids, lp, straddles)
-                for text, (ids, straddles), lp in zip(request.continuations, enc.continuations, lps)]
+                for text, (ids, straddles), lp in zip(request.continuations, enc.tokens, lps)]
 
     def lens_logprobs(self, hidden: torch.Tensor) -> torch.Tensor:
         """The logit lens: ``[n, d_model]`` residual vectors through the final norm and unembedding ->

@@ -208,7 +208,7 @@ class VLLMBackend(TokenizedBackend):
         used = 0
         for i, e in enumerate(encoded):
             # the prompt, plus per continuation token its own last partial block and the answer
-            need = len(e.prompt_ids) + sum(len(ids) for ids, _ in e.continuations) * (cache.block_size + e.longest)
+            need = len(e.prompt_ids) + sum(len(ids) for ids, _ in e.tokens) * (cache.block_size + e.longest)
             if groups[-1] and room and used + need > room:
                 groups.append([])
                 used = 0
@@ -238,12 +238,12 @@ class VLLMBackend(TokenizedBackend):
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        flat = [(e.prompt_ids, ids) for e in encoded for ids, _ in e.continuations]
+        flat = [(e.prompt_ids, ids) for e in encoded for ids, _ in e.tokens]
         params = SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=0.0)
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=p + c) for p, c in flat], params, use_tqdm=False)
         logprobs = iter([_continuation_logprobs(o.prompt_logprobs, len(p), c) for (p, c), o in zip(flat, outputs)])
         return [[ContinuationScore(text, ids, next(logprobs), straddles)
-                 for text, (ids, straddles) in zip(request_texts, e.continuations)]
+                 for text, (ids, straddles) in zip(request_texts, e.tokens)]
                 for request_texts, e in zip(texts, encoded)]
 
     def close(self) -> None:

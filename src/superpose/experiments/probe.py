@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import gc
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 from pydantic import Field, field_validator
 
 from superpose.backends import (Backend, ContinuationScore, ScoreRequest, backend_class, check_model,
                                load_backend)
+from superpose.backends.base import beyond_training_warning
 from superpose.backends.devices import resolve_device
 from superpose.backends.entry import ModelEntry, Models
 from superpose.config import check_unique, load_config
@@ -29,7 +30,7 @@ from superpose.errors import PromptTooLong, SuperposeError
 from superpose.experiments.base import ExperimentConfig, open_run
 from superpose.metrics import control_statistics, paired_difference, task_statistics, verdict
 from superpose.prompts import MAX_PROMPTS, Control, MixtureSpec, Prompt, build_controls, build_prompts
-from superpose.report.console import console, print_summary, track
+from superpose.report.console import console, print_summary, track, warn
 from superpose.report.figures import plot_controls, plot_distributions, plot_means
 from superpose.report.text import md
 from superpose.runs import DEFAULT_ROOT, RunFolder
@@ -89,15 +90,21 @@ def requests_of(prompt: Prompt, terminator: str = "") -> ScoreRequest:
     return ScoreRequest(prompt.text, [a + terminator for a in prompt.answers])
 
 
+def prepare_requests(backend: Backend, prompts: Iterable[tuple[str, Prompt]], terminator: str) -> list[ScoreRequest]:
+    """Each (mixture, prompt)'s request, checked and encoded once by ``backend`` (:meth:`Backend.prepare`);
+    a prompt plus an answer that exceeds the model's context fails, naming the prompt, before any scoring."""
+    out = []
+    for mixture, p in prompts:
+        try:
+            out.append(backend.prepare(requests_of(p, terminator)))
+        except PromptTooLong as e:
+            raise PromptTooLong(f"mixture '{mixture}', prompt {p.index}: {e} (now {len(p.example_tasks)})") from None
+    return out
+
+
 def check_prompts_fit(backend: Backend, prompts: dict[str, list[Prompt]], terminator: str) -> None:
     """Fail before any scoring if a prompt plus an answer exceeds the model's context."""
-    for mixture, items in prompts.items():
-        for p in items:
-            try:
-                backend.check_request(requests_of(p, terminator))
-            except PromptTooLong as e:
-                raise PromptTooLong(f"mixture '{mixture}', prompt {p.index}: {e} "
-                                    f"(now {len(p.example_tasks)})") from None
+    prepare_requests(backend, [(m, p) for m, ps in prompts.items() for p in ps], terminator)
 
 
 def run_probe(config: ProbeConfig, root: str | Path = DEFAULT_ROOT, resume: str | Path | None = None,
@@ -135,7 +142,6 @@ def run_probe(config: ProbeConfig, root: str | Path = DEFAULT_ROOT, resume: str 
     # the mixture prompts first, then their controls: without controls the records are as before
     items: list[tuple[str, Prompt, Control | None]] = [(m, p, None) for m, ps in prompts.items() for p in ps]
     items += [(m, c.prompt, c) for m, cs in controls.items() for per_prompt in cs for c in per_prompt]
-    requests = [requests_of(p, config.terminator) for _, p, _ in items]
     for entry in config.entries:
         model_name = entry.display
         finished = [_item_key(model_name, m, p, c) in done for m, p, c in items]
@@ -146,8 +152,10 @@ def run_probe(config: ProbeConfig, root: str | Path = DEFAULT_ROOT, resume: str 
         backend.bind_run(run.path)
         provenance[model_name] = backend.provenance
         run.update_config("models", provenance)
-        check_prompts_fit(backend, {m: ps + [c.prompt for per_prompt in controls.get(m, []) for c in per_prompt]
-                                    for m, ps in prompts.items()}, config.terminator)
+        requests = prepare_requests(backend, [(m, p) for m, p, _ in items], config.terminator)  # encoded once
+        note = beyond_training_warning(backend, requests)
+        if note:
+            warn(note)
         stream = backend.stream(requests, finished)
         for i, scores in track(stream, f"{model_name}: scoring prompts", total=finished.count(False)):
             mixture, prompt, control = items[i]

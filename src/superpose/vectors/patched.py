@@ -25,7 +25,7 @@ def patched_logprobs(lm: Residual, prompt: str, answers: Sequence[str], batch: i
                      patches: Sequence[Patch]) -> np.ndarray:
     """log P(answer_k | prompt) for each of ``batch`` patched copies of the prompt: ``[batch, K]`` (float64)."""
     encoded = lm.encode(ScoreRequest(prompt, answers))
-    conts = [ids for ids, _ in encoded.continuations]
+    conts = [ids for ids, _ in encoded.tokens]
     k = len(conts)
     with lm.patching(patches) as fired:
         pre = lm.prefill([encoded.prompt_ids] * batch)
