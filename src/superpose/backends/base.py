@@ -5,13 +5,17 @@ several continuations of it), it returns, for each continuation, its tokens and 
 log-probability of each token given what precedes it (:class:`ContinuationScore`). That is all the
 probe, the λ sweep and the real-prompt curves need, and every backend can do it.
 
-Two further abilities are optional and declared as class-level :attr:`Backend.capabilities`, so an
+Further abilities are optional and declared as class-level :attr:`Backend.capabilities`, so an
 experiment can check them from the model string alone, before a run folder exists:
 
 * ``"enumerate"`` -- next-token distributions over the whole vocabulary, on a forked KV cache
   (output enumeration, the scaling run);
 * ``"residual"`` -- read and write the residual stream with hooks (task vectors);
 * ``"heads"`` -- the logit lens, per-head mean ablation and attention patterns (``superpose mechanism``).
+
+Code that needs them is typed against the :class:`typing.Protocol` of each (:class:`Enumerating`,
+:class:`Residual`, :class:`Heads`, at the end of this module), never against a backend class;
+:func:`capable` turns a loaded backend into one.
 
 The token boundary. Scoring needs the continuation's tokens *after* the prompt's tokens. We tokenize
 ``prompt + continuation`` jointly and take the tail when the prompt's own tokens are an exact prefix
