@@ -94,7 +94,7 @@ def main() -> None:
                     computed[name] = asked - (vllm.cached_tokens - cached)
         if vllm is not None:
             computed["vllm-old"] = sum(len(e.prompt_ids) + len(ids) for e in map(vllm.encode, batch)
-                                       for ids, _ in e.continuations)
+                                       for ids, _ in e.tokens)
         tokens = statistics.mean(hf.count_tokens(r.prompt) for r in batch)
         print(f"\nK = {k}: model {args.model} ({args.dtype}), {args.prompts} prompts of {args.examples} examples "
               f"(~{tokens:.0f} tokens), {args.reps} reps, hf batch {args.batch}"

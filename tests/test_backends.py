@@ -75,10 +75,36 @@ def test_devices_mean_one_thing_and_a_missing_gpu_is_one_line():
 
 
 def test_bad_options_are_refused_before_loading():
-    with pytest.raises(SuperposeError, match=r"unknown options \['tensor_parallel_size'\] for a transformers model"):
+    with pytest.raises(SuperposeError, match=r"unknown option 'tensor_parallel_size'; allowed: batch_size, threads; "
+                                             "engine options need a 'vllm:' model"):
         load_backend("smollm2-135m", tensor_parallel_size=2)
+    with pytest.raises(SuperposeError, match=r"option scoring_path: Input should be 'auto', 'shared_prefix' or "
+                                             "'prompt_logprobs' \\(got 'fast'\\)"):
+        load_backend("vllm:smollm2-135m", scoring_path="fast")  # refused by its options model: no engine starts
     with pytest.raises(SuperposeError, match="dtype must be one of"):
         load_backend("vllm:smollm2-135m", dtype="int4")
+
+
+@pytest.mark.parametrize("model, allowed", [
+    ("smollm2-135m", "allowed: batch_size, threads;"),
+    ("vllm:smollm2-135m", "allowed: batch_size, scoring_path, tensor_parallel_size,"),  # vLLM never starts
+])
+def test_a_misspelt_model_option_is_one_line_before_any_folder(tmp_path, capsys, model, allowed):
+    root = tmp_path / "runs"
+    code = main(["run", "configs/demo.yaml", "--model", model, "--model-option", "batchsize=4", "--out", str(root)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.strip().splitlines() == [err.strip()] and "Traceback" not in err, err
+    assert f"model '{model}': unknown option 'batchsize'; {allowed}" in err
+    assert not root.exists()  # validated with the config: nothing written
+
+
+def test_a_config_model_entry_is_checked_against_its_backend(tmp_path):
+    from superpose.backends.entry import ModelEntry
+
+    assert ModelEntry(name="vllm:x", options={"tensor_parallel_size": "2"}).options == {"tensor_parallel_size": 2}
+    with pytest.raises(SuperposeError, match="model 'openai:m': option mode: Input should be 'exact' or 'lower_bound'"):
+        ModelEntry(name="openai:m", options={"mode": "upper"})
 
 
 def test_conversion_cache_is_reused_and_complete(smollm):

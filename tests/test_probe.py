@@ -145,3 +145,27 @@ def test_command_line_exit_code_and_listing():
     listing = subprocess.run([sys.executable, "-m", "superpose.cli", "tasks"], capture_output=True, text=True,
                              env={"COLUMNS": "200", **__import__("os").environ})
     assert listing.returncode == 0 and "copy_op1" in listing.stdout and "57@23" not in listing.stderr
+
+
+def test_each_request_is_encoded_once_and_the_probe_warns_once(tmp_path, capsys, monkeypatch):
+    """The fit check's encoding is the one scored (not a second tokenization), and the warning about
+    prompts beyond the training length comes once, from the probe (backends never print)."""
+    from superpose.backends import base
+    from superpose.experiments.probe import ProbeConfig
+
+    encoded = []
+
+    def counting(tokenizer, prompt):
+        encoded.append(prompt)
+        return original(tokenizer, prompt)
+
+    original = base.encode_prompt
+    monkeypatch.setattr(base, "encode_prompt", counting)
+    config = ProbeConfig(name="long", models=["scratch-plus-cpu"], n_prompts=3, seed=0,  # trained on 84 tokens
+                         mixtures=[{"name": "plus", "tasks": ["plus_4", "plus_9"], "n_examples": 30}])
+    run_probe(config, root=tmp_path)
+    assert len(encoded) == 3 == len(set(encoded))  # one encoding per prompt: checked, then scored
+    err = capsys.readouterr().err
+    assert err.count("was trained on sequences of at most 84 tokens") == 1
+    (folder,) = tmp_path.iterdir()
+    assert len((folder / "records.jsonl").read_text().splitlines()) == 3

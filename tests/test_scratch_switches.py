@@ -191,7 +191,7 @@ def test_columns_count_characters_since_the_last_newline():
 
 
 def test_a_column_model_is_labelled_and_loads_with_its_column_weights(tmp_path, monkeypatch, capsys):
-    from superpose.backends.hf import load_hf
+    from superpose.backends.hf import HFBackend
     from superpose.models.columns import LABEL, ColumnEmbedding
     from superpose.models.metadata import folder_metadata
 
@@ -201,7 +201,7 @@ def test_a_column_model_is_labelled_and_loads_with_its_column_weights(tmp_path, 
     info = json.loads((result.model_dir / "training.json").read_text())
     assert info["architecture_change"] == LABEL
     assert LABEL in folder_metadata(result.model_dir)["architecture"]
-    backend = load_hf(str(result.model_dir))
+    backend = HFBackend.load(str(result.model_dir))
     assert LABEL in backend.provenance["architecture"]
     embed = backend.model.get_input_embeddings()
     assert isinstance(embed, ColumnEmbedding)

@@ -168,7 +168,6 @@ def test_guard_fires_on_a_prompt_longer_than_training(tmp_path, scratch_lm, caps
     """The shipped checkpoint saw 84-token sequences (20 examples): 30 examples warn once, and the
     summary says so; 20 examples do not."""
     assert scratch_lm.trained_length == 84
-    scratch_lm._warned_beyond_training = False  # the module's backend may have warned already
     cfg = SweepConfig(model="scratch-plus-cpu", task1="plus_4", task2="plus_9", n_examples=30,
                       n_prompts=2, lambdas=[0.0, 0.5])
     _, s = run_sweep(cfg, root=tmp_path, progress=False, backend=scratch_lm)

@@ -39,9 +39,11 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from superpose.backends.base import encode_prompt
-from superpose.backends.hf import HFBackend, Prefill
+from superpose.backends.base import Enumerating, Prefill, encode_prompt
 from superpose.errors import SuperposeError
+
+EndedBy = Literal["terminator", "eos"]  # what ended an output: the terminator string, or an end-of-sequence token
+StopReason = Literal["exhausted", "max_expansions", "max_outputs"]
 
 
 class EnumerateSettings(BaseModel):
@@ -65,7 +67,7 @@ class Output:
 
     text: str
     prob: float  # sum over paths
-    ended_by: Literal["terminator", "eos"]
+    ended_by: EndedBy
     paths: list[list[int]] = field(default_factory=list)  # token ids, terminator/eos token included
     path_logprobs: list[float] = field(default_factory=list)
 
@@ -87,7 +89,7 @@ class Enumeration:
     truncated_mass: float
     n_expansions: int
     n_forward_passes: int  # the prompt pass included
-    stop_reason: Literal["exhausted", "max_expansions", "max_outputs"]
+    stop_reason: StopReason
     n_found: int  # distinct complete outputs found (may exceed len(outputs))
 
     @property
@@ -128,7 +130,7 @@ class OutputEnumerator:
     it is the test oracle and the benchmark baseline.
     """
 
-    def __init__(self, lm: HFBackend, settings: EnumerateSettings | None = None, reuse_cache: bool = True):
+    def __init__(self, lm: Enumerating, settings: EnumerateSettings | None = None, reuse_cache: bool = True):
         type(lm).require("enumerate", "output enumeration")
         self.lm = lm
         self.tokenizer = lm.tokenizer
@@ -185,7 +187,7 @@ class OutputEnumerator:
         n_forward = 1
 
         heap: list[_Node] = []
-        found: dict[tuple[str, str], Output] = {}
+        found: dict[tuple[str, EndedBy], Output] = {}
         mass = {"pruned": 0.0, "truncated": 0.0}
         counter = 0
 
@@ -203,11 +205,9 @@ class OutputEnumerator:
                 text = self._decode(context, child)
                 cut = text.find(s.terminator)
                 if cut >= 0 or (s.stop_at_eos and tok in self.end_ids):
-                    if cut >= 0:
-                        key = (text[:cut], "terminator")
-                    else:
-                        key = (self._decode(context, path), "eos")
-                    o = found.setdefault(key, Output(key[0], 0.0, key[1]))  # type: ignore[arg-type]
+                    ended: EndedBy = "terminator" if cut >= 0 else "eos"
+                    key = (text[:cut] if cut >= 0 else self._decode(context, path), ended)
+                    o = found.setdefault(key, Output(key[0], 0.0, ended))
                     o.prob += math.exp(lp)
                     o.paths.append(list(child))
                     o.path_logprobs.append(lp)
@@ -218,7 +218,8 @@ class OutputEnumerator:
                     heapq.heappush(heap, _Node(-lp, counter, child))
 
         add_children((), 0.0, root)
-        n_expansions, stop = 0, "exhausted"
+        n_expansions = 0
+        stop: StopReason = "exhausted"
         while heap:
             if n_expansions >= s.max_expansions:
                 stop = "max_expansions"
@@ -247,11 +248,11 @@ class OutputEnumerator:
             covered_mass=math.fsum(o.prob for o in outputs),
             frontier_mass=math.fsum(math.exp(-nd.neg_logprob) for nd in heap),
             pruned_mass=mass["pruned"], truncated_mass=mass["truncated"],
-            n_expansions=n_expansions, n_forward_passes=n_forward, stop_reason=stop,  # type: ignore[arg-type]
+            n_expansions=n_expansions, n_forward_passes=n_forward, stop_reason=stop,
             n_found=len(outputs))
 
 
-def enumerate_outputs(lm: HFBackend, prompt: str, settings: EnumerateSettings | None = None,
+def enumerate_outputs(lm: Enumerating, prompt: str, settings: EnumerateSettings | None = None,
                       reuse_cache: bool = True) -> Enumeration:
     """One-call form of :meth:`OutputEnumerator.enumerate`."""
     return OutputEnumerator(lm, settings, reuse_cache).enumerate(prompt)

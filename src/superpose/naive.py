@@ -13,24 +13,23 @@ from typing import Sequence
 
 import torch
 
-from superpose.backends.base import ContinuationScore, ScoreRequest
-from superpose.backends.hf import HFBackend
+from superpose.backends.base import ContinuationScore, Enumerating, ScoreRequest
 
 
 class NaiveScorer:
     """One full forward pass over prompt + continuation per continuation (oracle and baseline)."""
 
-    def __init__(self, backend: HFBackend):
+    def __init__(self, backend: Enumerating):
         self.backend = backend
 
     @torch.inference_mode()
     def score(self, prompt: str, continuations: Sequence[str]) -> list[ContinuationScore]:
-        """Same result as :meth:`HFBackend.score`, computed the slow, obvious way."""
+        """Same result as :meth:`~superpose.backends.hf.HFBackend.score`, computed the slow, obvious way."""
         b = self.backend
         encoded = b.encode(ScoreRequest(prompt, continuations))
         n = len(encoded.prompt_ids)
         results = []
-        for text, (ids, straddles) in zip(continuations, encoded.continuations):
+        for text, (ids, straddles) in zip(continuations, encoded.tokens):
             logits = b.next_token_logits(encoded.prompt_ids + ids)  # [seq, vocab]
             lp = torch.log_softmax(logits[n - 1: n - 1 + len(ids)].float(), dim=-1)  # [len, vocab]
             targets = torch.tensor(ids, device=lp.device)

@@ -22,6 +22,7 @@ from superpose.errors import SuperposeError
 from superpose.tasks import Task, check_mixable, common_space, get_task
 
 MAX_QUERY_RESAMPLES = 1000
+Counts = Literal["exact", "iid"]  # how a mixture's examples get their tasks (MixtureSpec.counts)
 
 
 class MixtureSpec(BaseModel):
@@ -32,7 +33,7 @@ class MixtureSpec(BaseModel):
     tasks: list[str]
     weights: list[float] | None = None  # None: equal shares
     n_examples: int = 60
-    counts: Literal["exact", "iid"] = "exact"  # exact: largest-remainder counts; iid: each example draws its task
+    counts: Counts = "exact"  # exact: largest-remainder counts; iid: each example draws its task
     # Position control: the last `fixed_last` examples all belong to task `fixed_task` (an index
     # into `tasks`); weights and counts then govern only the examples before them.
     fixed_last: int = Field(0, ge=0)

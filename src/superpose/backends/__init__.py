@@ -14,13 +14,21 @@ See docs/backends.md.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
+
+from pydantic import ValidationError
 
 from superpose.backends.base import (Backend, CapabilityError, ContinuationScore, ScoreRequest,
                                      encode_continuation, encode_prompt)
+from superpose.backends.options import OPTIONS, option_error
 from superpose.errors import SuperposeError
 
-PREFIXES = ("vllm", "openai")
+# The one table of backends: the model string's prefix -> "module:Class" (imported only when used).
+BACKENDS = {"hf": "superpose.backends.hf:HFBackend",
+            "vllm": "superpose.backends.vllm:VLLMBackend",
+            "openai": "superpose.backends.api:APIBackend"}
+PREFIXES = tuple(kind for kind in BACKENDS if kind != "hf")
 
 
 def split_model(model: str) -> tuple[str, str]:
@@ -34,19 +42,19 @@ def split_model(model: str) -> tuple[str, str]:
 
 
 def backend_class(model: str) -> type[Backend]:
-    """The backend class a model string selects (nothing is imported from torch or vLLM)."""
+    """The backend class a model string selects (its module is imported; no model is loaded)."""
+    module, _, name = BACKENDS[split_model(model)[0]].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def check_options(model: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` validated by the model's backend (:mod:`superpose.backends.options`), as given (typed):
+    an unknown or ill-typed option raises one line naming it (and the allowed ones)."""
     kind, _ = split_model(model)
-    if kind == "vllm":
-        from superpose.backends.vllm import VLLMBackend
-
-        return VLLMBackend
-    if kind == "openai":
-        from superpose.backends.api import APIBackend
-
-        return APIBackend
-    from superpose.backends.hf import HFBackend
-
-    return HFBackend
+    try:
+        return OPTIONS[kind].model_validate(options).model_dump(exclude_unset=True)
+    except ValidationError as e:
+        raise SuperposeError(option_error(model, kind, e)) from None
 
 
 def check_model(model: str, needs: tuple[str, ...] = (), purpose: str = "this command") -> None:
@@ -62,34 +70,21 @@ def check_model(model: str, needs: tuple[str, ...] = (), purpose: str = "this co
 
 
 def load_backend(model: str, dtype: str = "float32", device: str | None = None, **options: Any) -> Backend:
-    """Load ``model`` (see the module doc) behind the :class:`Backend` interface.
+    """Load ``model`` (see the module doc) behind the :class:`Backend` interface: its backend's ``load``.
 
-    ``options`` go to the backend: ``batch_size`` for all; ``threads`` for transformers; vLLM's engine
-    options (``tensor_parallel_size``, ``pipeline_parallel_size``, ``distributed_executor_backend``,
-    ``gpu_memory_utilization``, ``max_model_len``, ...); the API's (``base_url``, ``mode``, ...,
-    :mod:`superpose.backends.api`).
+    ``options`` (:mod:`superpose.backends.options`) go to the backend: ``batch_size`` for all;
+    ``threads`` for transformers; vLLM's engine options (``tensor_parallel_size``,
+    ``pipeline_parallel_size``, ``distributed_executor_backend``, ``gpu_memory_utilization``,
+    ``max_model_len``, ...); the API's (``base_url``, ``mode``, ..., :mod:`superpose.backends.api`).
     """
     from superpose.models.loading import DTYPES
 
     if dtype not in DTYPES:
         raise SuperposeError(f"dtype must be one of {', '.join(DTYPES)}; got '{dtype}'")
-    kind, name = split_model(model)
-    if kind == "vllm":
-        from superpose.backends.vllm import VLLMBackend
-
-        return VLLMBackend(name, dtype=dtype, device=device, **options)
-    if kind == "openai":
-        from superpose.backends.api import APIBackend
-
-        return APIBackend(name, dtype=dtype, device=device, **options)
-    from superpose.backends.hf import load_hf
-
-    unknown = sorted(set(options) - {"batch_size", "threads"})
-    if unknown:
-        raise SuperposeError(f"model '{model}': unknown options {unknown} for a transformers model "
-                             "(allowed: batch_size, threads; engine options need a 'vllm:' model)")
-    return load_hf(name, dtype, device, **options)
+    options = check_options(model, options)
+    _, name = split_model(model)
+    return backend_class(model).load(name, dtype, device, **options)
 
 
-__all__ = ["Backend", "CapabilityError", "ContinuationScore", "ScoreRequest", "backend_class", "check_model",
-           "encode_continuation", "encode_prompt", "load_backend", "split_model"]
+__all__ = ["BACKENDS", "Backend", "CapabilityError", "ContinuationScore", "ScoreRequest", "backend_class",
+           "check_model", "check_options", "encode_continuation", "encode_prompt", "load_backend", "split_model"]

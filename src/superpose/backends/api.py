@@ -63,30 +63,23 @@ import hashlib
 import json
 import math
 import os
-import re
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 from urllib.parse import urlparse
 
+from pydantic import ValidationError
+
 from superpose.backends.base import (Backend, ContinuationScore, Encoded, PrefixPlan, ScoreRequest,
                                      continuation_tail)
-from superpose.errors import SuperposeError, brief, missing_package
+from superpose.backends.options import APIOptions, option_error
+from superpose.errors import SuperposeError, missing_package
 
 CACHE_FILE = "api_cache.jsonl"
-OPTIONS = {"base_url": None, "api_key_env": "OPENAI_API_KEY", "mode": "exact", "scoring_path": "auto",
-           "concurrency": 8, "timeout": 60.0, "max_retries": 6, "max_requests": 20000, "top_logprobs": 10,
-           "min_prob": 1e-3, "batch_size": 64, "price_per_1k_prompt_tokens": None,
-           "price_per_1k_completion_tokens": None}
-MODES = ("exact", "lower_bound")
-PATHS = ("auto", "shared_prefix", "echo")  # exact mode's scoring paths; see the module doc
 # Completions fields of the OpenAI API; anything else in a request body travels as an extra body parameter.
 STANDARD_FIELDS = ("prompt", "echo", "logprobs", "max_tokens", "temperature")
 
 
 OPENAI_VERSION = "3.63.0"  # the version requirements.txt pins
-# api_key_env names a variable whose value goes to base_url: only API-key variables, so a config someone
-# hands you cannot send $GITHUB_TOKEN, $AWS_SECRET_ACCESS_KEY or any other secret of your shell to its server.
-KEY_ENV = re.compile(r"^[A-Z][A-Z0-9_]*_API_KEY$")
 
 
 def _openai() -> Any:
@@ -138,22 +131,19 @@ class APIBackend(Backend):
     capabilities: ClassVar[frozenset[str]] = frozenset({"score"})
     remote: ClassVar[bool] = True
 
+    @classmethod
+    def load(cls, name: str, dtype: str = "float32", device: str | None = None, **options: Any) -> APIBackend:
+        """A client for the served model ``name`` (nothing is sent yet); ``options``:
+        :class:`~superpose.backends.options.APIOptions`."""
+        return cls(name, dtype, device, **options)
+
     def __init__(self, model: str, dtype: str = "float32", device: str | None = None, **options: Any):
-        unknown = sorted(set(options) - set(OPTIONS))
-        if unknown:
-            raise SuperposeError(f"openai model options: unknown {unknown}; allowed: {', '.join(OPTIONS)}")
         if device not in (None, "auto"):
             raise SuperposeError(f"model 'openai:{model}': --device does not apply to a model behind an API")
-        self.options = {**OPTIONS, **options}
-        for option, allowed in (("mode", MODES), ("scoring_path", PATHS)):
-            if self.options[option] not in allowed:
-                raise SuperposeError(f"openai model option {option}: expected one of {', '.join(allowed)}, "
-                                     f"got {self.options[option]!r}")
-        env = self.options["api_key_env"]
-        if not isinstance(env, str) or not KEY_ENV.match(env):
-            raise SuperposeError(f"openai model option api_key_env: expected the name of an environment variable "
-                                 f"ending in _API_KEY, like OPENAI_API_KEY; got {brief(env)} (only API-key "
-                                 "variables may be sent to a server)")
+        try:
+            self.options = APIOptions.model_validate(options).model_dump()
+        except ValidationError as e:
+            raise SuperposeError(option_error(f"openai:{model}", "openai", e)) from None
         self.model, self.name = model, f"openai:{model}"
         self.batch_size = int(self.options["batch_size"])
         self.api_key = self._key()
@@ -190,10 +180,12 @@ class APIBackend(Backend):
     def count_tokens(self, text: str) -> int:
         return len(text)  # an upper bound for byte-level BPE tokenizers; the tokenizer is the server's
 
-    def check_request(self, request: ScoreRequest) -> None:
+    def prepare(self, request: ScoreRequest) -> ScoreRequest:
+        """The request itself, once its continuations are checked (the server tokenizes and checks the fit)."""
         if not request.continuations or not all(request.continuations):
             raise SuperposeError("no continuations to score" if not request.continuations
                                  else "cannot score an empty continuation")
+        return request
 
     def bind_run(self, folder: Path) -> None:
         self.cache = RequestCache(Path(folder) / CACHE_FILE)
@@ -260,7 +252,7 @@ class APIBackend(Backend):
     def score(self, requests: Sequence[ScoreRequest]) -> list[list[ContinuationScore]]:
         requests = list(requests)
         for r in requests:
-            self.check_request(r)
+            self.prepare(r)
         self.plan(requests)
         return self._run(lambda client, gate: self._score_all(client, gate, requests))
 
@@ -366,12 +358,12 @@ class APIBackend(Backend):
         prompt_ids = await self._tokenize(client, gate, request.prompt, True)
         joint = await asyncio.gather(*(self._tokenize(client, gate, request.prompt + c, True)
                                        for c in request.continuations))
-        continuations = []
+        tokens = []
         for c, ids in zip(request.continuations, joint):
             tail = continuation_tail(prompt_ids, ids)
-            continuations.append((tail, False) if tail is not None
-                                 else (await self._tokenize(client, gate, c, False), True))
-        return Encoded(prompt_ids, continuations)
+            tokens.append((tail, False) if tail is not None else (await self._tokenize(client, gate, c, False), True))
+        return Encoded(request.prompt, request.continuations, prompt_ids, tokens,
+                       len(prompt_ids) + max(len(ids) for ids, _ in tokens) - 1, encoder=self.name)
 
     async def _shared_prefix(self, client: Any, gate: asyncio.Semaphore, request: ScoreRequest) -> list[ContinuationScore]:
         """One request on the prompt alone, then one per longer prefix (they read its cached blocks)."""

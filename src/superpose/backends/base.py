@@ -5,13 +5,17 @@ several continuations of it), it returns, for each continuation, its tokens and 
 log-probability of each token given what precedes it (:class:`ContinuationScore`). That is all the
 probe, the λ sweep and the real-prompt curves need, and every backend can do it.
 
-Two further abilities are optional and declared as class-level :attr:`Backend.capabilities`, so an
+Further abilities are optional and declared as class-level :attr:`Backend.capabilities`, so an
 experiment can check them from the model string alone, before a run folder exists:
 
 * ``"enumerate"`` -- next-token distributions over the whole vocabulary, on a forked KV cache
   (output enumeration, the scaling run);
 * ``"residual"`` -- read and write the residual stream with hooks (task vectors);
 * ``"heads"`` -- the logit lens, per-head mean ablation and attention patterns (``superpose mechanism``).
+
+Code that needs them is typed against the :class:`typing.Protocol` of each (:class:`Enumerating`,
+:class:`Residual`, :class:`Heads`, at the end of this module), never against a backend class;
+:func:`capable` turns a loaded backend into one.
 
 The token boundary. Scoring needs the continuation's tokens *after* the prompt's tokens. We tokenize
 ``prompt + continuation`` jointly and take the tail when the prompt's own tokens are an exact prefix
@@ -26,11 +30,17 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Protocol, Sequence, TypeVar, runtime_checkable
 
 from superpose.errors import PromptTooLong, SuperposeError
+
+if TYPE_CHECKING:  # annotations only: importing this module loads no torch
+    import torch
+
+    from superpose.backends.residual import Patch
 
 _WHAT = {"enumerate": "next-token distributions (output enumeration)",
          "residual": "the residual stream (task vectors)",
@@ -80,17 +90,31 @@ class ContinuationScore:
         return 0 if self.lower_bound else len(self.token_logprobs)
 
 
-@dataclass(frozen=True)
-class Encoded:
-    """A request as token ids: the prompt's, and per continuation its ids and straddle flag."""
+@dataclass(frozen=True, eq=False)
+class Encoded(ScoreRequest):
+    """A request encoded once (:meth:`Backend.prepare`): its token ids, the tokens the model reads, and
+    whether they reach beyond the model's training length. Scoring it again does not tokenize again."""
 
     prompt_ids: list[int]
-    continuations: list[tuple[list[int], bool]]
+    tokens: list[tuple[list[int], bool]]  # per continuation: its token ids after the prompt's, straddle flag
+    n_read: int = 0  # tokens the model reads: the prompt and all but the last token of the longest continuation
+    beyond_training: bool = False  # n_read exceeds the model's training length (known for `superpose train` models)
+    encoder: str = ""  # the backend that encoded it: another one encodes the texts afresh
 
     @property
     def longest(self) -> int:
         """Tokens in the longest continuation."""
-        return max(len(ids) for ids, _ in self.continuations)
+        return max(len(ids) for ids, _ in self.tokens)
+
+
+@dataclass
+class Prefill:
+    """The state after running a batch of prompts: their KV cache and where each prompt ends."""
+
+    cache: Any  # a transformers Cache, rows = prompts (the KV-cache fork: HFBackend)
+    mask: torch.Tensor | None  # [B, width] 1 for real tokens, 0 for left pads; None when no row is padded
+    lengths: list[int]  # real tokens per row
+    last_logprobs: torch.Tensor  # [B, vocab] float32: log P(next token | prompt)
 
 
 class PrefixPlan:
@@ -107,7 +131,7 @@ class PrefixPlan:
         self.encoded = list(encoded)
         asks: dict[tuple[int, ...], set[int]] = {}
         for e in self.encoded:
-            for ids, _ in e.continuations:
+            for ids, _ in e.tokens:
                 for j, token in enumerate(ids):
                     asks.setdefault(tuple(e.prompt_ids + ids[:j]), set()).add(token)
         self.questions = [(list(prefix), sorted(tokens)) for prefix, tokens in asks.items()]
@@ -124,7 +148,7 @@ class PrefixPlan:
         out = []
         for request_texts, e in zip(texts, self.encoded):
             scores = []
-            for text, (ids, straddles) in zip(request_texts, e.continuations):
+            for text, (ids, straddles) in zip(request_texts, e.tokens):
                 lps = [table[tuple(e.prompt_ids + ids[:j])].get(token) for j, token in enumerate(ids)]
                 if any(lp is None for lp in lps):
                     raise SuperposeError(f"the engine returned no log-prob for a token of {text!r}")
@@ -164,6 +188,14 @@ def beyond_training_message(model: str, n_tokens: int, limit: int) -> str:
             "(use n_examples within its training length)")
 
 
+def beyond_training_warning(backend: Backend, requests: Sequence[ScoreRequest]) -> str | None:
+    """The one warning an experiment prints when some of its prepared requests read beyond the model's
+    training length (None when none does; backends themselves never print)."""
+    over = [r.n_read for r in requests if isinstance(r, Encoded) and r.beyond_training]
+    limit = backend.trained_length
+    return beyond_training_message(backend.name, max(over), limit) if over and limit is not None else None
+
+
 class Backend(ABC):
     """A model that scores continuations. Subclasses set :attr:`capabilities` and implement :meth:`score`."""
 
@@ -172,6 +204,12 @@ class Backend(ABC):
     remote: ClassVar[bool] = False  # True: loading is cheap (no weights) and requests may cost money
     name: str
     batch_size: int  # prompts an experiment should hand to one score() call
+
+    @classmethod
+    @abstractmethod
+    def load(cls, name: str, dtype: str = "float32", device: str | None = None, **options: Any) -> Backend:
+        """Load model ``name`` (the model string without its prefix) with options its
+        :mod:`~superpose.backends.options` model accepts; :func:`~superpose.backends.load_backend` calls this."""
 
     @property
     @abstractmethod
@@ -192,8 +230,15 @@ class Backend(ABC):
         """Per request, one :class:`ContinuationScore` per continuation, in order."""
 
     @abstractmethod
-    def check_request(self, request: ScoreRequest) -> None:
-        """Raise :class:`~superpose.errors.PromptTooLong` if the prompt plus a continuation exceeds the context."""
+    def prepare(self, request: ScoreRequest) -> ScoreRequest:
+        """``request`` checked and ready to score: encoded once (an :class:`Encoded`) where the backend
+        tokenizes locally. Raises :class:`~superpose.errors.PromptTooLong` if the prompt plus a
+        continuation exceeds the context."""
+
+    @property
+    def trained_length(self) -> int | None:
+        """Tokens of the longest sequence the model was trained on, when known (``superpose train``)."""
+        return None
 
     def score_one(self, prompt: str, continuations: Sequence[str]) -> list[ContinuationScore]:
         """:meth:`score` for a single prompt."""
@@ -262,38 +307,33 @@ class TokenizedBackend(Backend):
     def count_tokens(self, text: str) -> int:
         return len(encode_prompt(self.tokenizer, text))
 
-    def check_request(self, request: ScoreRequest) -> None:
-        self.encode(request)
+    def prepare(self, request: ScoreRequest) -> Encoded:
+        return self.encode(request)
 
     def encode(self, request: ScoreRequest) -> Encoded:
-        """Token ids of a request (see the module doc for the boundary check); checks that it fits."""
+        """Token ids of a request (see the module doc for the boundary check); checks that it fits. A
+        request this backend encoded already is returned as it is."""
+        if isinstance(request, Encoded) and request.encoder == self.name:
+            return request
         if not request.continuations:
             raise SuperposeError("no continuations to score")
         prompt_ids = encode_prompt(self.tokenizer, request.prompt)
-        conts = [encode_continuation(self.tokenizer, request.prompt, prompt_ids, c) for c in request.continuations]
-        encoded = Encoded(prompt_ids, conts)
-        self.check_fit(len(prompt_ids), encoded.longest)
-        self.beyond_training(len(prompt_ids) + encoded.longest - 1)  # the last token is not read
-        return encoded
+        tokens = [encode_continuation(self.tokenizer, request.prompt, prompt_ids, c) for c in request.continuations]
+        longest = max(len(ids) for ids, _ in tokens)
+        self.check_fit(len(prompt_ids), longest)
+        n_read = len(prompt_ids) + longest - 1  # the last token is not read
+        return Encoded(request.prompt, request.continuations, prompt_ids, tokens, n_read,
+                       self.beyond_training(n_read), self.name)
 
     @property
     def trained_length(self) -> int | None:
-        """Tokens of the longest sequence the model was trained on, when known (``superpose train``)."""
         value = self.info.get("trained_length")
         return int(value) if value is not None else None
 
     def beyond_training(self, n_tokens: int) -> bool:
-        """Whether a sequence of ``n_tokens`` is longer than any the model was trained on; warns once
-        per backend (on the console) the first time it is."""
+        """Whether a sequence of ``n_tokens`` is longer than any the model was trained on."""
         limit = self.trained_length
-        if limit is None or n_tokens <= limit:
-            return False
-        if not getattr(self, "_warned_beyond_training", False):
-            self._warned_beyond_training = True
-            from superpose.display.console import warn
-
-            warn(beyond_training_message(self.name, n_tokens, limit))
-        return True
+        return limit is not None and n_tokens > limit
 
     def check_fit(self, n_prompt: int, n_after: int, hint: str = "use fewer examples (n_examples)") -> None:
         """Fail when ``n_prompt`` prompt tokens plus ``n_after`` more exceed the context."""
@@ -301,3 +341,106 @@ class TokenizedBackend(Backend):
             raise PromptTooLong(
                 f"prompt of {n_prompt} tokens plus {n_after} more does not fit in the context of "
                 f"model '{self.name}' ({self.max_context} tokens); {hint}")
+
+
+# --- capabilities as protocols ----------------------------------------------------------------------
+# What enumeration, the naive oracle, task vectors, the mechanism and the explorer need of a model,
+# named by ability, not by class: code is typed against these (``HFBackend`` satisfies all of them), and
+# :func:`capable` turns a :class:`Backend` into one after the class-level check of :meth:`Backend.require`.
+
+
+@runtime_checkable
+class Tokenized(Protocol):
+    """Scoring with a local tokenizer: requests as token ids, and the one prompt-fit check."""
+
+    name: str
+    tokenizer: Any
+    capabilities: ClassVar[frozenset[str]]
+
+    @classmethod
+    def require(cls, capability: str, purpose: str) -> None: ...
+
+    @property
+    def provenance(self) -> dict: ...
+
+    @property
+    def max_context(self) -> int: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def score(self, requests: Sequence[ScoreRequest]) -> list[list[ContinuationScore]]: ...
+
+    def stream(self, requests: Sequence[ScoreRequest], done: Sequence[bool] | None = None
+               ) -> Iterator[tuple[int, list[ContinuationScore]]]: ...
+
+    def encode(self, request: ScoreRequest) -> Encoded: ...
+
+    def check_fit(self, n_prompt: int, n_after: int, hint: str = ...) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Prefilling(Tokenized, Protocol):
+    """A batch of prompts run once, then continued on forks of its KV cache."""
+
+    def prefill(self, prompts: Sequence[list[int]]) -> Prefill: ...
+
+    def extend(self, pre: Prefill, rows: Sequence[int], tails: Sequence[Sequence[int]],
+               keep: Sequence[int] | None = None) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class Enumerating(Prefilling, Protocol):
+    """Capability ``enumerate``: next-token distributions over the whole vocabulary."""
+
+    def next_token_logits(self, ids: Sequence[int], last_only: bool = False) -> torch.Tensor: ...
+
+    def end_token_ids(self) -> set[int]: ...
+
+
+@runtime_checkable
+class Residual(Prefilling, Protocol):
+    """Capability ``residual``: read (capture) and write (patch) the residual stream."""
+
+    @property
+    def n_layers(self) -> int: ...
+
+    def capture_residuals(self, ids: Sequence[Sequence[int]], positions: Sequence[int], layers: Sequence[int],
+                          pad: int | None = None) -> dict[int, torch.Tensor]: ...
+
+    def patching(self, patches: Sequence[Patch]) -> AbstractContextManager[list[int]]: ...
+
+
+@runtime_checkable
+class Heads(Residual, Protocol):
+    """Capability ``heads``: the logit lens, per-head mean ablation and attention patterns."""
+
+    @property
+    def head_shape(self) -> tuple[int, int, int]: ...
+
+    def lens_logprobs(self, hidden: torch.Tensor) -> torch.Tensor: ...
+
+    def score_with_residuals(self, requests: Sequence[ScoreRequest], layers: Sequence[int]
+                             ) -> tuple[list[list[ContinuationScore]], dict[int, torch.Tensor]]: ...
+
+    def head_means(self, prompts: Sequence[str]) -> torch.Tensor: ...
+
+    def score_ablated(self, request: ScoreRequest, rows: Sequence[Sequence[tuple[int, int]]],
+                      means: torch.Tensor, rows_per_pass: int = 8) -> list[list[ContinuationScore]]: ...
+
+    def attention_weights(self, ids: Sequence[Sequence[int]]) -> torch.Tensor: ...
+
+
+P = TypeVar("P", Enumerating, Residual, Heads)
+_CAPABILITY = {Enumerating: "enumerate", Residual: "residual", Heads: "heads"}
+
+
+def capable(backend: Backend | Tokenized, protocol: type[P], purpose: str) -> P:
+    """``backend`` as ``protocol`` (:class:`Enumerating`, :class:`Residual` or :class:`Heads`), or one line
+    (:class:`CapabilityError`) saying what ``purpose`` needs and what to use instead."""
+    type(backend).require(_CAPABILITY[protocol], purpose)
+    if not isinstance(backend, protocol):
+        raise CapabilityError(f"{purpose}: the backend of '{backend.name}' declares '{_CAPABILITY[protocol]}' "
+                              f"but lacks the methods of {protocol.__name__}")
+    return backend

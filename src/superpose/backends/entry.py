@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from superpose.backends import check_options
 from superpose.backends.devices import check_device_name
 from superpose.config import check_unique
 from superpose.models.loading import DTYPES
@@ -32,7 +33,13 @@ class ModelEntry(BaseModel):
     name: str = Field(min_length=1)  # embedded name, folder, GGUF file, hub id; "vllm:" prefix for vLLM
     label: str | None = None  # shown in tables and plots (default: the name)
     optional: bool = False  # skip with a note when it cannot be loaded
-    options: dict[str, Any] = Field(default_factory=dict)  # batch_size; vLLM engine options
+    options: dict[str, Any] = Field(default_factory=dict)  # the backend's (superpose.backends.options)
+
+    @model_validator(mode="after")
+    def _options_of_its_backend(self) -> ModelEntry:
+        # a SuperposeError, not a ValueError: it passes through pydantic as the one line naming the option
+        self.options = check_options(self.name, self.options)
+        return self
 
     @property
     def display(self) -> str:

@@ -27,12 +27,11 @@ import copy
 import importlib.metadata
 import os
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, ClassVar, Iterator, Sequence
 
 import torch
 
-from superpose.backends.base import ContinuationScore, Encoded, ScoreRequest, TokenizedBackend, encode_prompt
+from superpose.backends.base import ContinuationScore, Encoded, Prefill, ScoreRequest, TokenizedBackend, encode_prompt
 from superpose.backends.devices import resolve_device, warn_bfloat16_on_cpu
 from superpose.backends.heads import (ablating_heads, attention_weights, head_shape, recording_head_means,
                                       recording_last, unembed_logprobs)
@@ -41,16 +40,6 @@ from superpose.errors import ModelNotAvailable
 from superpose.models.convert import quiet_transformers_in_logs
 from superpose.models.loading import model_source
 from superpose.models.metadata import folder_metadata
-
-
-@dataclass
-class Prefill:
-    """The state after running a batch of prompts: their KV cache and where each prompt ends."""
-
-    cache: Any  # transformers Cache, rows = prompts
-    mask: torch.Tensor | None  # [B, width] 1 for real tokens, 0 for left pads; None when no row is padded
-    lengths: list[int]  # real tokens per row
-    last_logprobs: torch.Tensor  # [B, vocab] float32: log P(next token | prompt)
 
 
 def fork_cache(cache: Any, rows: torch.Tensor) -> Any:
@@ -64,6 +53,15 @@ def fork_cache(cache: Any, rows: torch.Tensor) -> Any:
     for layer in forked.layers:
         layer.batch_select_indices(rows)
     return forked
+
+
+def gather_logprobs(lp: torch.Tensor, targets: Sequence[Sequence[int]]) -> torch.Tensor:
+    """The log-probabilities of each row's target tokens: ``lp`` ``[C, T, vocab]`` (from :meth:`HFBackend.extend`),
+    ``targets[i]`` at most T token ids -> ``[C, T]``, 0 past the end of a row's targets."""
+    width = lp.shape[1]
+    ids = torch.tensor([list(t) + [0] * (width - len(t)) for t in targets], device=lp.device)  # [C, T]
+    real = torch.tensor([[j < len(t) for j in range(width)] for t in targets], device=lp.device)  # [C, T]
+    return torch.where(real, lp.gather(2, ids[:, :, None])[..., 0], 0.0)
 
 
 class HFBackend(TokenizedBackend):
@@ -186,7 +184,7 @@ class HFBackend(TokenizedBackend):
             chunk = encoded[start: start + self.batch_size]
             for request, enc, lps in zip(requests[start: start + self.batch_size], chunk, self._logprobs(chunk)):
                 results.append([ContinuationScore(text, ids, lp, straddles) for text, (ids, straddles), lp
-                                in zip(request.continuations, enc.continuations, lps)])
+                                in zip(request.continuations, enc.tokens, lps)])
         return results
 
     def _logprobs(self, chunk: list[Encoded], pre: Prefill | None = None,
@@ -195,16 +193,16 @@ class HFBackend(TokenizedBackend):
         prefill, already run; ``before_extend(rows)`` is told which prompt row each answer row forks)."""
         if pre is None:
             pre = self.prefill([e.prompt_ids for e in chunk])
-        out = [[[pre.last_logprobs[b, ids[0]].item()] for ids, _ in e.continuations] for b, e in enumerate(chunk)]
-        where = [(b, j) for b, e in enumerate(chunk) for j, (ids, _) in enumerate(e.continuations) if len(ids) > 1]
+        out = [[[pre.last_logprobs[b, ids[0]].item()] for ids, _ in e.tokens] for b, e in enumerate(chunk)]
+        where = [(b, j) for b, e in enumerate(chunk) for j, (ids, _) in enumerate(e.tokens) if len(ids) > 1]
         if where:
             if before_extend is not None:
                 before_extend([b for b, _ in where])
-            conts = [chunk[b].continuations[j][0] for b, j in where]
+            conts = [chunk[b].tokens[j][0] for b, j in where]
             lp = self.extend(pre, [b for b, _ in where], [ids[:-1] for ids in conts])  # [C, longest-1, vocab]
+            picked = gather_logprobs(lp, [ids[1:] for ids in conts])  # [C, longest-1]
             for row, ((b, j), ids) in enumerate(zip(where, conts)):
-                targets = torch.tensor(ids[1:], device=lp.device)
-                out[b][j] += lp[row, : len(ids) - 1].gather(1, targets[:, None])[:, 0].tolist()
+                out[b][j] += picked[row, : len(ids) - 1].tolist()
         return out
 
 
@@ -212,7 +210,7 @@ class HFBackend(TokenizedBackend):
 
     def _scores(self, request: ScoreRequest, enc: Encoded, lps: list[list[float]]) -> list[ContinuationScore]:
         return [ContinuationScore(text, ids, lp, straddles)
-                for text, (ids, straddles), lp in zip(request.continuations, enc.continuations, lps)]
+                for text, (ids, straddles), lp in zip(request.continuations, enc.tokens, lps)]
 
     def lens_logprobs(self, hidden: torch.Tensor) -> torch.Tensor:
         """The logit lens: ``[n, d_model]`` residual vectors through the final norm and unembedding ->
@@ -277,55 +275,55 @@ class HFBackend(TokenizedBackend):
         """Attention patterns for rows of equal length: ``[layers, rows, heads, seq, seq]`` float32."""
         return attention_weights(self.model, self._tensor([list(r) for r in ids]))
 
+    @classmethod
+    def load(cls, name: str, dtype: str = "float32", device: str | None = None, batch_size: int | None = None,
+             threads: int | None = None) -> HFBackend:
+        """Load a causal LM for scoring (eval mode, no grad) with its tokenizer and provenance.
 
-def load_hf(model: str, dtype: str = "float32", device: str | None = None, batch_size: int | None = None,
-            threads: int | None = None) -> HFBackend:
-    """Load a causal LM for scoring (eval mode, no grad) with its tokenizer and provenance.
+        ``name`` is an embedded name, a GGUF file, a local Hugging Face folder or a hub id. A GGUF file is
+        converted once into a cached folder (:mod:`superpose.models.convert`) and read from there.
+        ``batch_size`` prompts share a forward pass: by default 16 on a GPU and 1 on a CPU, where padding
+        costs more than batching saves (``benchmarks/backends.py``). ``threads`` sets torch's CPU threads
+        (None: torch's default).
+        """
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    ``model`` is an embedded name, a GGUF file, a local Hugging Face folder or a hub id. A GGUF file is
-    converted once into a cached folder (:mod:`superpose.models.convert`) and read from there.
-    ``batch_size`` prompts share a forward pass: by default 16 on a GPU and 1 on a CPU, where padding
-    costs more than batching saves (``benchmarks/backends.py``). ``threads`` sets torch's CPU threads
-    (None: torch's default).
-    """
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+        quiet_transformers_in_logs()
 
-    quiet_transformers_in_logs()
+        where_device = resolve_device(device)
+        if dtype == "bfloat16" and where_device == "cpu":
+            warn_bfloat16_on_cpu()
+        if threads is not None:
+            torch.set_num_threads(threads)
+        resolved, folder, info = model_source(name)
+        kwargs: dict[str, Any] = {}
+        if where_device == "auto":  # several GPUs: accelerate spreads the layers
+            kwargs["device_map"] = "auto"
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(folder))
+            hf_model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=getattr(torch, dtype), **kwargs)
+        except (OSError, ValueError) as e:
+            raise ModelNotAvailable(f"could not load model '{name}' from {folder}: {e}") from None
+        from superpose.models.columns import attach_columns
 
-    where_device = resolve_device(device)
-    if dtype == "bfloat16" and where_device == "cpu":
-        warn_bfloat16_on_cpu()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    name, folder, info = model_source(model)
-    kwargs: dict[str, Any] = {}
-    if where_device == "auto":  # several GPUs: accelerate spreads the layers
-        kwargs["device_map"] = "auto"
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(folder))
-        hf_model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=getattr(torch, dtype), **kwargs)
-    except (OSError, ValueError) as e:
-        raise ModelNotAvailable(f"could not load model '{model}' from {folder}: {e}") from None
-    from superpose.models.columns import attach_columns
-
-    attach_columns(hf_model, folder)  # a column-position model (an architecture change) gets its column weights
-    hf_model.eval()
-    if where_device != "auto":
-        hf_model.to(where_device)
-    info.update({
-        "name": name, "backend": "hf", "dtype": dtype, "device": str(next(hf_model.parameters()).device),
-        "n_parameters": sum(p.numel() for p in hf_model.parameters()),
-        "max_context": _max_context(hf_model.config, tokenizer),
-        "hub_commit": getattr(hf_model.config, "_commit_hash", None),
-        "versions": {p: importlib.metadata.version(p) for p in ("torch", "transformers")},
-    })
-    for key, value in folder_metadata(folder).items():  # training length, weight hashes (when local)
-        info.setdefault(key, value)
-    info.setdefault("architecture", type(hf_model).__name__)  # a hub id: no local config.json read
-    if batch_size is None:
-        batch_size = 1 if where_device == "cpu" else 16
-    return HFBackend(name, hf_model, tokenizer, info, batch_size=batch_size)
+        attach_columns(hf_model, folder)  # a column-position model (an architecture change) gets its column weights
+        hf_model.eval()
+        if where_device != "auto":
+            hf_model.to(where_device)
+        info.update({
+            "name": resolved, "backend": "hf", "dtype": dtype, "device": str(next(hf_model.parameters()).device),
+            "n_parameters": sum(p.numel() for p in hf_model.parameters()),
+            "max_context": _max_context(hf_model.config, tokenizer),
+            "hub_commit": getattr(hf_model.config, "_commit_hash", None),
+            "versions": {p: importlib.metadata.version(p) for p in ("torch", "transformers")},
+        })
+        for key, value in folder_metadata(folder).items():  # training length, weight hashes (when local)
+            info.setdefault(key, value)
+        info.setdefault("architecture", type(hf_model).__name__)  # a hub id: no local config.json read
+        if batch_size is None:
+            batch_size = 1 if where_device == "cpu" else 16
+        return cls(resolved, hf_model, tokenizer, info, batch_size=batch_size)
 
 
 def _max_context(config: Any, tokenizer: Any) -> int:
@@ -337,4 +335,4 @@ def _max_context(config: Any, tokenizer: Any) -> int:
     return int(limit) if isinstance(limit, int) and limit < 10**8 else 2048
 
 
-__all__ = ["HFBackend", "Prefill", "fork_cache", "load_hf"]
+__all__ = ["HFBackend", "Prefill", "fork_cache", "gather_logprobs"]

@@ -41,17 +41,12 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterator, Sequence
 
 from superpose.backends.base import ContinuationScore, Encoded, PrefixPlan, ScoreRequest, TokenizedBackend
+from superpose.backends.options import VLLMOptions
 from superpose.errors import ModelNotAvailable, SuperposeError
 from superpose.models.loading import model_source
 from superpose.models.metadata import folder_metadata
 from superpose.models.registry import cache_dir
 
-# Options a config's model entry (or the Python caller) may pass through to vllm.LLM.
-ENGINE_OPTIONS = ("tensor_parallel_size", "pipeline_parallel_size", "distributed_executor_backend",
-                  "gpu_memory_utilization", "max_model_len", "enforce_eager", "max_num_seqs",
-                  "swap_space", "seed", "trust_remote_code", "download_dir", "quantization", "revision",
-                  "block_size", "enable_prefix_caching", "disable_log_stats")
-PATHS = ("auto", "shared_prefix", "prompt_logprobs")  # the option scoring_path; see the module doc
 LOG_FILE = "vllm.log"
 
 
@@ -120,15 +115,14 @@ class VLLMBackend(TokenizedBackend):
     kind: ClassVar[str] = "vllm"
     capabilities: ClassVar[frozenset[str]] = frozenset({"score"})
 
+    @classmethod
+    def load(cls, name: str, dtype: str = "float32", device: str | None = None, **options: Any) -> VLLMBackend:
+        """Start an engine for ``name``; ``options``: :class:`~superpose.backends.options.VLLMOptions`."""
+        opts = VLLMOptions.model_validate(options)
+        return cls(name, dtype, device, opts.batch_size, opts.scoring_path, **opts.engine())
+
     def __init__(self, model: str, dtype: str = "float32", device: str | None = None, batch_size: int = 1024,
                  scoring_path: str = "auto", **engine: Any):
-        unknown = sorted(set(engine) - set(ENGINE_OPTIONS))
-        if unknown:
-            raise SuperposeError(f"vllm model options: unknown {unknown}; allowed: batch_size, scoring_path, "
-                                 f"{', '.join(ENGINE_OPTIONS)}")
-        if scoring_path not in PATHS:
-            raise SuperposeError(f"vllm model option scoring_path: expected one of {', '.join(PATHS)}, "
-                                 f"got {scoring_path!r}")
         if not vllm_installed():
             raise ModelNotAvailable(
                 "model 'vllm:" + model + "': vLLM is not installed. On a GPU machine: pip install "
@@ -214,7 +208,7 @@ class VLLMBackend(TokenizedBackend):
         used = 0
         for i, e in enumerate(encoded):
             # the prompt, plus per continuation token its own last partial block and the answer
-            need = len(e.prompt_ids) + sum(len(ids) for ids, _ in e.continuations) * (cache.block_size + e.longest)
+            need = len(e.prompt_ids) + sum(len(ids) for ids, _ in e.tokens) * (cache.block_size + e.longest)
             if groups[-1] and room and used + need > room:
                 groups.append([])
                 used = 0
@@ -244,12 +238,12 @@ class VLLMBackend(TokenizedBackend):
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        flat = [(e.prompt_ids, ids) for e in encoded for ids, _ in e.continuations]
+        flat = [(e.prompt_ids, ids) for e in encoded for ids, _ in e.tokens]
         params = SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=0.0)
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=p + c) for p, c in flat], params, use_tqdm=False)
         logprobs = iter([_continuation_logprobs(o.prompt_logprobs, len(p), c) for (p, c), o in zip(flat, outputs)])
         return [[ContinuationScore(text, ids, next(logprobs), straddles)
-                 for text, (ids, straddles) in zip(request_texts, e.continuations)]
+                 for text, (ids, straddles) in zip(request_texts, e.tokens)]
                 for request_texts, e in zip(texts, encoded)]
 
     def close(self) -> None:
@@ -340,4 +334,4 @@ def _version(package: str) -> str | None:
         return None
 
 
-__all__ = ["VLLMBackend", "ENGINE_OPTIONS", "PATHS", "verbose", "vllm_installed"]
+__all__ = ["VLLMBackend", "verbose", "vllm_installed"]

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from superpose.backends import check_model, load_backend
 from superpose.backends.devices import resolve_device
-from superpose.backends.hf import HFBackend
+from superpose.backends.base import Heads, capable
 from superpose.config import load_config
 from superpose.errors import SuperposeError
 from superpose.experiments.base import open_run
@@ -114,7 +114,7 @@ def _slug(text: str) -> str:
 
 
 def run_mechanism(config: MechanismConfig | None, *, root: str | Path = DEFAULT_ROOT, resume: str | Path | None = None,
-                  backend: HFBackend | None = None, progress: bool = True) -> tuple[RunFolder, dict]:
+                  backend: Heads | None = None, progress: bool = True) -> tuple[RunFolder, dict]:
     """Run (or resume) the mechanism analyses; returns the finished run folder and its summary.
 
     ``backend``: a model already loaded (tests, notebooks), used for every model of the config and left open.
@@ -132,14 +132,15 @@ def run_mechanism(config: MechanismConfig | None, *, root: str | Path = DEFAULT_
     done = {_key(r) for r in run.read_records()}
     provenance = dict(run.config_doc().get("models") or {})
     for entry in config.entries:
-        lm: HFBackend | None = None
+        lm: Heads | None = None
 
-        def model() -> HFBackend:
+        def model() -> Heads:
             nonlocal lm
             if lm is None:
                 console.print(f"loading model [bold]{entry.name}[/bold] ({config.dtype})")
                 options = {"batch_size": config.mechanism.batch_size, **entry.options}
-                lm = backend or load_backend(entry.name, config.dtype, config.device, **options)
+                lm = backend or capable(load_backend(entry.name, config.dtype, config.device, **options),
+                                        Heads, "superpose mechanism")
                 provenance[entry.display] = lm.provenance
                 run.update_config("models", provenance)
             return lm
@@ -165,7 +166,7 @@ def _key(r: dict) -> tuple:
 
 
 def _run_mixture(run: RunFolder, config: MechanismConfig, model_name: str, mixture: Mixture, prompts: list[Prompt],
-                 done: set, model: Callable[[], HFBackend]) -> None:
+                 done: set, model: Callable[[], Heads]) -> None:
     """Every chosen analysis of one (model, mixture), skipping records already written."""
     opts = config.mechanism
     base = {"model": model_name, "mixture": mixture.name}

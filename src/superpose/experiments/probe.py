@@ -16,12 +16,14 @@ from __future__ import annotations
 import gc
 import json
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 from pydantic import Field, field_validator
 
 from superpose.backends import (Backend, ContinuationScore, ScoreRequest, backend_class, check_model,
                                load_backend)
+from superpose.backends.base import beyond_training_warning
 from superpose.backends.devices import resolve_device
 from superpose.backends.entry import ModelEntry, Models
 from superpose.config import check_unique, load_config
@@ -29,7 +31,7 @@ from superpose.errors import PromptTooLong, SuperposeError
 from superpose.experiments.base import ExperimentConfig, open_run
 from superpose.metrics import control_statistics, paired_difference, task_statistics, verdict
 from superpose.prompts import MAX_PROMPTS, Control, MixtureSpec, Prompt, build_controls, build_prompts
-from superpose.display.console import console
+from superpose.display.console import console, warn
 from superpose.display.figures import plot_controls, plot_distributions, plot_means
 from superpose.display.text import md
 from superpose.progress import track
@@ -90,15 +92,21 @@ def requests_of(prompt: Prompt, terminator: str = "") -> ScoreRequest:
     return ScoreRequest(prompt.text, [a + terminator for a in prompt.answers])
 
 
+def prepare_requests(backend: Backend, prompts: Iterable[tuple[str, Prompt]], terminator: str) -> list[ScoreRequest]:
+    """Each (mixture, prompt)'s request, checked and encoded once by ``backend`` (:meth:`Backend.prepare`);
+    a prompt plus an answer that exceeds the model's context fails, naming the prompt, before any scoring."""
+    out = []
+    for mixture, p in prompts:
+        try:
+            out.append(backend.prepare(requests_of(p, terminator)))
+        except PromptTooLong as e:
+            raise PromptTooLong(f"mixture '{mixture}', prompt {p.index}: {e} (now {len(p.example_tasks)})") from None
+    return out
+
+
 def check_prompts_fit(backend: Backend, prompts: dict[str, list[Prompt]], terminator: str) -> None:
     """Fail before any scoring if a prompt plus an answer exceeds the model's context."""
-    for mixture, items in prompts.items():
-        for p in items:
-            try:
-                backend.check_request(requests_of(p, terminator))
-            except PromptTooLong as e:
-                raise PromptTooLong(f"mixture '{mixture}', prompt {p.index}: {e} "
-                                    f"(now {len(p.example_tasks)})") from None
+    prepare_requests(backend, [(m, p) for m, ps in prompts.items() for p in ps], terminator)
 
 
 def run_probe(config: ProbeConfig | None, *, root: str | Path = DEFAULT_ROOT, resume: str | Path | None = None,
@@ -137,7 +145,6 @@ def run_probe(config: ProbeConfig | None, *, root: str | Path = DEFAULT_ROOT, re
     # the mixture prompts first, then their controls: without controls the records are as before
     items: list[tuple[str, Prompt, Control | None]] = [(m, p, None) for m, ps in prompts.items() for p in ps]
     items += [(m, c.prompt, c) for m, cs in controls.items() for per_prompt in cs for c in per_prompt]
-    requests = [requests_of(p, config.terminator) for _, p, _ in items]
     for entry in config.entries:
         model_name = entry.display
         finished = [_item_key(model_name, m, p, c) in done for m, p, c in items]
@@ -149,12 +156,12 @@ def run_probe(config: ProbeConfig | None, *, root: str | Path = DEFAULT_ROOT, re
         lm.bind_run(run.path)
         provenance[model_name] = lm.provenance
         run.update_config("models", provenance)
-        check_prompts_fit(lm, {m: ps + [c.prompt for per_prompt in controls.get(m, []) for c in per_prompt]
-                               for m, ps in prompts.items()}, config.terminator)
+        requests = prepare_requests(lm, [(m, p) for m, p, _ in items], config.terminator)  # encoded once
+        note = beyond_training_warning(lm, requests)
+        if note:
+            warn(note)
         stream = lm.stream(requests, finished)
-        if progress:  # a bar on a terminal, a line per tenth of the work in a pipe or a log
-            stream = track(stream, f"{model_name}: scoring prompts", total=finished.count(False))
-        for i, scores in stream:
+        for i, scores in track(stream, f"{model_name}: scoring prompts", total=finished.count(False), progress=progress):
             mixture, prompt, control = items[i]
             record = probe_record(model_name, mixture, prompt, scores)
             if control is not None:

@@ -28,8 +28,7 @@ follows λ. :func:`position_control` (a pure function of the records) reports P(
 for each m, and against how far back the nearest task-1 example is (1 = the last example).
 
 A model trained by ``superpose train`` knows the longest sequence it saw (``training.json``); the
-sweep flags every prompt longer than that (``beyond_training``), the backend warns once on the
-console, and the summary says what share of prompts extrapolate.
+sweep flags every prompt longer than that (``beyond_training``), warns once on the console, and the summary says what share of prompts extrapolate.
 
 The run folder holds config.yaml, records.jsonl (one record per prompt), summary.json and
 figures/sweep.png (stacked areas of P(task 1), P(task 2) and the rest against λ, with the diagonal;
@@ -46,9 +45,11 @@ from typing import ClassVar, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from superpose.backends import Backend, ScoreRequest, backend_class, check_model, load_backend
+from superpose.backends.base import Encoded, beyond_training_warning
 from superpose.backends.devices import resolve_device
 from superpose.backends.entry import ModelEntry
 from superpose.config import load_config
+from superpose.display.console import warn
 from superpose.progress import Progress, track
 from superpose.errors import SuperposeError
 from superpose.experiments.base import ExperimentConfig, open_run
@@ -167,8 +168,12 @@ def run_sweep(config: SweepConfig | None, *, root: str | Path = DEFAULT_ROOT, re
         run.update_config("model_info", {k: v for k, v in backend.provenance.items() if k != "versions"})
         specs = {(m, lam): cfg.spec(lam, m) for m in cfg.fixed_last for lam in cfg.lambdas}
         prompts = [build_prompt(specs[m, lam], cfg.seed, i) for m, lam, i in items]
-        guard = getattr(backend, "trained_length", None) is not None  # a `superpose train` model
-        stream = backend.stream([ScoreRequest(p.text, p.answers) for p in prompts], finished)
+        guard = backend.trained_length is not None  # a `superpose train` model
+        requests = [backend.prepare(ScoreRequest(p.text, p.answers)) for p in prompts]  # encoded once
+        note = beyond_training_warning(backend, requests)
+        if note:
+            warn(note)
+        stream = backend.stream(requests, finished)
         stream = track(stream, f"sweep {cfg.task1}/{cfg.task2}", total=finished.count(False), progress=progress)
         for k, (s1, s2) in stream:
             (m, lam, i), prompt = items[k], prompts[k]
@@ -179,9 +184,9 @@ def run_sweep(config: SweepConfig | None, *, root: str | Path = DEFAULT_ROOT, re
                 "last_example_task": prompt.example_tasks[-1] + 1,  # 1 or 2
                 "example_tasks": "".join(str(t + 1) for t in prompt.example_tasks),  # e.g. "1221"
             }
-            if guard:  # tokens the model reads: the prompt and all but the last answer token
-                n_read = backend.count_tokens(prompt.text) + max(len(s1.token_ids), len(s2.token_ids)) - 1
-                record.update(n_read=n_read, beyond_training=backend.beyond_training(n_read))
+            request = requests[k]
+            if guard and isinstance(request, Encoded):  # n_read: the prompt and all but the last answer token
+                record.update(n_read=request.n_read, beyond_training=request.beyond_training)
             run.append_record(record)
     records = run.read_records()
     summary = summarize_sweep(records, cfg, run.config_doc().get("model_info"))

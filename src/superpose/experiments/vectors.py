@@ -29,7 +29,7 @@ from superpose.errors import SuperposeError
 from superpose.experiments.base import open_run
 from superpose.backends import check_model, load_backend
 from superpose.backends.devices import resolve_device
-from superpose.backends.hf import HFBackend
+from superpose.backends.base import Residual, capable
 from superpose.display.console import console
 from superpose.runs import DEFAULT_ROOT, RunFolder
 from superpose.vectors import figures
@@ -48,7 +48,7 @@ OUTPUTS = {"layers": "layers.json", "project": "projection.json", "interpolate":
 
 
 def run_vectors(config: VectorsConfig | None, *, root: str | Path = DEFAULT_ROOT, resume: str | Path | None = None,
-                backend: HFBackend | None = None, progress: bool = True) -> tuple[RunFolder, dict]:
+                backend: Residual | None = None, progress: bool = True) -> tuple[RunFolder, dict]:
     """Run (or resume) every step not yet done; returns the run folder and its summary.
 
     ``backend``: ``config.model`` already loaded (notebooks, tests); by default it loads on first need.
@@ -58,7 +58,7 @@ def run_vectors(config: VectorsConfig | None, *, root: str | Path = DEFAULT_ROOT
 
 
 def open_vectors(config: VectorsConfig | None, *, root: str | Path = DEFAULT_ROOT, resume: str | Path | None = None,
-                 backend: HFBackend | None = None) -> "VectorsExperiment":
+                 backend: Residual | None = None) -> "VectorsExperiment":
     """A new run folder for ``config``, or (``resume``) the existing one; its steps run on demand."""
     if resume is None:
         assert config is not None
@@ -80,10 +80,10 @@ def _r(x: float, nd: int = 4) -> float:
 class VectorsExperiment:
     """One task-vector run: its folder, config, the model (loaded on first need) and the stored vectors."""
 
-    def __init__(self, run: RunFolder, config: VectorsConfig, backend: HFBackend | None = None):
+    def __init__(self, run: RunFolder, config: VectorsConfig, backend: Residual | None = None):
         """``backend``: an already loaded model (notebooks, tests); by default ``config.model`` loads on first need."""
         self.run, self.config = run, config
-        self._lm: HFBackend | None = backend
+        self._lm: Residual | None = backend
         if backend is not None:
             self.run.update_config("models", {config.model: backend.provenance})
         self._store: VectorStore | None = None
@@ -91,12 +91,12 @@ class VectorsExperiment:
     # -- shared resources ---------------------------------------------------------------------------
 
     @property
-    def lm(self) -> HFBackend:
+    def lm(self) -> Residual:
         """The model, loaded once and its provenance recorded in config.yaml."""
         if self._lm is None:
             console.print(f"loading model [bold]{self.config.model}[/bold] ({self.config.dtype})")
-            backend = load_backend(self.config.model, self.config.dtype, self.config.device)
-            assert isinstance(backend, HFBackend)  # check_model required the residual stream
+            backend = capable(load_backend(self.config.model, self.config.dtype, self.config.device), Residual,
+                              "superpose vectors")
             self._lm = backend
             self.run.update_config("models", {self.config.model: backend.provenance})
         return self._lm

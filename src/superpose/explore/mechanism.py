@@ -13,7 +13,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from superpose.backends import Backend
-from superpose.backends.hf import HFBackend
+from superpose.backends.base import Heads, Residual, capable
 from superpose.errors import SuperposeError
 from superpose.explore.service import SEPARATOR, ScoreBody, Setting, mixture
 from superpose.mechanism.attribution import leave_one_out
@@ -37,12 +37,6 @@ class SteerBody(Setting):
     n_vector_prompts: int = Field(4, ge=1, le=16)
 
 
-def _residual(backend: Backend, what: str) -> HFBackend:
-    type(backend).require("heads" if what != "steering" else "residual", what)
-    assert isinstance(backend, HFBackend)
-    return backend
-
-
 def _check(body: ScoreBody) -> None:
     if not body.prompt.strip():
         raise SuperposeError("prompt: empty; write some examples and a query, or draw a prompt")
@@ -55,7 +49,7 @@ def lens(backend: Backend, body: ScoreBody) -> dict:
     _check(body)
     from superpose.backends import ScoreRequest
 
-    r = lens_of(_residual(backend, "the layer lens"), [ScoreRequest(body.prompt, body.answers)])[0]
+    r = lens_of(capable(backend, Heads, "the layer lens"), [ScoreRequest(body.prompt, body.answers)])[0]
     return {"layers": len(r["lens"][0]), "probs": [[math.exp(x) for x in row] for row in r["lens"]],
             "exact_first": [math.exp(x) for x in r["first_logprob"]], "exact": [math.exp(x) for x in r["logprob"]]}
 
@@ -78,7 +72,7 @@ def attribution(backend: Backend, body: AttributionBody) -> dict:
 def steer(backend: Backend, body: SteerBody) -> dict:
     """P of both tasks' answers on a zero-shot query with ``λ v1 + (1-λ) v2`` patched at the separator
     (v: mean residual of single-task prompts at ``layer``), as ``superpose vectors`` interpolates."""
-    lm = _residual(backend, "steering")
+    lm = capable(backend, Residual, "steering")
     if len(body.tasks) != 2:
         raise SuperposeError(f"tasks: steering needs exactly two tasks, got {len(body.tasks)}")
     mixture(body)  # the two tasks must mix (same inputs)

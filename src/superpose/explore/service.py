@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from superpose.backends import Backend, ScoreRequest
+from superpose.backends.base import Enumerating, capable
 from superpose.config import config_from_dict, format_validation_error
 from superpose.errors import SuperposeError
 from superpose.metrics import control_statistics
@@ -295,10 +296,9 @@ class Explorer:
         if len(body.tasks) != len(body.answers):
             raise SuperposeError(f"tasks and answers: expected one answer per task, got {len(body.tasks)} tasks "
                                  f"and {len(body.answers)} answers")
-        type(self.backend).require("enumerate", "top outputs")
         # Small limits keep a click within seconds on a CPU; the page shows the mass left unexplored.
         settings = EnumerateSettings(max_outputs=body.max_outputs, max_expansions=64, max_tokens=8)
-        found = OutputEnumerator(self.backend, settings).enumerate(body.prompt)  # type: ignore[arg-type]
+        found = OutputEnumerator(capable(self.backend, Enumerating, "top outputs"), settings).enumerate(body.prompt)
         task_of = dict(zip(body.answers, body.tasks))
         return {"outputs": [{"text": o.text, "prob": o.prob, "eos": o.ended_by == "eos",
                              "task": task_of.get(o.text) if o.ended_by == "terminator" else None}

@@ -15,17 +15,17 @@ import numpy as np
 import torch
 
 from superpose.backends import ScoreRequest
-from superpose.backends.hf import HFBackend
+from superpose.backends.base import Heads
 from superpose.prompts import Prompt
 
 
-def all_heads(lm: HFBackend) -> list[tuple[int, int]]:
+def all_heads(lm: Heads) -> list[tuple[int, int]]:
     """Every (layer, head) of the model, layer-major."""
     layers, heads, _ = lm.head_shape
     return [(layer, h) for layer in range(layers) for h in range(heads)]
 
 
-def head_record(lm: HFBackend, prompt: Prompt, means: torch.Tensor, rows_per_pass: int = 8,
+def head_record(lm: Heads, prompt: Prompt, means: torch.Tensor, rows_per_pass: int = 8,
                 heads: Sequence[tuple[int, int]] | None = None) -> dict:
     """One prompt: exact log P of every answer with no head ablated, and its change for each head
     ablated alone: ``delta[head][k]`` (``heads``, default every head layer-major)."""
@@ -50,7 +50,7 @@ def top_heads(records: Sequence[dict], n_heads_per_layer: int, top: int) -> dict
     return out
 
 
-def ablate_set(lm: HFBackend, prompts: Sequence[Prompt], heads: Sequence[tuple[int, int]], means: torch.Tensor
+def ablate_set(lm: Heads, prompts: Sequence[Prompt], heads: Sequence[tuple[int, int]], means: torch.Tensor
                ) -> list[dict]:
     """Per prompt, log P of every answer with ``heads`` ablated together, beside none ablated."""
     out = []
@@ -79,7 +79,7 @@ def verdict(before: np.ndarray, after: np.ndarray, tasks: Sequence[str]) -> str:
                                        f"raises {', '.join(raised)}" if raised else "") if part)
 
 
-def induction_scores(lm: HFBackend, rng: np.random.Generator, length: int = 25, sequences: int = 4) -> np.ndarray:
+def induction_scores(lm: Heads, rng: np.random.Generator, length: int = 25, sequences: int = 4) -> np.ndarray:
     """``[layers, heads]``: mean attention from each token of the second copy of a random token sequence
     to the token after its earlier occurrence (the induction score)."""
     vocab = len(lm.tokenizer)

@@ -14,11 +14,11 @@ import numpy as np
 import torch
 
 from superpose.backends import ScoreRequest
-from superpose.backends.hf import HFBackend
+from superpose.backends.base import Heads
 from superpose.prompts import Prompt
 
 
-def lens_of(lm: HFBackend, requests: Sequence[ScoreRequest]) -> list[dict]:
+def lens_of(lm: Heads, requests: Sequence[ScoreRequest]) -> list[dict]:
     """Per request (a prompt and the K answers): ``lens[k][l]`` = log P(answer k's first token) read from
     layer ``l``, ``vocab_rank[k][l]`` (tokens ranked above it there), and the exact first-token and
     full-answer log-probabilities from the same prompt pass."""
@@ -37,7 +37,7 @@ def lens_of(lm: HFBackend, requests: Sequence[ScoreRequest]) -> list[dict]:
     return out
 
 
-def lens_records(lm: HFBackend, prompts: Sequence[Prompt]) -> list[dict]:
+def lens_records(lm: Heads, prompts: Sequence[Prompt]) -> list[dict]:
     """:func:`lens_of` for mixture prompts, each record with the prompt's index, tasks, answers and shares."""
     found = lens_of(lm, [ScoreRequest(p.text, p.answers) for p in prompts])
     return [{"index": p.index, "tasks": p.tasks, "answers": p.answers, "shares": p.in_context_distribution, **r}

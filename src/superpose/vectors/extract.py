@@ -22,11 +22,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from safetensors import safe_open
 
+from superpose.backends.base import Residual, encode_prompt
 from superpose.errors import SuperposeError
-from superpose.backends.hf import HFBackend
-from superpose.prompts import MixtureSpec, Prompt, build_prompt
 from superpose.progress import track
-from superpose.backends.base import encode_prompt
+from superpose.prompts import Counts, MixtureSpec, Prompt, build_prompt
 
 VECTORS_FILE = "vectors.safetensors"
 
@@ -75,15 +74,15 @@ def default_groups(tasks: Sequence[str]) -> list[Group]:
     return groups
 
 
-def group_prompts(group: Group, n_prompts: int, n_examples: int, seed: int, counts: str = "exact",
+def group_prompts(group: Group, n_prompts: int, n_examples: int, seed: int, counts: Counts = "exact",
                   offset: int = 0) -> list[Prompt]:
     """Prompts ``offset .. offset+n_prompts-1`` of the group (deterministic in seed and index)."""
     spec = MixtureSpec(tasks=group.tasks, weights=group.weights if not group.single else None,
-                       n_examples=n_examples, counts=counts)  # type: ignore[arg-type]
+                       n_examples=n_examples, counts=counts)
     return [build_prompt(spec, seed, offset + i) for i in range(n_prompts)]
 
 
-def extract_prompts(lm: HFBackend, texts: Sequence[str], layers: Sequence[int], batch_size: int = 4,
+def extract_prompts(lm: Residual, texts: Sequence[str], layers: Sequence[int], batch_size: int = 4,
                     description: str = "extracting") -> torch.Tensor:
     """Separator states of each prompt: ``[n_prompts, len(layers), d_model]`` float32 (layers sorted)."""
     layers = sorted(set(layers))

@@ -12,10 +12,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from superpose.backends.base import ScoreRequest
-from superpose.backends.hf import HFBackend
-from superpose.prompts import MixtureSpec, build_prompt
+from superpose.backends.base import Residual, ScoreRequest
 from superpose.progress import track
+from superpose.prompts import Counts, MixtureSpec, build_prompt
 from superpose.backends.residual import Patch
 from superpose.vectors.patched import patched_logprobs
 from superpose.vectors.queries import Query
@@ -34,21 +33,21 @@ def interpolation_vectors(v1: torch.Tensor, v2: torch.Tensor, lambdas: Sequence[
     return (1 - lam) * v1[None] + lam * v2[None]
 
 
-def interpolate_query(lm: HFBackend, query: Query, answers: Sequence[str], layer: int,
+def interpolate_query(lm: Residual, query: Query, answers: Sequence[str], layer: int,
                       vectors: torch.Tensor) -> np.ndarray:
     """log P(answer_k) with row ``i`` patched by ``vectors[i]`` at ``layer``, one batched pass: ``[n, K]``."""
     return patched_logprobs(lm, query.text, answers, vectors.shape[0], [Patch(layer=layer, vectors=vectors)])
 
 
-def interpolate(lm: HFBackend, queries: Sequence[Query], tasks: Sequence[str], layer: int,
+def interpolate(lm: Residual, queries: Sequence[Query], tasks: Sequence[str], layer: int,
                 vectors: torch.Tensor) -> np.ndarray:
     """log P of each task's answer for every query and vector: ``[Q, n_vectors, K]``."""
     return np.stack([interpolate_query(lm, q, [q.answers[t] for t in tasks], layer, vectors)
                      for q in track(queries, f"interpolating at layer {layer}")])
 
 
-def real_mixture_curve(lm: HFBackend, task1: str, task2: str, lambdas: Sequence[float], n_prompts: int,
-                       n_examples: int, seed: int, counts: str = "exact",
+def real_mixture_curve(lm: Residual, task1: str, task2: str, lambdas: Sequence[float], n_prompts: int,
+                       n_examples: int, seed: int, counts: Counts = "exact",
                        other_tasks: Sequence[str] = ()) -> np.ndarray:
     """log P of each answer (task1, task2, then ``other_tasks``) after real mixed prompts: ``[n_lambdas, n_prompts, K]``.
 
@@ -62,7 +61,7 @@ def real_mixture_curve(lm: HFBackend, task1: str, task2: str, lambdas: Sequence[
     for li, i in jobs:
         lam = lambdas[li]
         spec = MixtureSpec(tasks=[task1, task2, *others], weights=[1 - lam, lam] + [0.0] * len(others),
-                           n_examples=n_examples, counts=counts)  # type: ignore[arg-type]
+                           n_examples=n_examples, counts=counts)
         prompt = build_prompt(spec, seed, REAL_PROMPT_OFFSET + i)
         requests.append(ScoreRequest(prompt.text, prompt.answers))
     for k, scores in track(lm.stream(requests), "real mixed prompts", total=len(jobs)):

@@ -12,21 +12,21 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from superpose.backends.hf import HFBackend
+from superpose.backends.base import Residual
 from superpose.progress import track
 from superpose.backends.residual import Patch
 from superpose.vectors.patched import patched_logprobs
 from superpose.vectors.queries import Query
 
 
-def layer_profile(lm: HFBackend, query: Query, answers: Sequence[str], vectors: torch.Tensor,
+def layer_profile(lm: Residual, query: Query, answers: Sequence[str], vectors: torch.Tensor,
                   layers: Sequence[int]) -> np.ndarray:
     """log P(answer_k) with ``vectors[i]`` patched at ``layers[i]``, row 0 unpatched: ``[1 + n_layers, K]``."""
     patches = [Patch(layer=layer, vectors=vectors[i][None], rows=[1 + i]) for i, layer in enumerate(layers)]
     return patched_logprobs(lm, query.text, answers, 1 + len(layers), patches)
 
 
-def layer_sweep(lm: HFBackend, task_vectors: dict[str, torch.Tensor], layers: Sequence[int],
+def layer_sweep(lm: Residual, task_vectors: dict[str, torch.Tensor], layers: Sequence[int],
                 queries: Sequence[Query]) -> np.ndarray:
     """log P of every task's answer, per task vector, query and layer: ``[T, Q, 1 + n_layers, T]``.
 

@@ -15,17 +15,17 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from superpose.backends.base import ScoreRequest
-from superpose.backends.hf import HFBackend
+from superpose.backends.base import Residual, ScoreRequest
+from superpose.backends.hf import gather_logprobs
 from superpose.backends.residual import Patch
 
 
 @torch.inference_mode()
-def patched_logprobs(lm: HFBackend, prompt: str, answers: Sequence[str], batch: int,
+def patched_logprobs(lm: Residual, prompt: str, answers: Sequence[str], batch: int,
                      patches: Sequence[Patch]) -> np.ndarray:
     """log P(answer_k | prompt) for each of ``batch`` patched copies of the prompt: ``[batch, K]`` (float64)."""
     encoded = lm.encode(ScoreRequest(prompt, answers))
-    conts = [ids for ids, _ in encoded.continuations]
+    conts = [ids for ids, _ in encoded.tokens]
     k = len(conts)
     with lm.patching(patches) as fired:
         pre = lm.prefill([encoded.prompt_ids] * batch)
@@ -36,9 +36,8 @@ def patched_logprobs(lm: HFBackend, prompt: str, answers: Sequence[str], batch: 
     if max(len(c) for c in conts) > 1:
         rows = [b for b in range(batch) for _ in range(k)]  # row b*K + j continues copy b with answer j
         lp = lm.extend(pre, rows, [c[:-1] for c in conts] * batch)  # [batch*K, longest-1, vocab]
+        picked = gather_logprobs(lp, [c[1:] for c in conts] * batch)  # [batch*K, longest-1]
         for j, c in enumerate(conts):
             if len(c) > 1:
-                targets = torch.tensor(c[1:], device=lp.device)  # [len-1]
-                picked = lp[j::k, : len(c) - 1].gather(2, targets[None, :, None].expand(batch, -1, 1))[..., 0]
-                logp[:, j] += picked.double().sum(dim=1).cpu().numpy()  # [batch]
+                logp[:, j] += picked[j::k, : len(c) - 1].double().sum(dim=1).cpu().numpy()  # [batch]
     return logp

@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from superpose.backends.hf import HFBackend
+from superpose.backends.base import Residual
 from superpose.prompts import Prompt
 from superpose.progress import track
 from superpose.backends.residual import Patch
@@ -28,7 +28,7 @@ def steering_vectors(directions: torch.Tensor, alphas: Sequence[float]) -> torch
     return (directions[:, None, :] * a[None, :, None]).reshape(-1, directions.shape[-1])
 
 
-def steer(lm: HFBackend, prompts: Sequence[Prompt], layer: int, directions: torch.Tensor,
+def steer(lm: Residual, prompts: Sequence[Prompt], layer: int, directions: torch.Tensor,
           alphas: Sequence[float]) -> np.ndarray:
     """log P of each of the prompt's answers, per prompt, target and α: ``[P, n_targets, n_alphas, K]``."""
     vectors = steering_vectors(directions, alphas)
