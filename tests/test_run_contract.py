@@ -80,7 +80,10 @@ def test_probe_killed_and_resumed_equals_an_uninterrupted_run(smollm, tmp_path, 
 
     path = write(tmp_path, "c.yaml", PROBE)
     whole, _ = run_probe(load_probe_config(path), root=tmp_path / "whole", backend=smollm)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    import torch
+
+    # the same thread count as the run above: a float sum split differently differs in its last bits
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
     proc = subprocess.Popen([sys.executable, "-m", "superpose.cli", "run", str(path), "--out", str(tmp_path / "killed"),
                              "--no-progress"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
