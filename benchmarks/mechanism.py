@@ -3,10 +3,11 @@
 On copy-family prompts (``A@B=``, ``--examples`` examples), in one run, interleaved, medians over
 ``--reps`` (the one-prompt jobs, the first three, are timed 5 at a time):
 
-* lens         -- :func:`lens_records` on one prompt (the scored prompt pass with every layer's residual
-                  kept, the answers' tokens, every layer through the unembedding) / one prompt pass; and,
-                  to show what the lens adds to scoring alone, / exact scoring of the same prompt
-                  (:meth:`HFBackend.score`: the prompt pass and one pass over the answers' tokens);
+* lens         -- :func:`lens_records` on one prompt (ONE pass: the prompt with the answers' tokens packed
+                  after it under a tree mask, every layer's residual kept at the last prompt token, every
+                  layer through the unembedding) / one prompt pass; and, for comparison, / exact scoring of
+                  the same prompt (:meth:`HFBackend.score`: the prompt pass, then one pass over the answers'
+                  tokens on a fork of its cache);
 * attribution  -- :func:`attribution_record` (the full prompt and its n leave-one-out prompts scored
                   exactly, ``--batch`` prompts per pass) / n passes of the shorter prompts, one at a time;
 * heads        -- every head (or ``--heads N`` of them, spread evenly over the layers) ablated alone,
