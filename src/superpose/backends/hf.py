@@ -7,7 +7,9 @@ of K prompt passes. Several prompts share one forward pass (``batch_size``): pro
 sits in the last column and real tokens keep their relative distances -- which sliding-window layers
 (Gemma 3) measure in cache slots. Continuations are then *right*-padded after the prompt: a real token
 never attends to a later pad, so those pads need no mask. The cache fork in :meth:`extend` is the one
-place that copies a KV cache; scoring, output enumeration and activation patching all use it.
+place that copies a KV cache; scoring, output enumeration and activation patching all use it. The
+lens's scoring (:meth:`HFBackend.score_with_residuals`) needs no fork: it packs the answers' tokens into
+the prompt pass under a tree mask (:mod:`superpose.backends.packed`), one pass in all.
 
 :class:`~superpose.naive.NaiveScorer` (one full pass per continuation) is the test oracle.
 
