@@ -3,10 +3,11 @@
 On copy-family prompts (``A@B=``, ``--examples`` examples), in one run, interleaved, medians over
 ``--reps`` (the one-prompt jobs, the first three, are timed 5 at a time):
 
-* lens         -- :func:`lens_records` on one prompt (the scored prompt pass with every layer's residual
-                  kept, the answers' tokens, every layer through the unembedding) / one prompt pass; and,
-                  to show what the lens adds to scoring alone, / exact scoring of the same prompt
-                  (:meth:`HFBackend.score`: the prompt pass and one pass over the answers' tokens);
+* lens         -- :func:`lens_records` on one prompt (ONE pass: the prompt with the answers' tokens packed
+                  after it under a tree mask, every layer's residual kept at the last prompt token, every
+                  layer through the unembedding) / one prompt pass; and, for comparison, / exact scoring of
+                  the same prompt (:meth:`HFBackend.score`: the prompt pass, then one pass over the answers'
+                  tokens on a fork of its cache);
 * attribution  -- :func:`attribution_record` (the full prompt and its n leave-one-out prompts scored
                   exactly, ``--batch`` prompts per pass) / n passes of the shorter prompts, one at a time;
 * heads        -- every head (or ``--heads N`` of them, spread evenly over the layers) ablated alone,
@@ -18,7 +19,7 @@ Only ratios are printed (stdout), since absolute times on a shared machine mean 
 stderr so that a slow run is visibly alive.
 
     python benchmarks/mechanism.py [--model smollm2-135m] [--examples 20] [--batch 8] [--rows 8] [--heads N]
-                                   [--reps 3]
+                                   [--reps 3] [--only lens|attribution|heads ...]
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=8, help="ablated copies per pass")
     parser.add_argument("--heads", type=int, default=0, help="heads to ablate, spread over the layers (0: all)")
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--only", action="append", choices=["lens", "attribution", "heads"],
+                        help="time only this analysis and its baseline (repeatable; default: all three)")
     args = parser.parse_args()
     start = time.perf_counter()
 
@@ -93,6 +96,10 @@ def main() -> None:
         "attribution": lambda: attribution_record(lm, prompt, spec),
         "heads": lambda: head_record(lm, prompt, means, args.rows, heads),
     }
+    wanted = set(args.only or ["lens", "attribution", "heads"])
+    needs = {"one prompt pass": {"lens", "heads"}, "exact score": {"lens"}, "lens": {"lens"},
+             "n shorter passes": {"attribution"}, "attribution": {"attribution"}, "heads": {"heads"}}
+    jobs = {name: fn for name, fn in jobs.items() if needs[name] & wanted}
     for name, fn in jobs.items():  # warm-up
         progress(f"warm-up: {name}")
         fn()
@@ -103,18 +110,22 @@ def main() -> None:
             progress(f"rep {rep + 1}/{args.reps}: {name} {times[name][-1]:.3f}s")
     med = {k: statistics.median(v) for k, v in times.items()}
     for name in ("one prompt pass", "exact score", "lens"):
-        med[name] /= 5
+        if name in med:
+            med[name] /= 5
     cpu = _cpu_name()
     print(f"model {args.model} ({args.dtype}, {lm.device}; {cpu}), prompt of {len(ids)} tokens "
           f"({args.examples} examples), {args.reps} reps, torch threads {torch.get_num_threads()}")
-    print(f"lens / one prompt pass:                      {med['lens'] / med['one prompt pass']:.2f}  (target <= 1.3)")
-    print(f"  (lens / exact scoring of the same prompt:  {med['lens'] / med['exact score']:.2f}; "
-          f"exact scoring / one prompt pass: {med['exact score'] / med['one prompt pass']:.2f})")
-    print(f"attribution / {len(shorter)} shorter prompt passes:       "
-          f"{med['attribution'] / med['n shorter passes']:.2f}  (target <= 1.2; batch {args.batch})")
-    print(f"heads / {n_heads} prompt passes (per head):       "
-          f"{med['heads'] / (n_heads * med['one prompt pass']):.2f}  (target <= 1.2; {args.rows} rows per pass, "
-          f"{n_heads} of {len(all_heads(lm))} heads)")
+    if "lens" in wanted:
+        print(f"lens / one prompt pass:                      {med['lens'] / med['one prompt pass']:.2f}  (target <= 1.3)")
+        print(f"  (lens / exact scoring of the same prompt:  {med['lens'] / med['exact score']:.2f}; "
+              f"exact scoring / one prompt pass: {med['exact score'] / med['one prompt pass']:.2f})")
+    if "attribution" in wanted:
+        print(f"attribution / {len(shorter)} shorter prompt passes:       "
+              f"{med['attribution'] / med['n shorter passes']:.2f}  (target <= 1.2; batch {args.batch})")
+    if "heads" in wanted:
+        print(f"heads / {n_heads} prompt passes (per head):       "
+              f"{med['heads'] / (n_heads * med['one prompt pass']):.2f}  (target <= 1.2; {args.rows} rows per pass, "
+              f"{n_heads} of {len(all_heads(lm))} heads)")
 
 
 if __name__ == "__main__":

@@ -43,6 +43,34 @@ def test_lens_at_last_layer_equals_exact_first_token_logprob(smollm, prompts):
         assert np.allclose([r["lens"][k][10] for k in range(3)], manual[first].tolist(), atol=1e-4)
 
 
+def test_packed_answers_equal_exact_scoring_token_by_token(smollm, prompts):
+    """The lens's one pass packs every answer after its prompt under a tree mask: each answer token's
+    log-prob equals Backend.score's (prompt pass + cache fork), for prompts of different lengths in one
+    padded batch and answers of 1 to 7 tokens, and the residual kept is the prompt's last token's."""
+    _, ps = prompts
+    requests = [ScoreRequest(ps[0].text, ps[0].answers),
+                ScoreRequest("12@34=", ["12", "46", "1234567", " twelve thirty"]),
+                ScoreRequest("The capital of France is", [" Paris", " the city of light", " P"])]
+    before = smollm.batch_size
+    smollm.batch_size = 3  # one packed pass, left-padded
+    try:
+        packed, resid = smollm.score_with_residuals(requests, [0, smollm.n_layers - 1])
+    finally:
+        smollm.batch_size = before
+    exact = smollm.score(requests)
+    assert max(len(c.token_ids) for s in exact for c in s) >= 5
+    for p_scores, e_scores in zip(packed, exact):
+        for p, e in zip(p_scores, e_scores):
+            assert p.token_ids == e.token_ids
+            assert np.allclose(p.token_logprobs, e.token_logprobs, atol=1e-4)
+            assert abs(p.logprob - e.logprob) < 1e-4
+    for row, r in enumerate(requests):
+        ids = smollm.tokenizer(r.prompt).input_ids
+        alone = smollm.capture_residuals([ids], [len(ids) - 1], [0, smollm.n_layers - 1])
+        for layer in alone:
+            assert torch.allclose(resid[layer][row], alone[layer][0], rtol=1e-4, atol=1e-3)  # batch float noise
+
+
 def test_leave_one_out_equals_scoring_the_edited_prompt(smollm, prompts):
     spec, ps = prompts
     p = ps[0]

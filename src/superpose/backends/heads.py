@@ -2,9 +2,9 @@
 
 * :func:`unembed_logprobs` -- the logit lens: a residual-stream vector read through the model's final
   norm and unembedding (and Gemma's final logit soft-cap), as float32 log-probabilities.
-* :func:`recording_last` -- while active, the first forward pass stores ``resid_post`` at its last
-  position for chosen layers (the prompt pass of a scoring call; later passes over answer tokens are
-  not recorded).
+* :func:`recording_last` -- while active, the first forward pass stores ``resid_post`` at one column
+  per row (the last prompt token) for chosen layers (the prompt pass of a scoring call; any later
+  pass over answer tokens is not recorded).
 * :func:`recording_head_means` / :func:`ablating_heads` -- the input of each layer's attention output
   projection (``o_proj``) is the heads' outputs side by side, ``[batch, seq, n_heads * head_dim]``;
   head ``h`` is the slice ``h * head_dim : (h + 1) * head_dim``. Mean-ablation replaces a head's slice
@@ -54,9 +54,10 @@ def unembed_logprobs(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
 
 
 @contextmanager
-def recording_last(model: nn.Module, layers: Sequence[int]) -> Iterator[dict[int, torch.Tensor]]:
-    """While active, the first pass through each layer stores ``resid_post`` at the last position:
-    ``{layer: [batch, d_model]}`` float32 (filled as the pass runs)."""
+def recording_last(model: nn.Module, layers: Sequence[int], columns: Sequence[int] | None = None
+                   ) -> Iterator[dict[int, torch.Tensor]]:
+    """While active, the first pass through each layer stores ``resid_post`` at column ``columns[row]``
+    of each row (None: the last column): ``{layer: [batch, d_model]}`` float32 (filled as the pass runs)."""
     blocks = find_decoder_layers(model)
     layers = _check_layers(layers, len(blocks))
     got: dict[int, torch.Tensor] = {}
@@ -64,7 +65,9 @@ def recording_last(model: nn.Module, layers: Sequence[int]) -> Iterator[dict[int
     def make_hook(layer: int):
         def hook(module, args, output):
             if layer not in got:
-                got[layer] = _hidden(output)[:, -1].float().clone()  # [batch, d_model]
+                hidden = _hidden(output)  # [batch, seq, d_model]
+                at = hidden[:, -1] if columns is None else hidden[torch.arange(hidden.shape[0]), list(columns)]
+                got[layer] = at.float().clone()  # [batch, d_model]
         return hook
 
     handles = [blocks[layer].register_forward_hook(make_hook(layer)) for layer in layers]

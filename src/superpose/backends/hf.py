@@ -7,7 +7,9 @@ of K prompt passes. Several prompts share one forward pass (``batch_size``): pro
 sits in the last column and real tokens keep their relative distances -- which sliding-window layers
 (Gemma 3) measure in cache slots. Continuations are then *right*-padded after the prompt: a real token
 never attends to a later pad, so those pads need no mask. The cache fork in :meth:`extend` is the one
-place that copies a KV cache; scoring, output enumeration and activation patching all use it.
+place that copies a KV cache; scoring, output enumeration and activation patching all use it. The
+lens's scoring (:meth:`HFBackend.score_with_residuals`) needs no fork: it packs the answers' tokens into
+the prompt pass under a tree mask (:mod:`superpose.backends.packed`), one pass in all.
 
 :class:`~superpose.naive.NaiveScorer` (one full pass per continuation) is the test oracle.
 
@@ -35,6 +37,7 @@ from superpose.backends.base import ContinuationScore, Encoded, Prefill, ScoreRe
 from superpose.backends.devices import resolve_device, warn_bfloat16_on_cpu
 from superpose.backends.heads import (ablating_heads, attention_weights, head_shape, recording_head_means,
                                       recording_last, unembed_logprobs)
+from superpose.backends.packed import attention_masks, pack
 from superpose.backends.residual import Patch, capture_residuals, n_layers, patching
 from superpose.errors import ModelNotAvailable
 from superpose.models.convert import quiet_transformers_in_logs
@@ -219,21 +222,45 @@ class HFBackend(TokenizedBackend):
 
     def score_with_residuals(self, requests: Sequence[ScoreRequest], layers: Sequence[int]
                              ) -> tuple[list[list[ContinuationScore]], dict[int, torch.Tensor]]:
-        """:meth:`score`, and ``resid_post`` at each prompt's last token for ``layers`` from the same
-        prompt pass: ``{layer: [len(requests), d_model]}`` float32."""
+        """:meth:`score`, and ``resid_post`` at each prompt's last token for ``layers``, from ONE pass per
+        batch: the answers' tokens packed after the prompt under a tree mask (:mod:`superpose.backends.packed`;
+        a model whose attention that mask cannot describe gets the prompt pass and a cache fork instead).
+        Returns ``{layer: [len(requests), d_model]}`` float32 beside the scores."""
         requests = list(requests)
         encoded = [self.encode(r) for r in requests]
         results: list[list[ContinuationScore]] = []
         captured: dict[int, list[torch.Tensor]] = {int(x): [] for x in layers}
         for start in range(0, len(encoded), self.batch_size):
             chunk = encoded[start: start + self.batch_size]
-            with recording_last(self.model, layers) as got:  # left padding: every prompt ends in column -1
-                pre = self.prefill([e.prompt_ids for e in chunk])
+            got, lps = self._packed_pass(chunk, layers)
             for layer in captured:
                 captured[layer].append(got[layer])
-            for request, enc, lps in zip(requests[start:], chunk, self._logprobs(chunk, pre)):
-                results.append(self._scores(request, enc, lps))
+            for request, enc, lp in zip(requests[start:], chunk, lps):
+                results.append(self._scores(request, enc, lp))
         return results, {layer: torch.cat(parts) for layer, parts in captured.items()}
+
+    @torch.inference_mode()
+    def _packed_pass(self, chunk: list[Encoded], layers: Sequence[int]
+                     ) -> tuple[dict[int, torch.Tensor], list[list[list[float]]]]:
+        """One forward pass of prompts and their packed answers: (residuals at each prompt's last token,
+        per request per continuation the log-probability of each token)."""
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        batch = pack(chunk, pad, self.device)
+        masks = attention_masks(batch, self.model.config, next(self.model.parameters()).dtype)
+        if masks is None:
+            with recording_last(self.model, layers) as got:  # left padding: every prompt ends in column -1
+                pre = self.prefill([e.prompt_ids for e in chunk])
+            return got, self._logprobs(chunk, pre)
+        with recording_last(self.model, layers, batch.last) as got:
+            logits = self.model(input_ids=batch.ids, position_ids=batch.positions, attention_mask=masks,
+                                use_cache=False, logits_to_keep=batch.keep).logits  # [B, keep, vocab]
+        offset = batch.ids.shape[1] - batch.keep  # column of logits[:, 0]
+        rows = [b for b, e in enumerate(chunk) for ids, _ in e.continuations for _ in ids]
+        cols = [c - offset for r in batch.reads for cont in r for c in cont]
+        tokens = [t for e in chunk for ids, _ in e.continuations for t in ids]
+        lp = torch.log_softmax(logits[rows, cols].float(), dim=-1)  # [answer tokens, vocab]
+        flat = iter(lp[torch.arange(len(tokens)), tokens].tolist())
+        return got, [[[next(flat) for _ in ids] for ids, _ in e.continuations] for e in chunk]
 
     @property
     def head_shape(self) -> tuple[int, int, int]:
