@@ -255,12 +255,12 @@ class HFBackend(TokenizedBackend):
             logits = self.model(input_ids=batch.ids, position_ids=batch.positions, attention_mask=masks,
                                 use_cache=False, logits_to_keep=batch.keep).logits  # [B, keep, vocab]
         offset = batch.ids.shape[1] - batch.keep  # column of logits[:, 0]
-        rows = [b for b, e in enumerate(chunk) for ids, _ in e.continuations for _ in ids]
+        rows = [b for b, e in enumerate(chunk) for ids, _ in e.tokens for _ in ids]
         cols = [c - offset for r in batch.reads for cont in r for c in cont]
-        tokens = [t for e in chunk for ids, _ in e.continuations for t in ids]
+        tokens = [t for e in chunk for ids, _ in e.tokens for t in ids]
         lp = torch.log_softmax(logits[rows, cols].float(), dim=-1)  # [answer tokens, vocab]
         flat = iter(lp[torch.arange(len(tokens)), tokens].tolist())
-        return got, [[[next(flat) for _ in ids] for ids, _ in e.continuations] for e in chunk]
+        return got, [[[next(flat) for _ in ids] for ids, _ in e.tokens] for e in chunk]
 
     @property
     def head_shape(self) -> tuple[int, int, int]:

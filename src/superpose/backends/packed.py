@@ -50,7 +50,7 @@ def pack(encoded: Sequence[Encoded], pad: int, device: torch.device | str = "cpu
         n = len(e.prompt_ids)
         ids, seg, pos = list(e.prompt_ids), [0] * n, list(range(n))
         row_reads = []
-        for k, (cont, _) in enumerate(e.continuations):
+        for k, (cont, _) in enumerate(e.tokens):
             start = len(ids)  # column of this continuation's first packed token, before padding
             ids += cont[:-1]
             seg += [k + 1] * (len(cont) - 1)
