@@ -297,3 +297,11 @@ def test_the_shipped_ret_checkpoint_left_the_plateau_and_says_it_changed_the_arc
     listing = capsys.readouterr().out
     block = listing[listing.index("scratch-ret-cpu"):].split("\n\n")[0]
     assert f"architecture: {LABEL}" in block
+    # and its sweep's summary says so, beside its numbers
+    from superpose.experiments.sweep import SweepConfig, run_sweep
+
+    cfg = SweepConfig(name="s", model="scratch-ret-cpu", task1="ret_2", task2="ret_6", n_examples=8, n_prompts=1,
+                      lambdas=[0.0, 1.0])
+    run, summary = run_sweep(cfg, root=tmp_path / "sweep", progress=False)
+    assert "column-position embedding (architecture changed" in (run.path / "summary.md").read_text()
+    assert [c["p1"] for c in summary["curve"]] == pytest.approx([0.0, 1.0], abs=0.05)  # it reads k off the examples

@@ -25,6 +25,8 @@ as public methods, so no module outside ``backends/`` touches the model itself: 
 
 from __future__ import annotations
 
+import contextlib
+
 import copy
 import importlib.metadata
 import os
@@ -66,6 +68,20 @@ def gather_logprobs(lp: torch.Tensor, targets: Sequence[Sequence[int]]) -> torch
     real = torch.tensor([[j < len(t) for j in range(width)] for t in targets], device=lp.device)  # [C, T]
     return torch.where(real, lp.gather(2, ids[:, :, None])[..., 0], 0.0)
 
+
+
+@contextlib.contextmanager
+def errors_only_from_transformers(quiet: bool = True):
+    """Transformers' logging at error level inside the block (when ``quiet``), as it was after."""
+    from transformers.utils import logging as hf_logging
+
+    before = hf_logging.get_verbosity()
+    if quiet:
+        hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(before)
 
 class HFBackend(TokenizedBackend):
     """A Hugging Face causal LM (eval mode) with its tokenizer and provenance."""
@@ -327,13 +343,16 @@ class HFBackend(TokenizedBackend):
         kwargs: dict[str, Any] = {}
         if where_device == "auto":  # several GPUs: accelerate spreads the layers
             kwargs["device_map"] = "auto"
+        from superpose.models.columns import attach_columns, has_columns
+
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(folder))
-            hf_model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=getattr(torch, dtype), **kwargs)
+            # a column-position model's extra weights are attached below: transformers' "UNEXPECTED key"
+            # report about them would only alarm
+            with errors_only_from_transformers(has_columns(folder)):
+                hf_model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=getattr(torch, dtype), **kwargs)
         except (OSError, ValueError) as e:
             raise ModelNotAvailable(f"could not load model '{name}' from {folder}: {e}") from None
-        from superpose.models.columns import attach_columns
-
         attach_columns(hf_model, folder)  # a column-position model (an architecture change) gets its column weights
         hf_model.eval()
         if where_device != "auto":

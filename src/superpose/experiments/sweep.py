@@ -274,14 +274,17 @@ _SAID = {"n_prompts", "n_examples", "spearman_p1_vs_lambda", "mean_other", "spli
 def sweep_markdown(s: dict) -> str:
     """summary.md of a sweep (what the command prints and the report shows), from its summary.json."""
     ref = s.get("reference")
-    out = [f"# λ sweep: {md(s['task1'])} vs {md(s['task2'])} on {md(s['model'])}\n",
-           f"{s['n_prompts']} prompts per λ, {s['n_examples']} examples each ({s['counts']} counts). "
-           f"Spearman(P1, λ) = {_f(s.get('spearman_p1_vs_lambda'), 2)}{spearman_caveat(s)}; mean leftover mass "
-           f"{_f(s.get('mean_other'))}" + (f"; mean |P1 − study| = {_f(ref['mean_abs_diff'])} (largest "
-                                           f"{_f(ref['max_abs_diff'])})" if ref else "") + ".\n",
-           "| λ |" + (f" study ({md(ref['name'])}_k) |" if ref else "")
-           + f" P({md(s['task1'])}) [CI] | P({md(s['task2'])}) [CI] | other [CI] |",
-           "|---" * (4 + bool(ref)) + "|"]
+    out = [f"# λ sweep: {md(s['task1'])} vs {md(s['task2'])} on {md(s['model'])}\n"]
+    if _changed(s):  # an architecture change is named wherever the model's numbers are shown
+        out.append(f"**Model: {md(_changed(s).strip())}.**\n")
+    out += [
+        f"{s['n_prompts']} prompts per λ, {s['n_examples']} examples each ({s['counts']} counts). "
+        f"Spearman(P1, λ) = {_f(s.get('spearman_p1_vs_lambda'), 2)}{spearman_caveat(s)}; mean leftover mass "
+        f"{_f(s.get('mean_other'))}" + (f"; mean |P1 − study| = {_f(ref['mean_abs_diff'])} (largest "
+                                        f"{_f(ref['max_abs_diff'])})" if ref else "") + ".\n",
+        "| λ |" + (f" study ({md(ref['name'])}_k) |" if ref else "")
+        + f" P({md(s['task1'])}) [CI] | P({md(s['task2'])}) [CI] | other [CI] |",
+        "|---" * (4 + bool(ref)) + "|"]
     for i, c in enumerate(s["curve"]):
         out.append(f"| {_f(c['lambda'], 1)} |" + (f" {_f(ref['p1'][i])} |" if ref else "")
                    + f" {fmt_key(c, 'p1')} | {fmt_key(c, 'p2')} | {fmt_key(c, 'other')} |")

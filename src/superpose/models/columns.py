@@ -81,6 +81,16 @@ def attach_columns(model, folder: str | Path | None = None) -> bool:
     return True
 
 
+def has_columns(folder: str | Path) -> bool:
+    """Whether the model folder's config.json names a column embedding (False if it cannot be read)."""
+    import json
+
+    try:
+        return column_count(json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))) > 0
+    except (OSError, ValueError):
+        return False
+
+
 def column_label(config) -> str | None:
     """The label a model with a column embedding carries everywhere it is shown (None: plain)."""
     return LABEL if column_count(config) else None
