@@ -211,7 +211,7 @@ def test_vllm_sweep_warns_beyond_the_training_length(tmp_path, capsys):
                            "--no-progress"], capture_output=True, text=True, env=env, timeout=900, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stderr.count("was trained on sequences of at most 24 tokens") == 1, done.stderr[-3000:]
-    assert "warning: model 'vllm:" in done.stdout and "at most 24 tokens" in done.stdout
+    assert "**Warning:** model 'vllm:" in done.stdout and "at most 24 tokens" in done.stdout  # summary.md
     (folder,) = (tmp_path / "vllm").iterdir()
     summary = json.loads((folder / "summary.json").read_text())
     for key in ("trained_length", "longest_prompt", "beyond_trained_length"):
