@@ -18,6 +18,10 @@ def _module_name(path: Path) -> str:
 
 
 MODULES = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+# Every module parsed once, at collection, before any test starts a thread: CPython 3.11 keeps the AST
+# builder's recursion depth per interpreter, so ast.parse while another thread runs Python can fail
+# with "AST constructor recursion depth mismatch" (seen when a test's server thread was still busy).
+TREES = {path: ast.parse(path.read_text(encoding="utf-8")) for path in MODULES.values()}
 
 
 def _target(name: str) -> str | None:
@@ -32,7 +36,7 @@ def _imports(module: str) -> set[str]:
     path = MODULES[module]
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in ast.walk(TREES[path]):
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -131,7 +135,7 @@ def _backend_private_names() -> set[str]:
     """Underscore-prefixed names that backends/ defines on its classes or objects (methods, attributes)."""
     names = set()
     for path in (PACKAGE / "backends").rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        for node in ast.walk(TREES[path]):
             if isinstance(node, ast.ClassDef):
                 for item in node.body:
                     if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -151,7 +155,7 @@ def test_no_module_outside_backends_touches_a_backends_private_attributes():
     for module, path in MODULES.items():
         if module.startswith("superpose.backends"):
             continue
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        for node in ast.walk(TREES[path]):
             if isinstance(node, ast.Attribute) and node.attr in private and not (
                     isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
                 offences.append(f"{path.relative_to(SRC)}:{node.lineno}: .{node.attr}")
@@ -186,7 +190,7 @@ def test_every_kind_has_one_runner_of_the_one_signature():
         assert shape == CONTRACT, (kind, shape)
     # a new runner in experiments/ is a new kind: it joins RUNNERS (and so the contract)
     found = {node.name for m, path in MODULES.items() if m.startswith("superpose.experiments.")
-             for node in ast.parse(path.read_text(encoding="utf-8")).body
+             for node in TREES[path].body
              if isinstance(node, ast.FunctionDef) and node.name.startswith("run_")}
     assert found == {f"run_{k}" for k in RUNNERS}
 
@@ -199,7 +203,7 @@ def _calls(fn: ast.FunctionDef) -> set[str]:
 
 def test_every_runner_opens_its_folder_through_open_run():
     for kind, module in RUNNERS.items():
-        tree = ast.parse(MODULES[module].read_text(encoding="utf-8"))
+        tree = TREES[MODULES[module]]
         functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
         reached, todo = set(), [f"run_{kind}"]
         while todo:  # the runner and the functions of its own module that it calls
@@ -246,7 +250,7 @@ def test_code_outside_backends_is_typed_against_capabilities_not_hfbackend():
     """enumerate, the oracle, vectors, mechanism and the explorer name a Protocol of backends/base.py."""
     offences = [f"{path.relative_to(SRC)}:{ann.lineno}" for module, path in MODULES.items()
                 if not module.startswith("superpose.backends")
-                for ann in _annotations(ast.parse(path.read_text(encoding="utf-8"))) if "HFBackend" in _names(ann)]
+                for ann in _annotations(TREES[path]) if "HFBackend" in _names(ann)]
     assert offences == []
     uses = [m for m, p in MODULES.items() if "Enumerating" in p.read_text(encoding="utf-8")]
     assert "superpose.enumerate" in uses  # the scan reads the modules it should
@@ -262,7 +266,7 @@ def test_no_backend_prints():
     for module, path in MODULES.items():
         if not module.startswith("superpose.backends") or module in PRINTS:
             continue
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        for node in ast.walk(TREES[path]):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
                 offences.append(f"{path.relative_to(SRC)}:{node.lineno}: print()")
             elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in (
