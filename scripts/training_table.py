@@ -10,7 +10,6 @@ answer's column, and the λ snapshot's slopes and verdict.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from pathlib import Path
@@ -24,14 +23,15 @@ BAR = math.log(8) / 4  # half the ret_k copying plateau ln 8 / 2
 
 def row(folder: Path) -> str:
     """The table row of one training run folder."""
-    loss = {r["step"]: r["loss"] for r in read_jsonl(training_log(folder))}
+    rows = list(read_jsonl(training_log(folder)))
+    loss = {r["step"]: r["loss"] for r in rows}
     obs = read_observatory(folder)
     last = max(loss)
     kret = sum(loss[s] for s in range(550, 600)) / 50 if 599 in loss else None
     tail = [loss[s] for s in range(last - 49, last + 1) if s in loss]
     first = next((o["step"] for o in obs if (o.get("loss_from_5") or 9) <= BAR), None)
     o, snap = obs[-1], obs[-1].get("lambda_snapshot") or {}
-    seconds = json.loads(training_log(folder).read_text().splitlines()[-1])["seconds"]
+    seconds = rows[-1]["seconds"]
     slopes = "; ".join(f"{v:.3f}" for v in (snap.get("slopes") or {}).values())
     return (f"| {folder.name} | {last + 1} ({read_status(folder).get('status')}) | {seconds / 60:.1f} | "
             f"{'—' if kret is None else f'{kret:.4f}'} | {sum(tail) / len(tail):.3f} | "

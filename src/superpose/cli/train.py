@@ -29,7 +29,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """Train (or resume training) and print the run's summary."""
     from superpose.errors import SuperposeError
-    from superpose.scratch.train import load_train_config, run_train, train
+    from superpose.scratch.train import load_train_config, read_run_config, run_train, train
 
     overrides = {"steps": args.steps, "seed": args.seed, "device": args.device}
     if args.time_limit is not None and args.time_limit <= 0:
@@ -41,8 +41,6 @@ def main(args: argparse.Namespace) -> int:
         if args.config:  # run_train refuses a recipe that differs from the folder's
             cfg = load_train_config(args.config, **overrides)
         elif any(v is not None for v in overrides.values()):
-            from superpose.scratch.train import read_run_config
-
             saved = Path(args.resume) / "config.json"
             cfg = read_run_config(saved) if saved.is_file() else None
             if cfg is not None:

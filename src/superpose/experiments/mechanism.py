@@ -27,7 +27,7 @@ from superpose.experiments.base import open_run
 from superpose.experiments.probe import Mixture, ProbeConfig, make_prompts
 from superpose.mechanism import figures
 from superpose.mechanism.attribution import attribution_record, example_lines, summarize_attribution
-from superpose.mechanism.heads import ablate_set, all_heads, head_record, induction_scores, top_heads, verdict
+from superpose.mechanism.heads import ablate_set, head_record, induction_scores, top_heads, verdict
 from superpose.mechanism.lens import lens_records, summarize_lens
 from superpose.prompts import Prompt
 from superpose.display.console import console

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from superpose.backends import Backend
 from superpose.backends.base import Heads, Residual, capable
