@@ -106,6 +106,7 @@ def speed(kind: str, args, peak: float) -> dict:
 
 def main() -> None:
     from superpose.scratch.lease import pack, unpack
+    from superpose.runs import RunFolder
     from superpose.scratch.train import train
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -149,7 +150,9 @@ def main() -> None:
     cfg = config(args.recipe, args, out_dir=str(run_dir))
     budget = t_end - time.time() - 60  # a minute for the last checkpoint and the pieces
     print(f"training {name} for {budget / 60:.1f} minutes", flush=True)
-    result = train(cfg, resume=resume, progress=False, time_limit_s=max(budget, 1.0))
+    run_dir.mkdir(parents=True, exist_ok=True)  # the lease's own folder: the loop resumes its checkpoint, if unpacked
+    cfg = cfg.model_copy(update={"time_limit_minutes": max(budget, 1.0) / 60})
+    result = train(cfg, RunFolder(run_dir, kind="train"), progress=False)
     start = report.get("resumed_from", 0)
     steps_now = result.steps_done - start
     tail = result.losses[-50:]

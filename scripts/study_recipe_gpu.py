@@ -99,6 +99,7 @@ def join_weights(pieces: list[Path], model_dir: Path) -> None:
 
 def main() -> None:
     from superpose.experiments.sweep import load_sweep_config, run_sweep
+    from superpose.runs import RunFolder
     from superpose.scratch.train import load_train_config, train
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -126,7 +127,9 @@ def main() -> None:
     cfg = shortened(cfg, min(steps, 12) if args.dry_run else steps)
     print(f"[{args.kind}] {step_s:.3f} s/step on {args.device} -> {cfg.steps} steps "
           f"(warmup {cfg.warmup_steps}, decay {cfg.decay_steps}, batch {cfg.batch_size})", flush=True)
-    result = train(cfg, progress=False, time_limit_s=60 * args.minutes * 1.15)
+    train_dir.mkdir(parents=True, exist_ok=True)
+    result = train(cfg.model_copy(update={"time_limit_minutes": args.minutes * 1.15}), RunFolder(train_dir, kind="train"),
+                   progress=False)
     model_dir = result.model_dir or train_dir / "checkpoint"  # the checkpoint is a model folder too
     tail = result.losses[-50:]
     print(f"[{args.kind}] trained {result.steps_done}/{cfg.steps} steps in {result.seconds:.0f} s, "

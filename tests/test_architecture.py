@@ -101,7 +101,8 @@ def test_only_the_command_layer_parses_arguments():
 
 
 # The layers of docs/architecture.md, bottom (0) to top: a module imports from its layer or below.
-# The most specific prefix decides (vectors/config.py is an experiment's config, vectors/ a mechanism).
+# The most specific prefix decides (vectors/config.py is an experiment's config, vectors/ a mechanism;
+# experiments/base.py, the runs' shared header and opener, sits below the kinds so training's recipe is on it).
 LAYERS = {
     "superpose.errors": 0, "superpose.files": 0, "superpose.progress": 0,
     "superpose.tasks": 1, "superpose.prompts": 1, "superpose.metrics": 1, "superpose.stats": 1, "superpose.runs": 1, "superpose.config": 1,
@@ -109,7 +110,7 @@ LAYERS = {
     "superpose.models": 2,
     "superpose.backends": 3, "superpose.naive": 3,
     "superpose.vectors": 4, "superpose.construction": 4, "superpose.scratch": 4, "superpose.enumerate": 4,
-    "superpose.mechanism": 4,
+    "superpose.mechanism": 4, "superpose.experiments.base": 4,
     "superpose.experiments": 5, "superpose.vectors.config": 5, "superpose.notebook": 5,
     "superpose.report": 6, "superpose.explore": 6,
     "superpose.cli": 7, "superpose.__init__": 7,
@@ -170,7 +171,8 @@ def test_no_module_outside_backends_touches_a_backends_private_attributes():
 # Each kind of run and the module of its runner ``run_<kind>``; training's joins with its own runner.
 RUNNERS = {"probe": "superpose.experiments.probe", "sweep": "superpose.experiments.sweep",
            "scale": "superpose.experiments.scale", "vectors": "superpose.experiments.vectors",
-           "construct": "superpose.experiments.construct", "mechanism": "superpose.experiments.mechanism"}
+           "construct": "superpose.experiments.construct", "mechanism": "superpose.experiments.mechanism",
+           "train": "superpose.experiments.train"}
 # (name, kind, default) of every runner's parameters; "required" for the config.
 CONTRACT = [("config", "POSITIONAL_OR_KEYWORD", "required"), ("root", "KEYWORD_ONLY", "any"),
             ("resume", "KEYWORD_ONLY", None), ("backend", "KEYWORD_ONLY", None), ("progress", "KEYWORD_ONLY", True)]

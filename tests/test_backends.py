@@ -193,12 +193,13 @@ def test_vllm_sweep_warns_beyond_the_training_length(tmp_path, capsys):
     one does: same warning, same summary fields. (The shipped checkpoint's 16-wide heads are below what
     vLLM's CPU attention runs, so a model with 32-wide heads is trained here, in seconds.)"""
     from superpose.experiments.sweep import SweepConfig, run_sweep
-    from superpose.scratch import ModelConfig, TrainConfig, train
+    from superpose.scratch import ModelConfig, TrainConfig
+    from training_runs import train_at
 
     recipe = TrainConfig(name="guard", tasks=["plus_1", "plus_3"], n_examples=5, steps=4, batch_size=4,
                          warmup_steps=1, decay_steps=1, checkpoint_every=4, out_dir=str(tmp_path / "train"),
                          model=ModelConfig(n_layers=1, d_model=64, n_heads=2, d_mlp=64, max_position_embeddings=96))
-    model = train(recipe, progress=False).model_dir  # trained on 24-token sequences
+    model = train_at(recipe).model_dir  # trained on 24-token sequences
     sweep = {"name": "guard", "task1": "plus_1", "task2": "plus_3", "n_examples": 10, "n_prompts": 2,
              "lambdas": [0.0, 0.5]}
     _, hf = run_sweep(SweepConfig(model=str(model), **sweep), root=tmp_path / "hf", progress=False)

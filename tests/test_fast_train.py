@@ -17,8 +17,9 @@ from superpose.scratch import ModelConfig, TrainConfig, build_model, char_vocab,
 from superpose.scratch.lease import PIECE_BYTES, pack, unpack
 from superpose.scratch.tensor_data import TensorBatches, supports
 from superpose.scratch.step import autocast_for, make_optimizer, train_step
-from superpose.scratch.train import lr_at, train
+from superpose.scratch.train import lr_at
 from superpose.tasks import get_task
+from training_runs import train_at
 
 PLUS = [f"plus_{k}" for k in range(10)]
 RET = [f"ret_{k}" for k in range(1, 9)]
@@ -99,7 +100,7 @@ def test_fast_loop_loss_curve_equals_todays(tmp_path, architecture, attention):
     model = ModelConfig(architecture=architecture, n_layers=2, d_model=32, n_heads=2, d_mlp=64,
                         max_position_embeddings=96)
     cfg = small_config(tmp_path / "fast", model=model, attention=attention)
-    fast = train(cfg, progress=False)
+    fast = train_at(cfg)
     today = todays_losses(cfg)
     assert len(fast.losses) == len(today) == 20
     assert max(abs(a - b) for a, b in zip(fast.losses, today)) < 1e-4
@@ -111,16 +112,16 @@ def test_fast_loop_loss_curve_equals_todays(tmp_path, architecture, attention):
 
 def _cut_and_carry(tmp_path: Path, cfg_at, cut: int, **pack_kw) -> tuple[list[float], object, dict]:
     """Train to ``cut``, pack the small checkpoint, unpack it elsewhere, resume there to the end."""
-    train(cfg_at(tmp_path / "cut"), progress=False, stop_at=cut)
+    train_at(cfg_at(tmp_path / "cut"), stop_at=cut)
     manifest = pack(tmp_path / "cut", tmp_path / "pieces", **pack_kw)
     facts = unpack(manifest, tmp_path / "carried")
-    resumed = train(cfg_at(tmp_path / "carried"), resume=True, progress=False)
+    resumed = train_at(cfg_at(tmp_path / "carried"))
     return resumed.losses, resumed, facts
 
 
 def test_small_checkpoint_with_moments_resumes_exactly(tmp_path):
     cfg_at = lambda out: small_config(out)  # noqa: E731
-    full = train(cfg_at(tmp_path / "full"), progress=False)
+    full = train_at(cfg_at(tmp_path / "full"))
     losses, resumed, facts = _cut_and_carry(tmp_path, cfg_at, 10, piece_bytes=50_000)
     assert facts["moments"] == "kept" and len(facts["pieces"]) > 1  # joined from several pieces
     assert all(p["bytes"] <= 50_000 for p in facts["pieces"])
@@ -137,7 +138,7 @@ def test_small_checkpoint_without_moments_stays_within_the_tolerance(tmp_path):
     leases of a long run), the curve stays within 0.01 of the uninterrupted one (measured: 2e-3)."""
     cfg_at = lambda out: small_config(out, tasks=["plus_[0-9]"], n_examples=8, batch_size=32,  # noqa: E731
                                       steps=200, warmup_steps=10, decay_steps=20, checkpoint_every=1000)
-    full = train(cfg_at(tmp_path / "full"), progress=False)
+    full = train_at(cfg_at(tmp_path / "full"))
     weights = (tmp_path / "full" / "checkpoint" / "model.safetensors").stat().st_size
     losses, _, facts = _cut_and_carry(tmp_path, cfg_at, 150, budget=weights + 100_000)
     assert facts["moments"] == "rebuilt on resume"
@@ -146,7 +147,7 @@ def test_small_checkpoint_without_moments_stays_within_the_tolerance(tmp_path):
 
 
 def test_pieces_are_checked_and_sized(tmp_path):
-    train(small_config(tmp_path / "run"), progress=False, stop_at=3)
+    train_at(small_config(tmp_path / "run"), stop_at=3)
     manifest = pack(tmp_path / "run", tmp_path / "out")
     facts = json.loads(manifest.read_text())
     assert facts["step"] == 3 and all(p["bytes"] <= PIECE_BYTES < 16 * 2**20 for p in facts["pieces"])
@@ -171,8 +172,8 @@ def test_compile_failure_falls_back_to_eager_and_says_so(tmp_path, monkeypatch, 
     monkeypatch.setattr(inductor.cpp, "cxx", ("/nonexistent/c++",))
     tiny = dict(tasks=["plus_1"], n_examples=3, steps=3, batch_size=2, warmup_steps=0, decay_steps=0,
                 model=ModelConfig(n_layers=1, d_model=16, n_heads=2, d_mlp=32, max_position_embeddings=32))
-    fell_back = train(small_config(tmp_path / "c", compile=True, **tiny), progress=False)
-    eager = train(small_config(tmp_path / "e", **tiny), progress=False)
+    fell_back = train_at(small_config(tmp_path / "c", compile=True, **tiny))
+    eager = train_at(small_config(tmp_path / "e", **tiny))
     assert fell_back.losses == eager.losses
     assert "torch.compile failed, training eager" in capsys.readouterr().err
     info = json.loads((fell_back.model_dir / "training.json").read_text())

@@ -35,7 +35,7 @@ def test_a_callable_receives_done_total_and_the_description(capsys):
 
 def test_training_reports_every_step_and_its_losses_to_a_callable(tmp_path, capsys):
     from superpose.scratch import ModelConfig, TrainConfig
-    from superpose.scratch.train import run_train
+    from superpose.experiments.train import run_train
 
     cfg = TrainConfig(name="tiny", tasks=["plus_1"], n_examples=3, steps=6, batch_size=4, lr=1e-2, warmup_steps=1,
                       decay_steps=1, checkpoint_every=3, log_every=2, seed=5, threads=1,

@@ -54,14 +54,16 @@ def stopped_training(tmp_path_factory):
     cwd = os.getcwd()
     os.chdir(home)
     try:
-        from superpose.scratch.train import load_train_config, train
+        from superpose.experiments.train import run_train
+        from superpose.scratch.train import load_train_config
+        from training_runs import train_at
 
-        train(load_train_config("tiny.yaml"), stop_at=3, progress=False)
-        straight = train(load_train_config("tiny.yaml", out_dir="straight"), progress=False)
+        run, _ = run_train(load_train_config("tiny.yaml", stop_at=3), root="runs", progress=False)
+        straight = train_at(load_train_config("tiny.yaml", out_dir="straight"))
     finally:
         os.chdir(cwd)
-    assert read_status(home / "runs/tiny")["status"] == "stopped"
-    return home / "runs/tiny", straight.losses
+    assert not run.path.is_absolute() and read_status(home / run.path)["status"] == "stopped"
+    return home / run.path, straight.losses
 
 
 def snapshot(folder: Path) -> dict:
@@ -235,10 +237,11 @@ def test_load_run_never_writes_and_names_a_damaged_records_file(finished_probe, 
 @pytest.fixture(scope="module")
 def two_checkpoints(tmp_path_factory):
     """A training run stopped at step 3, checkpointing every step: checkpoint/ (3) and checkpoint.old/ (2)."""
-    from superpose.scratch.train import TrainConfig, train
+    from superpose.experiments.train import run_train
+    from superpose.scratch.train import TrainConfig
 
-    folder = tmp_path_factory.mktemp("two") / "tiny"
-    train(TrainConfig(**{**TINY_TRAIN, "checkpoint_every": 1, "out_dir": str(folder)}), stop_at=3, progress=False)
+    recipe = TrainConfig(**{**TINY_TRAIN, "checkpoint_every": 1, "stop_at": 3})
+    folder = run_train(recipe, root=tmp_path_factory.mktemp("two"), progress=False)[0].path
     assert (folder / "checkpoint.old" / "state.pt").is_file()
     return folder
 
@@ -252,7 +255,8 @@ def cut(path: Path, keep: float = 0.5) -> None:
     ("empty weights", "checkpoint/model.safetensors", "damaged, not a whole safetensors file"),
     ("cut state", "checkpoint/state.pt", "damaged, torch cannot read it"),
     ("foreign state", "checkpoint/state.pt", "not a `superpose train` checkpoint"),
-    ("garbage config", "config.json", "damaged, not the JSON recipe"),
+    ("garbage config", "config.yaml", "empty or not valid YAML; this run folder cannot be read or resumed"),
+    ("garbage config of an older folder", "config.json", "damaged, not the JSON recipe"),  # no config.yaml
 ])
 def test_a_damaged_checkpoint_or_config_is_one_line_naming_it(damage, file, needle, two_checkpoints, stopped_training,
                                                             tmp_path, capsys):
@@ -266,13 +270,15 @@ def test_a_damaged_checkpoint_or_config_is_one_line_naming_it(damage, file, need
             target.write_bytes(b"")
         elif damage == "foreign state":
             torch.save({"epoch": 3, "model": {}}, target)
-        elif damage == "garbage config":
+        elif damage.startswith("garbage config"):
             target.write_bytes(b"\x00\xffnot json")
+            if target.name == "config.json":
+                (copy / "config.yaml").unlink()
         else:
             cut(target)
         code, out, err = cli(capsys, "train", "--resume", copy)
         one_line_error(code, err, f"{target}: {needle}")
-        if file != "config.json":  # the way back: the checkpoint before, or why there is none
+        if file.startswith("checkpoint"):  # the way back: the checkpoint before, or why there is none
             assert (f"the previous checkpoint is {copy / 'checkpoint.old'}" in err) == previous, err
             assert ("no earlier checkpoint is kept" in err) == (not previous), err
         assert read_status(copy)["status"] == "stopped"  # nothing written, nothing marked
@@ -446,8 +452,8 @@ def test_an_output_place_that_cannot_hold_folders_is_one_line(where, tmp_path, c
     code, _, err = cli(capsys, "run", tmp_path / "c.yaml", "--out", out)
     one_line_error(code, err, f"output folder {out}: cannot make run folders there")
     (tmp_path / "t.yaml").write_text(yaml.safe_dump(TINY_TRAIN))
-    code, _, err = cli(capsys, "train", tmp_path / "t.yaml", "--out", out)
-    one_line_error(code, err, f"out_dir {out / 'tiny'}: cannot make the run folder there")
+    code, _, err = cli(capsys, "train", tmp_path / "t.yaml", "--out", out)  # the same line for every kind
+    one_line_error(code, err, f"output folder {out}: cannot make run folders there")
     assert (out.read_bytes() if out.is_file() else None) == before
 
 

@@ -8,16 +8,19 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 
-from superpose.errors import ConfigError, SuperposeError
+from superpose.errors import ConfigError
+from superpose.experiments.train import run_train
 from superpose.report.html import read_run_view
 from superpose.runs import read_status
 from superpose.scratch import (CHARACTERS, ModelConfig, TrainConfig, build_model, build_tokenizer,
                                char_vocab, make_batch, make_sequence)
 from superpose.scratch.data import sequence_rng
 from superpose.scratch.step import answer_loss
-from superpose.scratch.train import load_train_config, lr_at, train
+from superpose.scratch.train import load_train_config, lr_at
 from superpose.tasks import get_task
+from training_runs import train_at
 
 CHECKPOINT = Path(__file__).resolve().parents[1] / "src/superpose/checkpoints/scratch-plus-cpu"
 
@@ -132,9 +135,9 @@ def test_wsd_schedule():
 
 @pytest.mark.parametrize("dropout", [0.0, 0.3])  # dropout masks come from the seeded global RNG
 def test_same_seed_same_loss_curve(tmp_path, dropout):
-    a = train(tiny_config(tmp_path / "a", dropout), progress=False)
-    b = train(tiny_config(tmp_path / "b", dropout), progress=False)
-    c = train(tiny_config(tmp_path / "c", dropout, seed=8), progress=False)
+    a = train_at(tiny_config(tmp_path / "a", dropout))
+    b = train_at(tiny_config(tmp_path / "b", dropout))
+    c = train_at(tiny_config(tmp_path / "c", dropout, seed=8))
     assert len(a.losses) == 6
     assert a.losses == b.losses
     assert a.losses != c.losses
@@ -143,17 +146,20 @@ def test_same_seed_same_loss_curve(tmp_path, dropout):
 
 @pytest.mark.parametrize("dropout", [0.0, 0.3])  # with dropout, the RNG state must resume too
 def test_resume_continues_the_same_run(tmp_path, dropout):
-    full = train(tiny_config(tmp_path / "full", dropout), progress=False)
-    first = train(tiny_config(tmp_path / "cut", dropout), progress=False, stop_at=3)  # "interrupted" at 3
-    assert first.steps_done == 3 and first.model_dir is None
-    with pytest.raises(SuperposeError, match="--resume"):
-        train(tiny_config(tmp_path / "cut", dropout), progress=False)  # never clobbers a run silently
-    (tmp_path / "cut" / "records.jsonl").rename(tmp_path / "cut" / "log.jsonl")  # as an older version wrote it
-    resumed = train(tiny_config(tmp_path / "cut", dropout), resume=True, progress=False)
-    assert resumed.losses == full.losses
-    assert not (tmp_path / "cut" / "records.jsonl").exists()  # the older folder's log goes on
-    assert (tmp_path / "cut" / "log.jsonl").read_text().count("\n") == 6
-    view = read_run_view(tmp_path / "cut")  # and renders
+    full = train_at(tiny_config(tmp_path / "full", dropout))
+    cut, first = run_train(tiny_config(tmp_path / "cut", dropout, stop_at=3), root=tmp_path / "runs", progress=False)
+    assert first.steps_done == 3 and first.model_dir is None and cut.path.name.startswith("tiny-20")
+    again, _ = run_train(tiny_config(tmp_path / "cut", dropout, stop_at=1), root=tmp_path / "runs", progress=False)
+    assert again.path != cut.path  # a new run never clobbers one: it gets its own folder
+    # as an older version wrote it: the recipe only in config.json, the log in log.jsonl
+    (cut.path / "config.yaml").unlink()
+    (cut.path / "records.jsonl").rename(cut.path / "log.jsonl")
+    _, resumed = run_train(None, resume=cut.path, progress=False)
+    assert resumed.losses == full.losses  # stop_at was that call's limit: the resume runs to the end
+    assert not (cut.path / "records.jsonl").exists()  # the older folder's log goes on
+    assert (cut.path / "log.jsonl").read_text().count("\n") == 6
+    assert "adopted" in yaml.safe_load((cut.path / "config.yaml").read_text())
+    view = read_run_view(cut.path)  # and renders
     assert view.kind == "train" and view.status == "complete" and "6 steps in" in view.blocks[0].markdown
     from safetensors.torch import load_file
 
@@ -163,15 +169,15 @@ def test_resume_continues_the_same_run(tmp_path, dropout):
 
 
 def test_time_limit_checkpoints_and_resume_continues(tmp_path):
-    full = train(tiny_config(tmp_path / "full"), progress=False)
-    cut = train(tiny_config(tmp_path / "cut"), progress=False, time_limit_s=1e-9)  # out of time after a step
+    full = train_at(tiny_config(tmp_path / "full"))
+    cut = train_at(tiny_config(tmp_path / "cut"), time_limit_minutes=1e-11)  # out of time after a step
     assert cut.steps_done == 1 and cut.model_dir is None
     assert (tmp_path / "cut" / "checkpoint" / "state.pt").is_file()
     status = read_status(tmp_path / "cut")  # says it stopped where --resume continues, not "running"
     assert (status["status"], status["step"]) == ("stopped", 1) and "out of time at step 1 of 6" in status["reason"]
     view = read_run_view(tmp_path / "cut")
     assert (view.status, view.status_class) == ("stopped", "stopped") and "--resume" in view.reason
-    resumed = train(tiny_config(tmp_path / "cut"), resume=True, progress=False)
+    resumed = train_at(tiny_config(tmp_path / "cut"))
     assert resumed.steps_done == 6 and resumed.losses == full.losses
     assert read_status(tmp_path / "cut")["status"] == "complete"
 
@@ -192,7 +198,7 @@ def test_ctrl_c_finishes_the_step_checkpoints_and_resume_continues(tmp_path, cap
     import yaml
 
     from superpose.cli import main
-    from superpose.scratch.train import run_train
+    from superpose.experiments.base import resume_config
 
     cfg = tiny_config(tmp_path / "w", tasks=["copy_op1"], steps=100_000, warmup_steps=0, decay_steps=0,
                       checkpoint_every=100_000, data_workers=2)  # copy_op1: string batches, from the workers
@@ -219,8 +225,9 @@ def test_ctrl_c_finishes_the_step_checkpoints_and_resume_continues(tmp_path, cap
     assert not (folder / "lock").exists()
     log = folder / "records.jsonl"
     assert log.read_text().count("\n") == step  # every step up to the checkpoint is logged
-    _, resumed = run_train(None, resume=folder, progress=False, stop_at=step + 3)
-    straight = train(cfg.model_copy(update={"out_dir": str(tmp_path / "straight")}), progress=False, stop_at=step + 3)
+    limited = resume_config(TrainConfig, folder, None, {"stop_at": step + 3})
+    _, resumed = run_train(limited, resume=folder, progress=False)
+    straight = train_at(cfg.model_copy(update={"out_dir": str(tmp_path / "straight")}), stop_at=step + 3)
     assert resumed.losses == straight.losses and len(resumed.losses) == step + 3
 
     def untimed(path):  # the records, but for the field that records time
@@ -236,9 +243,9 @@ def test_the_training_summary_reads_the_log_of_old_and_new_folders(tmp_path, cap
     from superpose.cli import main
     from superpose.scratch.summary import summarise_training, training_markdown
 
-    cut = train(tiny_config(tmp_path / "cut"), progress=False, stop_at=3)
+    cut = train_at(tiny_config(tmp_path / "cut"), stop_at=3)
     assert "Stopped at step 3 of 6: continue with superpose train --resume" in training_markdown(cut.out_dir)
-    result = train(tiny_config(tmp_path / "run"), progress=False)
+    result = train_at(tiny_config(tmp_path / "run"))
     text = summarise_training(result.out_dir).read_text()
     tail = sum(result.losses) / len(result.losses)  # 6 steps: all of them are the last 50
     assert "6 steps in" in text and f"mean loss of the last 6 steps {tail:.4f}" in text and "Model:" in text
@@ -260,8 +267,8 @@ def test_data_workers_build_the_same_batches_and_run(tmp_path):
             ids, mask = stream.batch(step)
             want = make_batch(tasks, cfg.n_examples, cfg.seed, step * cfg.batch_size, cfg.batch_size, char_vocab())
             assert ids.dtype == torch.long and torch.equal(ids, want[0]) and torch.equal(mask, want[1])
-    in_line = train(tiny_config(tmp_path / "a"), progress=False)
-    workers = train(cfg, progress=False)
+    in_line = train_at(tiny_config(tmp_path / "a"))
+    workers = train_at(cfg)
     assert workers.losses == in_line.losses
 
 
@@ -273,22 +280,22 @@ def test_resume_refuses_a_changed_config(tmp_path, capsys):
     def deeper(cfg: TrainConfig) -> TrainConfig:
         return cfg.model_copy(update={"model": cfg.model.model_copy(update={"n_layers": 2})})
 
-    train(tiny_config(tmp_path / "r"), progress=False, stop_at=3)
+    run, _ = run_train(tiny_config(tmp_path / "r", stop_at=3), root=tmp_path, progress=False)
     with pytest.raises(ConfigError, match=r"lr differs from the run's \(0.01 -> 0.005\)"):
-        train(tiny_config(tmp_path / "r", lr=5e-3), resume=True, progress=False)
-    before = {p: p.read_bytes() for p in (tmp_path / "r").rglob("*") if p.is_file()}
-    code = main(["train", "--resume", str(tmp_path / "r"), "--seed", "8", "--no-progress"])  # not a speed-only field
+        run_train(tiny_config(tmp_path / "r", lr=5e-3), resume=run.path, progress=False)
+    before = {p: p.read_bytes() for p in run.path.rglob("*") if p.is_file()}
+    code = main(["train", "--resume", str(run.path), "--seed", "8", "--no-progress"])  # not a speed-only field
     err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and err.startswith(f"error: {tmp_path / 'r'}: seed differs from "
+    assert code == 2 and err.count("\n") == 1 and err.startswith(f"error: --resume {run.path}: seed differs from "
                                                                  "the run's (7 -> 8); a resume may change only "), err
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(deeper(tiny_config(tmp_path / "r")).model_dump(mode="json")))
-    code = main(["train", str(tmp_path / "r.yaml"), "--resume", str(tmp_path / "r"), "--no-progress"])
+    code = main(["train", str(tmp_path / "r.yaml"), "--resume", str(run.path), "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2 and "model.n_layers differs from the run's (1 -> 2)" in err and err.count("\n") == 1, err
-    assert {p: p.read_bytes() for p in (tmp_path / "r").rglob("*") if p.is_file()} == before  # nothing written
-    assert read_status(tmp_path / "r")["status"] == "stopped"
-    code = main(["train", "--resume", str(tmp_path / "r"), "--no-progress"])  # the same recipe goes on
-    assert code == 0 and read_status(tmp_path / "r")["status"] == "complete"
+    assert {p: p.read_bytes() for p in run.path.rglob("*") if p.is_file()} == before  # nothing written
+    assert read_status(run.path)["status"] == "stopped"
+    code = main(["train", "--resume", str(run.path), "--no-progress"])  # the same recipe goes on
+    assert code == 0 and read_status(run.path)["status"] == "complete"
 
 
 @pytest.mark.parametrize("architecture, hf_class", [("llama", "LlamaForCausalLM"), ("gpt2", "GPT2LMHeadModel")])
@@ -296,7 +303,7 @@ def test_trained_folder_loads_with_load_model(tmp_path, architecture, hf_class):
     from superpose.backends import load_backend
     from superpose.naive import NaiveScorer
 
-    result = train(tiny_config(tmp_path / "m", architecture=architecture), progress=False)
+    result = train_at(tiny_config(tmp_path / "m", architecture=architecture))
     lm = load_backend(str(result.model_dir))
     assert lm.info["architecture"] == hf_class and lm.max_context == 96
     assert result.losses[-1] < result.losses[0]
@@ -352,7 +359,7 @@ def test_varied_lengths_and_the_recorded_training_length(tmp_path):
     assert fixed.text == make_sequence(tasks, 12, sequence_rng(0, 5), min_examples=None).text
     cfg = tiny_config(tmp_path / "v", min_examples=2, tasks=["plus_1"])
     assert trained_length(cfg) == 6 * 4  # 5 examples + the query, 4 characters each
-    result = train(cfg, progress=False)
+    result = train_at(cfg)
     import json
 
     info = json.loads((result.model_dir / "training.json").read_text())
@@ -380,16 +387,11 @@ def test_init_from_copies_weights_and_checks_the_shape(tmp_path):
     load_init(model, cfg.init_from, torch.device("cpu"))
     assert all(torch.equal(p, shipped[n]) for n, p in model.state_dict().items())
     with pytest.raises(ConfigError, match="init_from: the weights of scratch-plus-cpu do not fit"):
-        train(tiny_config(tmp_path / "i", init_from="scratch-plus-cpu"), progress=False)
-    assert not (tmp_path / "i").exists()  # checked before the run folder exists
-    from superpose.scratch.train import run_train
-
-    with pytest.raises(ConfigError, match="init_from: the weights of scratch-plus-cpu do not fit"):
         run_train(tiny_config(tmp_path / "i", init_from="scratch-plus-cpu"), root=tmp_path / "runs", progress=False)
-    assert not (tmp_path / "runs").exists()  # a new <name>-<time> folder too
     with pytest.raises(ConfigError, match=r"init_from: .*no_such_folder"):
-        train(tiny_config(tmp_path / "j", init_from=str(tmp_path / "no_such_folder")), progress=False)
-    assert not (tmp_path / "j").exists()
+        run_train(tiny_config(tmp_path / "j", init_from=str(tmp_path / "no_such_folder")), root=tmp_path / "runs",
+                  progress=False)
+    assert not (tmp_path / "runs").exists()  # checked before the run folder exists
     with pytest.raises(ConfigError, match=r"min_examples=9 exceeds n_examples=5"):
         load_train_config(_write(tmp_path, "tasks: [plus_1]\nn_examples: 5\nmin_examples: 9\n"))
 
@@ -415,7 +417,7 @@ def test_plot_training_draws_runs_and_refuses_a_folder_without_a_log(tmp_path):
     import sys
 
     script = Path(__file__).resolve().parents[1] / "scripts" / "plot_training.py"
-    runs = [train(tiny_config(tmp_path / name, seed=seed), progress=False).out_dir for name, seed in (("a", 1), ("b", 2))]
+    runs = [train_at(tiny_config(tmp_path / name, seed=seed)).out_dir for name, seed in (("a", 1), ("b", 2))]
     out = tmp_path / "curves.png"
     done = subprocess.run([sys.executable, str(script), *map(str, runs), "--smooth", "2", "--color-by", "seed",
                            "--out", str(out)], capture_output=True, text=True)

@@ -18,8 +18,9 @@ from superpose.scratch.families import DataSpec, make_spec_batch, sequence_tasks
 from superpose.scratch.observatory import Observatory, answer_columns, heldout_sequences
 from superpose.scratch.schedule import spec_at
 from superpose.scratch.snapshot import verdict
-from superpose.scratch.train import load_train_config, lr_at, train
+from superpose.scratch.train import load_train_config, lr_at
 from superpose.tasks import get_task
+from training_runs import train_at
 
 CHECKPOINT = Path(__file__).resolve().parents[1] / "src/superpose/checkpoints/scratch-plus-cpu"
 RET = [f"ret_{k}" for k in range(1, 9)]
@@ -119,10 +120,10 @@ def test_phases_switch_tasks_and_restart_the_schedule(tmp_path):
 
 def test_a_run_stopped_at_the_phase_boundary_and_resumed_equals_an_uninterrupted_one(tmp_path):
     phases = [{"name": "warm", "tasks": ["kret"], "steps": 4}, {"name": "ret", "steps": 4}]
-    full = train(tiny(tmp_path / "full", phases=phases, eval_every=2), progress=False)
-    cut = train(tiny(tmp_path / "cut", phases=phases, eval_every=2), progress=False, stop_at=4)
+    full = train_at(tiny(tmp_path / "full", phases=phases, eval_every=2))
+    cut = train_at(tiny(tmp_path / "cut", phases=phases, eval_every=2), stop_at=4)
     assert cut.steps_done == 4 and cut.model_dir is None
-    resumed = train(tiny(tmp_path / "cut", phases=phases, eval_every=2), resume=True, progress=False)
+    resumed = train_at(tiny(tmp_path / "cut", phases=phases, eval_every=2))
     assert resumed.losses == full.losses
     from safetensors.torch import load_file
 
@@ -197,7 +198,7 @@ def test_a_column_model_is_labelled_and_loads_with_its_column_weights(tmp_path, 
 
     cfg = tiny(tmp_path / "col", steps=3, model=ModelConfig(n_layers=1, d_model=16, n_heads=2, d_mlp=32,
                                                               max_position_embeddings=128, column_embedding=16))
-    result = train(cfg, progress=False)
+    result = train_at(cfg)
     info = json.loads((result.model_dir / "training.json").read_text())
     assert info["architecture_change"] == LABEL
     assert LABEL in folder_metadata(result.model_dir)["architecture"]
@@ -262,7 +263,7 @@ def test_the_observatory_figure_of_a_column_run_carries_the_label(tmp_path):
     cfg = tiny(tmp_path / "run", steps=4, eval_every=2,
                model=ModelConfig(n_layers=1, d_model=16, n_heads=2, d_mlp=32, max_position_embeddings=128,
                                  column_embedding=8))
-    train(cfg, progress=False)
+    train_at(cfg)
     view = read_run_view(tmp_path / "run")
     assert {"loss", "observatory"} <= {f["name"] for f in view.figures}
     assert any("Training observatory" in b.markdown for b in view.blocks)

@@ -73,25 +73,26 @@ def check_unique(names: Sequence[str], what: str) -> None:
         raise ValueError(f"{what} must be unique, got {list(names)}")
 
 
-def resume_config(model: type[T], folder: str | Path, given_config: T | None, flags: dict) -> T:
-    """The config given with ``--resume``: a config file's (its flags applied), else the folder's own with
-    the flags given applied. ``open_run`` checks what it may change."""
-    from superpose.runs import RunFolder
-
-    given = {k: v for k, v in flags.items() if v is not None}
-    if given_config is not None:
-        return given_config
-    stored = config_from_dict(model, RunFolder.open(folder).config, f"{folder}/config.yaml")
-    return config_from_dict(model, {**stored.model_dump(mode="json"), **given}, "--resume flags")
+def _flat(data: dict, prefix: str = "") -> dict:
+    """Nested mappings as one level of dotted keys: ``{"model": {"d_model": 16}}`` -> ``{"model.d_model": 16}``."""
+    out = {}
+    for k, v in data.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v})
+    return out
 
 
-def check_resume_unchanged(folder: str | Path, stored: dict, given: dict, ignore: tuple[str, ...] = ()) -> None:
-    """Resuming takes the run folder's own config: a config or flags that change it are an error naming the fields."""
-    differing = sorted(k for k in set(stored) | set(given)
-                       if k not in ignore and k in given and stored.get(k) != given.get(k))
-    if differing:
-        raise ConfigError(f"--resume {folder}: the config or flags given change {', '.join(differing)}; resuming "
-                          "takes the folder's own config (start a new run to change it)")
+def check_resume_unchanged(folder: str | Path, stored: dict, given: dict, may_change: frozenset[str]) -> None:
+    """Resuming runs the folder's own config: a config or flags that change a field outside ``may_change``
+    (top-level names) are one line naming the first such field (dotted) and its two values."""
+    a, b = _flat(stored), _flat(given)
+    changed = sorted(k for k in a.keys() | b.keys() if k.split(".")[0] not in may_change and a.get(k) != b.get(k))
+    if changed:
+        first = changed[0]
+        more = f", and {len(changed) - 1} more field(s)" if len(changed) > 1 else ""
+        allowed = (f"may change only {', '.join(sorted(may_change))}" if may_change
+                   else "runs the folder's own config (start a new run to change it)")
+        raise ConfigError(f"--resume {folder}: {first} differs from the run's ({brief(a.get(first))} -> {brief(b.get(first))})"
+                          f"{more}; a resume {allowed}")
 
 
 def validate(model: type[T], data: dict, source: str) -> T:

@@ -13,10 +13,11 @@ import argparse
 from pathlib import Path
 
 from superpose.cli.flags import add_run_flags, print_summary
-from superpose.config import read_yaml, resume_config
+from superpose.config import read_yaml
 from superpose.display.console import console
-from superpose.experiments.construct import ConstructConfig, load_config, run_construct
 from superpose.errors import ConfigError
+from superpose.experiments.base import resume_config
+from superpose.experiments.construct import ConstructConfig, load_config, run_construct
 
 # Flags that override a config file's field of the same name when given.
 _FIELDS = ("tasks", "k", "vocab", "examples", "noise", "prompts", "seed")

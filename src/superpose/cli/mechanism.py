@@ -37,7 +37,7 @@ def main(args: argparse.Namespace) -> int:
     if args.config:
         config = load_mechanism_config(args.config, overrides)
     elif args.resume:
-        from superpose.config import resume_config
+        from superpose.experiments.base import resume_config
         from superpose.experiments.mechanism import MechanismConfig
 
         config = resume_config(MechanismConfig, args.resume, None, overrides)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from superpose.cli.flags import add_model_flags, add_run_flags, model_overrides, print_summary
-from superpose.config import resume_config
+from superpose.experiments.base import resume_config
 from superpose.experiments.probe import DEFAULT_CONFIG_NAME, ProbeConfig, load_probe_config, run_probe
 
 

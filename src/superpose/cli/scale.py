@@ -28,7 +28,7 @@ def main(args: argparse.Namespace) -> int:
     overrides = {"models": model_overrides(args), "n_prompts": args.n_prompts, "dtype": args.dtype,
                  "device": args.device, "seed": args.seed}
     if args.resume:
-        from superpose.config import resume_config
+        from superpose.experiments.base import resume_config
         from superpose.experiments.scale import ScaleConfig
 
         given = load_scale_config(args.config, overrides) if args.config else None

@@ -32,7 +32,7 @@ def main(args: argparse.Namespace) -> int:
     if args.config:
         cfg = load_sweep_config(args.config, flags)
     elif args.resume:
-        from superpose.config import resume_config
+        from superpose.experiments.base import resume_config
 
         cfg = resume_config(SweepConfig, args.resume, None, flags)
     else:

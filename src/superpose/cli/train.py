@@ -1,4 +1,4 @@
-"""`superpose train`: a small transformer from scratch (scratch/train.py) from the command line."""
+"""`superpose train`: a small transformer from scratch (experiments/train.py) from the command line."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                       "time, --resume continues exactly (same batches, same losses).")
     p.add_argument("config", nargs="?", help="YAML training recipe, e.g. configs/scratch/plus_cpu.yaml "
                    "(not needed with --resume)")
-    p.add_argument("--out", metavar="DIR", help="train in exactly DIR/<name> (default: a new folder "
-                   "<name>-<time> beside the recipe's out_dir)")
+    p.add_argument("--out", metavar="DIR", help="make the run folder DIR/<name>-<time> (default: beside the "
+                   "recipe's out_dir)")
     p.add_argument("--resume", metavar="RUN_FOLDER", help="continue an interrupted training run from its folder")
     p.add_argument("--seed", type=int, help="random seed (default: the recipe's)")
     p.add_argument("--steps", type=int, help="override the number of steps")
@@ -29,33 +29,25 @@ def configure(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """Train (or resume training) and print the run's summary."""
     from superpose.errors import SuperposeError
-    from superpose.scratch.train import load_train_config, read_run_config, run_train, train
+    from superpose.experiments.base import resume_config
+    from superpose.experiments.train import adopt_older_folder, run_train
+    from superpose.scratch.recipe import TrainConfig, load_train_config
 
-    overrides = {"steps": args.steps, "seed": args.seed, "device": args.device}
     if args.time_limit is not None and args.time_limit <= 0:
         raise SuperposeError(f"--time-limit: expected a positive number of minutes, got {args.time_limit:g}")
-    limits = dict(progress=not args.no_progress, export_dir=args.export,
-                  time_limit_s=None if args.time_limit is None else 60 * args.time_limit)
+    overrides = {"steps": args.steps, "seed": args.seed, "device": args.device, "export_to": args.export,
+                 "time_limit_minutes": args.time_limit}
     if args.resume:
-        cfg = None
-        if args.config:  # run_train refuses a recipe that differs from the folder's
-            cfg = load_train_config(args.config, **overrides)
-        elif any(v is not None for v in overrides.values()):
-            saved = Path(args.resume) / "config.json"
-            cfg = read_run_config(saved) if saved.is_file() else None
-            if cfg is not None:
-                cfg = cfg.model_copy(update={k: v for k, v in overrides.items() if v is not None})
-                cfg = type(cfg).model_validate(cfg.model_dump())
-        _, result = run_train(cfg, resume=args.resume, **limits)
+        adopt_older_folder(Path(args.resume))  # an older version's folder gets its config.yaml first
+        given = load_train_config(args.config, **overrides) if args.config else None
+        cfg = resume_config(TrainConfig, args.resume, given, overrides)
     elif args.config:
         cfg = load_train_config(args.config, **overrides)
-        if args.out:  # exactly the folder named
-            result = train(cfg.model_copy(update={"out_dir": str(Path(args.out) / cfg.name)}), **limits)
-        else:  # a new folder <name>-<time> beside the recipe's out_dir
-            _, result = run_train(cfg, root=Path(cfg.out_dir).parent, **limits)
     else:
         raise SuperposeError("give a training recipe (e.g. configs/scratch/plus_cpu.yaml) or --resume RUN_FOLDER")
+    root = Path(args.out) if args.out else Path(cfg.out_dir).parent  # a new run's folder: root/<name>-<time>
+    run, result = run_train(cfg, root=root, resume=args.resume, progress=not args.no_progress)
     if args.export and result.model_dir is not None:
         print(f"model copied to {args.export}")
-    print_summary(result.out_dir)
+    print_summary(run.path)
     return 0

@@ -12,7 +12,7 @@ import argparse
 
 from superpose.cli.flags import add_model_flags, add_run_flags, print_summary
 from superpose.errors import SuperposeError
-from superpose.config import resume_config
+from superpose.experiments.base import resume_config
 from superpose.experiments.vectors import STEPS, open_vectors, run_vectors
 from superpose.vectors.config import VectorsConfig, load_vectors_config
 

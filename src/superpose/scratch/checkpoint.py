@@ -16,7 +16,8 @@ import torch
 
 from superpose.errors import ConfigError, SuperposeError
 from superpose.runs import write_status
-from superpose.scratch.recipe import TrainConfig, refuse_changes, trained_length
+from superpose.config import check_resume_unchanged
+from superpose.scratch.recipe import TrainConfig, trained_length
 
 
 def load_init(model, source: str, device: torch.device) -> None:
@@ -94,7 +95,8 @@ def load_checkpoint(out_dir: Path, cfg: TrainConfig, model, optimizer, device: t
         saved = TrainConfig.model_validate(state["config"])
     except ValueError as e:
         raise damaged(ckpt / "state.pt", "its recorded config is not a training recipe", e) from None
-    refuse_changes(saved, cfg, out_dir)
+    # the checkpoint belongs to this run's recipe (a checkpoint copied in from another run does not)
+    check_resume_unchanged(out_dir, saved.model_dump(mode="json"), cfg.model_dump(mode="json"), TrainConfig.resume_may_change)
     try:
         weights = load_file(ckpt / "model.safetensors", device=str(device))
     except Exception as e:  # safetensors' own error for a cut or empty file; OSError for a missing one

@@ -1,15 +1,18 @@
-"""The training recipe: :class:`TrainConfig` (YAML), its schedule, and what a resume may change."""
+"""The training recipe: :class:`TrainConfig` (YAML) on the runs' shared header, its schedule, and what a
+resume may change."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from superpose.config import read_yaml, validate
-from superpose.errors import ConfigError, SuperposeError
+from superpose.backends.entry import Device
+from superpose.config import config_from_dict, read_yaml, validate
+from superpose.errors import SuperposeError
+from superpose.experiments.base import ExperimentConfig
 from superpose.scratch.data import make_sequence, sequence_rng
 from superpose.scratch.model import ModelConfig
 from superpose.scratch.schedule import (Curriculum, FamilyWeight, Phase, all_specs, expand_tasks, lr_in_phase,
@@ -18,10 +21,9 @@ from superpose.scratch.tokenizer import char_vocab
 from superpose.tasks import get_task
 
 
-class TrainConfig(BaseModel):
-    """A training recipe (YAML). Defaults are the study's, except batch size and steps."""
-
-    model_config = ConfigDict(extra="forbid")
+class TrainConfig(ExperimentConfig):
+    """A training recipe (YAML) on the shared header (name, description, dtype, device, seed, task_files).
+    Defaults are the study's, except batch size and steps."""
 
     name: str = "scratch"
     tasks: list[str]  # task names or shell patterns: ["plus_*"] is plus_0 .. plus_9
@@ -44,10 +46,11 @@ class TrainConfig(BaseModel):
     weight_decay: float = Field(0.1, ge=0)
     betas: tuple[float, float] = (0.9, 0.95)
     grad_clip: float = Field(1.0, gt=0)
-    seed: int = 0
     checkpoint_every: int = Field(500, ge=1)
+    # Where `superpose train` makes the run's folder: <parent of out_dir>/<name>-<time>; the folder's own
+    # config then records the folder itself.
     out_dir: str = "runs/scratch/scratch"
-    device: str = "auto"  # auto: cuda when available, else cpu
+    device: Device = "auto"  # auto: cuda when available, else cpu
     autocast: Literal["none", "bfloat16"] = "none"  # bfloat16 autocast: GPUs, and CPUs with bf16 instructions
     threads: int | None = Field(None, ge=1)  # CPU threads for torch; None: torch's default
     fused_adamw: bool = True  # torch's fused AdamW kernel (CPU and CUDA)
@@ -80,6 +83,25 @@ class TrainConfig(BaseModel):
     # answer's column (retrieval) and a small position-controlled λ snapshot, in observatory.jsonl.
     eval_every: int = Field(0, ge=0)  # 0: off
     eval_sequences: int = Field(64, ge=1)
+    # Limits of one call (`per_call`: a resume does not inherit them): checkpoint and stop after step
+    # stop_at, or after time_limit_minutes of training (a lease on a shared GPU); copy the final model
+    # to export_to as well. `superpose train --resume` continues either exactly.
+    stop_at: int | None = Field(None, ge=1)
+    time_limit_minutes: float | None = Field(None, gt=0)
+    export_to: str | None = None
+
+    # Fields that change how fast a run goes or where it stops, never its numbers.
+    resume_may_change: ClassVar[frozenset[str]] = frozenset({
+        "out_dir", "threads", "compile", "attention", "log_every", "data_workers", "eval_every", "eval_sequences",
+        "stop_at", "time_limit_minutes", "export_to"})
+    per_call: ClassVar[frozenset[str]] = frozenset({"stop_at", "time_limit_minutes", "export_to"})
+
+    @field_validator("dtype")
+    @classmethod
+    def _float32_weights(cls, dtype: str) -> str:
+        if dtype != "float32":
+            raise ValueError("training keeps float32 weights; set autocast: bfloat16 for bfloat16 compute")
+        return dtype
 
     @field_validator("tasks")
     @classmethod
@@ -135,45 +157,11 @@ def _task_lengths(cfg: "TrainConfig") -> list[tuple]:
     return pairs
 
 
-# Fields that change how fast a run goes, never its numbers: a resume may change them.
-SPEED_ONLY = {"out_dir", "threads", "compile", "attention", "log_every", "data_workers", "eval_every",
-              "eval_sequences"}
-
-
-def changed_fields(saved: TrainConfig, cfg: TrainConfig) -> list[str]:
-    """The fields (dotted, e.g. ``model.d_model``) where ``cfg`` differs from ``saved``, speed-only ones left out."""
-    def flat(data: dict, prefix: str = "") -> dict:
-        out = {}
-        for k, v in data.items():
-            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-        return out
-
-    a, b = flat(saved.model_dump(mode="json", exclude=SPEED_ONLY)), flat(cfg.model_dump(mode="json", exclude=SPEED_ONLY))
-    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
-
-
-def refuse_changes(saved: TrainConfig, cfg: TrainConfig, out_dir: str | Path) -> None:
-    """A resume runs the recipe the folder started with: a change outside :data:`SPEED_ONLY` is one line naming it."""
-    changed = changed_fields(saved, cfg)
-    if changed:
-        a, b = saved.model_dump(mode="json"), cfg.model_dump(mode="json")
-
-        def value(data: dict, key: str):
-            for part in key.split("."):
-                data = data.get(part) if isinstance(data, dict) else None
-            return data
-
-        first = changed[0]
-        raise ConfigError(f"{out_dir}: {first} differs from the run's ({value(a, first)!r} -> {value(b, first)!r})"
-                          + (f", and {len(changed) - 1} more field(s)" if len(changed) > 1 else "")
-                          + f"; a resume may change only {', '.join(sorted(SPEED_ONLY))}")
-
-
 def load_train_config(path: str | Path, **overrides) -> TrainConfig:
     """A validated :class:`TrainConfig` from YAML; ``overrides`` replace top-level fields."""
     data = read_yaml(path)
     data.update({k: v for k, v in overrides.items() if v is not None})
-    return validate(TrainConfig, data, str(path))
+    return config_from_dict(TrainConfig, data, str(path), base=Path(path).parent)
 
 
 def read_run_config(path: Path) -> TrainConfig:

@@ -9,10 +9,11 @@ with one seed give the same loss curve, and a resumed run continues the uninterr
 schedule is a pure function of the step, so "scheduler state" is just the step number.
 
 The pieces: :mod:`.recipe` (the config), :mod:`.step` (one optimizer step), :mod:`.checkpoint`
-(state on disk). A run folder holds::
+(state on disk); the run's folder is opened, like every kind's, by
+:func:`superpose.experiments.train.run_train`. A run folder holds::
 
-    config.yaml    the recipe and the environment (a folder made by run_train; superpose.runs)
-    config.json    the recipe, as the trainer reads it back on resume
+    config.yaml    the recipe (with the folder as out_dir) and the environment (superpose.runs)
+    config.json    the recipe as JSON: what marks a training folder (not a model) to the loaders
     lock           while a process trains in the folder (a second one is refused)
     checkpoint/    the latest checkpoint, and checkpoint.old/ the one before (superpose.scratch.checkpoint)
     records.jsonl  one line per step: loss, learning rate, tokens, elapsed seconds (log.jsonl in
@@ -21,6 +22,7 @@ The pieces: :mod:`.recipe` (the config), :mod:`.step` (one optimizer step), :mod
     status.json    "running"; "stopped" with the step when a time limit, stop_at or Ctrl-C ended
                    the call at a checkpoint (--resume continues); "complete" once model/ is written
     model/         the final model, a Hugging Face folder (any command's --model accepts its path)
+    summary.md, figures/, summary.json  the summary (summary.json once complete)
 """
 
 from __future__ import annotations
@@ -36,26 +38,26 @@ from pathlib import Path
 
 import torch
 
-from superpose.errors import ConfigError, SuperposeError
+from superpose.errors import SuperposeError
 from superpose.files import read_jsonl
 from superpose.progress import Bar, Progress
-from superpose.runs import DEFAULT_ROOT, RunFolder, training_log, write_status
+from superpose.runs import RunFolder, training_log, write_status
 from superpose.scratch.checkpoint import export_model, load_checkpoint, load_init, save_checkpoint, write_stopped
 from superpose.scratch.data import BatchStream
 from superpose.scratch.model import build_model
-from superpose.scratch.recipe import (SPEED_ONLY, TrainConfig, load_train_config, lr_at, read_run_config,
-                                      refuse_changes, trained_length)
+from superpose.scratch.recipe import TrainConfig, load_train_config, lr_at, read_run_config, trained_length
 from superpose.scratch.schedule import ScheduledBatches, uses_schedule
 from superpose.scratch.step import LossFunction, autocast_for, fast_train_step, make_optimizer, rebuild_moments
-from superpose.scratch.summary import summarise_training
+from superpose.scratch.summary import TAIL, summarise_training
 from superpose.scratch.tokenizer import build_tokenizer, char_vocab
 
-__all__ = ["TrainConfig", "TrainResult", "SPEED_ONLY", "load_train_config", "read_run_config", "trained_length",
-           "lr_at", "train", "run_train"]
+__all__ = ["TrainConfig", "TrainResult", "Start", "load_train_config", "read_run_config", "trained_length",
+           "lr_at", "starting_point", "train"]
+
 
 @dataclass
 class TrainResult:
-    """What a training run produced."""
+    """What a training run produced (its summary)."""
 
     out_dir: Path
     model_dir: Path | None  # the final Hugging Face folder (None if stopped early)
@@ -69,100 +71,88 @@ class TrainResult:
         """Training throughput."""
         return self.tokens / self.seconds if self.seconds else 0.0
 
-
-def run_train(config: TrainConfig | None, *, root: str | Path = DEFAULT_ROOT, resume: str | Path | None = None,
-              backend: None = None, progress: Progress = True, stop_at: int | None = None,
-              export_dir: str | Path | None = None, time_limit_s: float | None = None) -> tuple[RunFolder, TrainResult]:
-    """Train ``config`` in a new folder ``root/<name>-<time>``, or continue the folder ``resume`` exactly.
-
-    Resuming, the folder's own recipe runs (``config``, if given, may differ from it only in the
-    speed-only fields, :data:`SPEED_ONLY`). Training builds its own model: ``backend`` must be None.
-    """
-    if backend is not None:
-        raise ConfigError("backend: training builds its own model from the recipe; pass no backend")
-    if resume is not None:
-        folder = Path(resume)
-        if not (folder / "config.json").is_file():
-            raise SuperposeError(f"--resume {resume}: not a training run folder (no config.json)")
-        cfg = config if config is not None else read_run_config(folder / "config.json")
-        # Train exactly the folder given: config.json's out_dir is where the run started (relative to
-        # the directory it started from), not where a copied or moved folder is now.
-        cfg = cfg.model_copy(update={"out_dir": str(folder)})
-        result = train(cfg, resume=True, stop_at=stop_at, progress=progress, export_dir=export_dir,
-                       time_limit_s=time_limit_s)
-        return RunFolder(folder, kind="train"), result
-    if config is None:
-        raise ConfigError("give a training recipe (e.g. configs/scratch/plus_cpu.yaml) or a folder to resume")
-    result = train(config, stop_at=stop_at, progress=progress, export_dir=export_dir, time_limit_s=time_limit_s,
-                   root=root)
-    return RunFolder(result.out_dir, kind="train"), result
+    def summary(self) -> dict:
+        """summary.json of a finished run (``seconds`` and ``tokens_per_second`` record time)."""
+        tail = self.losses[-TAIL:]
+        return {"steps": self.steps_done, "tokens": self.tokens, f"loss_mean_last_{TAIL}_steps": sum(tail) / len(tail),
+                "model": "model", "seconds": round(self.seconds, 3), "tokens_per_second": round(self.tokens_per_second, 1)}
 
 
-def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None, progress: Progress = True,
-          export_dir: str | Path | None = None, time_limit_s: float | None = None,
-          root: str | Path | None = None) -> TrainResult:
-    """Train (or resume) per ``cfg`` in exactly ``cfg.out_dir``; ``stop_at`` checkpoints and returns after
-    that many steps.
+@dataclass
+class Start:
+    """Where a run starts: its model and optimizer, fresh or as the checkpoint left them, on its device."""
 
-    ``time_limit_s`` does the same once this call has trained that many seconds (a lease on a shared
-    GPU, say); ``resume`` continues either, exactly (or, from a checkpoint without optimizer state,
-    after :func:`~superpose.scratch.step.rebuild_moments`). With ``root`` (:func:`run_train`), a new
-    folder ``root/<name>-<time>`` instead of ``cfg.out_dir``, made once the recipe's checks passed.
-    """
-    out_dir = Path(cfg.out_dir)
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    device: torch.device
+    step: int = 0
+    seconds: float = 0.0
+    tokens: int = 0
+    moments_kept: bool = True  # False: a checkpoint without optimizer state (Adam's moments are rebuilt)
+
+
+def starting_point(cfg: TrainConfig, folder: Path | None) -> Start:
+    """The model and optimizer a run of ``cfg`` starts from: the checkpoint in ``folder`` when it holds
+    one (``checkpoint/``, or ``checkpoint.old/``, which the error then names), else weights drawn from the
+    seed (with ``init_from``'s copied in). Reads only: a missing GPU, an ``init_from`` that does not fit,
+    or a damaged checkpoint is a one-line error before any folder is written. Seeds torch's global
+    generator (dropout), or restores it from the checkpoint."""
     device = _training_device(cfg)
     if cfg.threads and device.type == "cpu":
         torch.set_num_threads(cfg.threads)
-    if resume:
-        RunFolder(out_dir).refuse_if_written()  # a second trainer is refused before it reads anything
-    if resume and (out_dir / "config.json").is_file():
-        refuse_changes(read_run_config(out_dir / "config.json"), cfg, out_dir)  # before the folder is taken
-    elif not resume and root is None and ((out_dir / "checkpoint").exists() or (out_dir / "model").exists()):
-        raise SuperposeError(f"{out_dir} already holds a run; pass --resume to continue it, or set another out_dir")
-
-    # The model, its optimizer and the random stream: fresh, or as the checkpoint left them.
-    tokenizer = build_tokenizer()
     model = build_model(cfg.model, torch.Generator().manual_seed(cfg.seed)).to(device)
     model.set_attn_implementation(cfg.attention)  # not saved with the model: scoring picks its own
+    resume = folder is not None and any((folder / c).exists() for c in ("checkpoint", "checkpoint.old"))
     if cfg.init_from is not None and not resume:
         load_init(model, cfg.init_from, device)
     torch.manual_seed(cfg.seed)  # dropout draws from the global generator (restored on resume)
     optimizer = make_optimizer(model, cfg, device)
-    start, seconds, tokens, moments_kept = 0, 0.0, 0, True
-    if resume:
-        state = load_checkpoint(out_dir, cfg, model, optimizer, device)
-        torch.set_rng_state(state["torch_rng"])
-        start, seconds, tokens = state["step"], state["seconds"], state["tokens"]
-        moments_kept = state["optimizer"] is not None
-    if root is not None:  # a new folder, locked; its recipe records where it is
-        folder = RunFolder.create(cfg.name, cfg.model_dump(mode="json"), root, kind="train")
-        out_dir, cfg = folder.path, cfg.model_copy(update={"out_dir": str(folder.path)})
-        folder.update_config("config", cfg.model_dump(mode="json"))
-    else:
-        folder = _take_folder(out_dir)  # a second trainer in this folder stops here
+    if not resume:
+        return Start(model, optimizer, device)
+    state = load_checkpoint(folder, cfg, model, optimizer, device)
+    torch.set_rng_state(state["torch_rng"])
+    return Start(model, optimizer, device, state["step"], state["seconds"], state["tokens"],
+                 moments_kept=state["optimizer"] is not None)
+
+
+def train(cfg: TrainConfig, folder: RunFolder, start: Start | None = None, *, progress: Progress = True) -> TrainResult:
+    """Train per ``cfg`` in ``folder``, which the caller made and holds (:func:`~superpose.experiments.train.run_train`
+    opens it like every kind's; a scale run trains its family in folders inside its own), from ``start``
+    (default :func:`starting_point`: the folder's checkpoint, if any).
+
+    ``cfg.stop_at`` checkpoints and returns after that step, ``cfg.time_limit_minutes`` once this call
+    has trained that long, Ctrl-C after the step it interrupts; a resume continues each exactly (or,
+    from a checkpoint without optimizer state, after :func:`~superpose.scratch.step.rebuild_moments`).
+    """
+    out_dir = folder.path
+    start = start if start is not None else starting_point(cfg, out_dir)
+    model, optimizer, device = start.model, start.optimizer, start.device
+    tokenizer = build_tokenizer()
 
     # The folder: the recipe, "running", the log and observatory cut back to the checkpoint's step.
     (out_dir / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2) + "\n")
     write_status(out_dir, "running", kind="train")
     log_path = training_log(out_dir)
-    log = [row for row in read_jsonl(log_path) if row["step"] < start]  # steps logged after the checkpoint go
+    log = [row for row in read_jsonl(log_path) if row["step"] < start.step]  # steps logged after the checkpoint go
     log_path.write_text("".join(json.dumps(r) + "\n" for r in log))
-    observatory = _observatory(cfg, out_dir, start)
+    observatory = _observatory(cfg, out_dir, start.step)
 
-    end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
+    end = cfg.steps if cfg.stop_at is None else min(cfg.stop_at, cfg.steps)
+    time_limit_s = None if cfg.time_limit_minutes is None else 60 * cfg.time_limit_minutes
     autocast = autocast_for(cfg, device)
-    bar = Bar(progress, cfg.steps, cfg.name, initial=start)
+    bar = Bar(progress, cfg.steps, cfg.name, initial=start.step)
     loss_fn = LossFunction(cfg.compile, bar.say)
     interrupt = DeferredInterrupt(bar.say)
     model.train()
-    step, in_step = start, False  # in_step: the weights may be half-updated (no checkpoint now)
-    session_seconds = 0.0  # trained in this call (time_limit_s)
+    step, seconds, tokens = start.step, start.seconds, start.tokens
+    in_step = False  # the weights may be half-updated (no checkpoint now)
+    session_seconds = 0.0  # trained in this call (time_limit_minutes)
     pending: list[tuple[int, float, torch.Tensor, torch.Tensor]] = []  # (step, lr, loss, tokens), not yet read
     with open(log_path, "a") as log_file, _batches(cfg, device) as batches, interrupt, bar:
         try:
-            if not moments_kept:
-                k = rebuild_moments(model, optimizer, batches, start, cfg, autocast, loss_fn)
-                bar.say(f"resumed at step {start} without optimizer state: Adam's second moment rebuilt from "
+            if not start.moments_kept:
+                k = rebuild_moments(model, optimizer, batches, start.step, cfg, autocast, loss_fn)
+                bar.say(f"resumed at step {start.step} without optimizer state: Adam's second moment rebuilt from "
                         f"the last {k} batches, momentum restarted")
             clock = time.perf_counter()
             while step < end:
@@ -195,7 +185,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None, pr
                 if stop_now:
                     break
         except KeyboardInterrupt:  # a second Ctrl-C, or one before the loop
-            if step > start and not in_step:  # keep the work done: the next --resume starts here
+            if step > start.step and not in_step:  # keep the work done: the next --resume starts here
                 rows, now = _log_losses(pending, batches, log_file, tokens, seconds, clock)
                 seconds, tokens = seconds + now - clock, rows[-1]["tokens"] if rows else tokens
                 save_checkpoint(out_dir, model, tokenizer, optimizer, step, seconds, tokens, cfg)
@@ -218,12 +208,12 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None, pr
 
         extra["architecture_change"] = LABEL
     model_dir = export_model(model, tokenizer, out_dir / "model", cfg, losses, seconds, tokens, extra)
+    if cfg.export_to is not None:
+        export_model(model, tokenizer, Path(cfg.export_to), cfg, losses, seconds, tokens, extra)
+    result = TrainResult(out_dir, model_dir, step, losses, seconds, tokens)
     summarise_training(out_dir)  # before "complete": a complete folder always has its summary
-    write_status(out_dir, "complete", kind="train")
-    folder.unlock()
-    if export_dir is not None:
-        export_model(model, tokenizer, Path(export_dir), cfg, losses, seconds, tokens, extra)
-    return TrainResult(out_dir, model_dir, step, losses, seconds, tokens)
+    folder.finish(result.summary())
+    return result
 
 
 def _log_losses(pending: list, batches, log_file, tokens: int, seconds: float, clock: float) -> tuple[list[dict], float]:
@@ -245,17 +235,6 @@ def _log_losses(pending: list, batches, log_file, tokens: int, seconds: float, c
     log_file.flush()
     pending.clear()
     return rows, now
-
-
-def _take_folder(out_dir: Path) -> RunFolder:
-    """Make ``out_dir`` and lock it for this process (a second trainer there is refused)."""
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:  # a file where the folder should be, a read-only place
-        raise SuperposeError(f"out_dir {out_dir}: cannot make the run folder there ({e.strerror})") from None
-    folder = RunFolder(out_dir, kind="train")
-    folder.lock()  # from here an error marks the folder failed (superpose.cli), never a complete one
-    return folder
 
 
 def _training_device(cfg: TrainConfig) -> torch.device:
