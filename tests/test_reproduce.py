@@ -189,3 +189,26 @@ def test_a_bad_plan_fails_before_any_folder(tmp_path, capsys):
     assert err.count("\n") == 1 and "not a valid command line" in err, err
     assert "unrecognized arguments: --bogus" in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_step_reads_an_earlier_steps_run_folder(tmp_path, capsys):
+    """{run:STEP} names the earlier step's run folder (its name has its start time): a sweep of the model
+    that the train step made. A name that is no earlier step is refused before any folder."""
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump({
+        "name": "tiny", "tasks": ["plus_2", "plus_7"], "n_examples": 20, "steps": 2, "batch_size": 2,
+        "warmup_steps": 0, "decay_steps": 0, "threads": 1,
+        "model": {"n_layers": 1, "d_model": 16, "n_heads": 2, "d_mlp": 32, "max_position_embeddings": 256}}))
+    steps = [{"name": "train", "study": "Figure 3", "command": ["train", str(tmp_path / "t.yaml")]},
+             {"name": "sweep", "study": "Figure 3", "command": ["sweep", "configs/sweep/plus_scratch.yaml",
+                                                                "--n-prompts", "2", "--model", "{run:train}/model"]}]
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(yaml.safe_dump({"name": "p", "models": ["m"], "steps": steps[::-1]}))  # sweep first: refused
+    assert main(["reproduce", "--plan", str(plan), "--out", str(tmp_path / "runs")]) == 2
+    assert "step 'sweep': {run:train} names no earlier step" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+    plan.write_text(yaml.safe_dump({"name": "p", "models": ["m"], "steps": steps}))
+    assert main(["reproduce", "--plan", str(plan), "--out", str(tmp_path / "runs"), "--no-progress"]) == 0
+    (parent,) = (tmp_path / "runs").iterdir()
+    (trained,) = (parent / "train").glob("tiny-*")
+    (swept,) = (parent / "sweep").glob("*/config.yaml")
+    assert yaml.safe_load(swept.read_text())["config"]["model"] == str(trained / "model")

@@ -2,9 +2,9 @@
 folder an uninterrupted run leaves (records and summary byte-identical, apart from fields that record
 time), and a resume that changes a field the kind does not allow exits 2 with one line naming it.
 
-The probe is killed for real (SIGKILL to a command after its first records). The other kinds resume a
-copy of a finished folder cut back to the state a kill leaves: some records, a last line cut mid-write,
-no summary, status "running".
+The probe and training are killed for real (SIGKILL to a command after its first records, and for
+training its first checkpoint). The other kinds resume a copy of a finished folder cut back to the
+state a kill leaves: some records, a last line cut mid-write, no summary, status "running".
 """
 
 import json
@@ -19,7 +19,7 @@ from superpose.runs import RunFolder, read_status
 from test_reliability import cli, one_line_error, write
 
 COPY = ["copy_op1", "copy_op2"]
-TIME_FIELDS = {"time", "started", "elapsed", "seconds", "duration"}
+TIME_FIELDS = {"time", "started", "elapsed", "seconds", "duration", "per_second"}
 
 
 def without_time(doc):
@@ -65,8 +65,31 @@ def refused(capsys, folder, *argv, needle):
     before = state()
     capsys.readouterr()  # what the runs before printed
     code, err = cli(capsys, *argv[:1], "--resume", folder, *argv[1:])
-    one_line_error(code, err, f"change {needle}")
+    one_line_error(code, err, f"{needle} differs from the run's")
     assert state() == before
+
+
+def killed_command(argv, root, ready):
+    """Run ``superpose <argv> --out root`` and SIGKILL it once ``ready(folder)``; returns the folder."""
+    import torch
+
+    # the same thread count as the run it is compared with: a float sum split differently differs in its last bits
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    proc = subprocess.Popen([sys.executable, "-m", "superpose.cli", *map(str, argv), "--out", str(root),
+                             "--no-progress"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            folders = list(root.glob("*"))
+            if folders and ready(folders[0]):
+                proc.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.005)
+    finally:
+        proc.kill()
+        proc.wait()
+    (folder,) = root.iterdir()
+    return folder
 
 
 # --- probe: a command killed for real -----------------------------------------------------------------
@@ -80,29 +103,44 @@ def test_probe_killed_and_resumed_equals_an_uninterrupted_run(smollm, tmp_path, 
 
     path = write(tmp_path, "c.yaml", PROBE)
     whole, _ = run_probe(load_probe_config(path), root=tmp_path / "whole", backend=smollm)
-    import torch
-
-    # the same thread count as the run above: a float sum split differently differs in its last bits
-    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
-    proc = subprocess.Popen([sys.executable, "-m", "superpose.cli", "run", str(path), "--out", str(tmp_path / "killed"),
-                             "--no-progress"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and proc.poll() is None:
-            records = list((tmp_path / "killed").glob("*/records.jsonl"))
-            if records and records[0].read_text(encoding="utf-8").count("\n") >= 1:
-                proc.send_signal(signal.SIGKILL)
-                break
-            time.sleep(0.005)
-    finally:
-        proc.kill()
-        proc.wait()
-    (folder,) = (tmp_path / "killed").iterdir()
+    folder = killed_command(["run", path], tmp_path / "killed",
+                            lambda f: (f / "records.jsonl").is_file() and (f / "records.jsonl").read_bytes().count(b"\n") >= 1)
     n = len(RunFolder(folder).read_records())
     assert read_status(folder)["status"] == "running" and 1 <= n < 10, n  # stopped part-way
     refused(capsys, folder, "run", "--n-prompts", "3", needle="n_prompts")
     resumed, _ = run_probe(None, root=tmp_path, resume=folder, backend=smollm)
     assert_same_results(resumed.path, whole.path, ("records.jsonl", "prompts.jsonl", "controls.jsonl"))
+
+
+# --- train: a command killed for real ------------------------------------------------------------------
+
+TRAIN = {"name": "tiny", "tasks": ["plus_1"], "n_examples": 4, "steps": 400, "batch_size": 4, "lr": 1e-2,
+         "warmup_steps": 2, "decay_steps": 4, "checkpoint_every": 5, "log_every": 1, "seed": 3, "threads": 1,
+         "model": {"n_layers": 1, "d_model": 16, "n_heads": 2, "d_mlp": 32, "max_position_embeddings": 64}}
+
+
+def test_training_killed_and_resumed_equals_an_uninterrupted_run(tmp_path, capsys):
+    from superpose.experiments.train import run_train
+    from superpose.scratch.recipe import load_train_config
+
+    path = write(tmp_path, "t.yaml", TRAIN)
+    whole, _ = run_train(load_train_config(path), root=tmp_path / "whole", progress=False)
+
+    def past_a_checkpoint(folder):
+        log = folder / "records.jsonl"
+        return (folder / "checkpoint" / "state.pt").is_file() and log.is_file() and log.read_bytes().count(b"\n") >= 7
+
+    folder = killed_command(["train", path], tmp_path / "killed", past_a_checkpoint)
+    assert read_status(folder)["status"] == "running" and not (folder / "model").exists()  # stopped part-way
+    refused(capsys, folder, "train", "--seed", "8", needle="seed")
+    resumed, _ = run_train(None, root=tmp_path, resume=folder, progress=False)
+
+    def untimed(path):  # records.jsonl, but for the field that records time
+        return [without_time(json.loads(line)) for line in path.read_text().splitlines()]
+
+    assert untimed(resumed.path / "records.jsonl") == untimed(whole.path / "records.jsonl")
+    assert len(untimed(whole.path / "records.jsonl")) == 400
+    assert_same_results(resumed.path, whole.path, ("model/model.safetensors",))  # the same weights, bit for bit
 
 
 # --- sweep ---------------------------------------------------------------------------------------------
@@ -198,7 +236,7 @@ def test_mechanism_resumed_equals_an_uninterrupted_run(smollm, tmp_path, capsys)
 
     whole, _ = run_mechanism(validate(MechanismConfig, MECHANISM, "test"), root=tmp_path / "whole", backend=smollm)
     copy = killed_copy(whole.path, tmp_path, keep=1)
-    refused(capsys, copy, "mechanism", "--analysis", "heads", needle="mechanism")
+    refused(capsys, copy, "mechanism", "--analysis", "heads", needle="mechanism.analyses")
     resumed, _ = run_mechanism(None, root=tmp_path, resume=copy, backend=smollm)
     assert_same_results(resumed.path, whole.path)
 

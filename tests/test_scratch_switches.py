@@ -202,6 +202,7 @@ def test_a_column_model_is_labelled_and_loads_with_its_column_weights(tmp_path, 
     info = json.loads((result.model_dir / "training.json").read_text())
     assert info["architecture_change"] == LABEL
     assert LABEL in folder_metadata(result.model_dir)["architecture"]
+    assert f"Architecture: {LABEL}" in (result.out_dir / "summary.md").read_text()  # the run's summary says it too
     backend = HFBackend.load(str(result.model_dir))
     assert LABEL in backend.provenance["architecture"]
     embed = backend.model.get_input_embeddings()

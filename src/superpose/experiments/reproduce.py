@@ -3,7 +3,8 @@
 A plan (``configs/reproduce/cpu.yaml``, ``paper.yaml``, or your own with ``--plan``) lists the
 steps; each step is one ordinary command line (``run``, ``sweep``, ``construct``, ``vectors``,
 ``scale``, ``train``), so anything reproduce does, a user can do or redo by hand. Step ``name``
-writes its run folder inside ``PARENT/name/``. Resuming the parent (``--resume PARENT``) skips a
+writes its run folder inside ``PARENT/name/``; a later step names it ``{run:name}`` (the folder's
+name has its start time in it), e.g. ``--model "{run:train-plus}/model"``. Resuming the parent (``--resume PARENT``) skips a
 step whose folder is complete, resumes one that was interrupted, and starts the rest; at the end
 ``report.html`` covers every step. Running the steps is the command layer's job
 (:mod:`superpose.cli.reproduce`): each step is a command line.
@@ -16,6 +17,7 @@ step whose folder is complete, resumes one that was interrupted, and starts the 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -62,13 +64,25 @@ class Plan(BaseModel):
     @classmethod
     def _unique(cls, v: list[Step]) -> list[Step]:
         check_unique([s.name for s in v], "step names")
+        for i, step in enumerate(v):
+            for name in (m for a in step.command for m in _RUN.findall(a)):
+                if name not in [s.name for s in v[:i]]:
+                    raise ValueError(f"step {step.name!r}: {{run:{name}}} names no earlier step")
         return v
 
     def argv(self, step: Step, parent: Path | str = "PARENT") -> list[str]:
-        """The step's command line: ``{parent}`` filled in, the plan's models added where the step takes them."""
+        """The step's command line: ``{parent}`` and ``{run:STEP}`` (that step's run folder) filled in,
+        the plan's models added where the step takes them."""
+        def run_folder(match: re.Match) -> str:
+            root = Path(parent) / match[1]
+            return str(step_folder(root) or root / "<its run folder>")  # a dry run: not made yet
+
         chosen = {"none": [], "all": self.models, "first": self.models[:1]}[step.models]
-        command = [a.replace("{parent}", str(parent)) for a in step.command]
+        command = [_RUN.sub(run_folder, a.replace("{parent}", str(parent))) for a in step.command]
         return [*command, *[a for m in chosen for a in ("--model", m)]]
+
+
+_RUN = re.compile(r"\{run:([^}]+)\}")  # {run:STEP} in a step's command: that earlier step's run folder
 
 
 def load_plan(scale: str | None, plan_file: str | None, models: str | None) -> Plan:

@@ -157,8 +157,10 @@ def train_scratch_family(family: ScratchFamily, source: str, progress: Progress 
             resume = (out / "checkpoint" / "state.pt").exists()
             console.print(f"scratch {label}: {'resuming' if resume else 'training'} "
                           f"{tcfg.steps} steps in {out}")
-            out.mkdir(parents=True, exist_ok=True)  # inside the scale run's folder, which this run holds
-            result = train(tcfg, RunFolder(out, kind="train"), progress=progress)
+            out.mkdir(parents=True, exist_ok=True)  # the family's own folder, reused by later scale runs
+            folder = RunFolder(out, kind="train")
+            folder.lock()  # a second scale run training the same size is refused
+            result = train(tcfg, folder, progress=progress)
             console.print(f"scratch {label}: {result.seconds:.0f} s, last loss {result.losses[-1]:.4f}")
         entries.append(ModelEntry(name=str(model_dir), label=f"{family.name} {label}"))
     return entries

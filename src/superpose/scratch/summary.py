@@ -52,6 +52,11 @@ def training_markdown(folder: str | Path) -> str:
     status = _read_json(folder / "status.json")
     log = read_training_log(folder)
     out = [f"# Training {md(config.get('name', folder.name))}\n"]
+    columns = (config.get("model") or {}).get("column_embedding")
+    if columns:  # said first: a reader compares this model with the study's
+        from superpose.models.columns import LABEL
+
+        out.append(f"Architecture: {LABEL} (model.column_embedding: {columns}).\n")
     if log:
         last, tail = log[-1], [r["loss"] for r in log[-TAIL:]]
         speed = f" ({last['tokens'] / last['seconds']:,.0f} tokens/s)" if last["tokens"] and last["seconds"] else ""
