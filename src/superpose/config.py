@@ -91,8 +91,8 @@ def check_resume_unchanged(folder: str | Path, stored: dict, given: dict, may_ch
         more = f", and {len(changed) - 1} more field(s)" if len(changed) > 1 else ""
         allowed = (f"may change only {', '.join(sorted(may_change))}" if may_change
                    else "runs the folder's own config (start a new run to change it)")
-        raise ConfigError(f"--resume {folder}: {first} differs from the run's ({brief(a.get(first))} -> {brief(b.get(first))})"
-                          f"{more}; a resume {allowed}")
+        values = f"{brief(a.get(first))} -> {brief(b.get(first))}"
+        raise ConfigError(f"--resume {folder}: {first} differs from the run's ({values}){more}; a resume {allowed}")
 
 
 def validate(model: type[T], data: dict, source: str) -> T:

@@ -42,7 +42,7 @@ DEFAULT_ROOT = Path("runs")
 # What a run folder can hold: one kind per experiment (a training run and a reproduce parent folder too).
 KINDS = ("probe", "sweep", "scale", "vectors", "construct", "train", "reproduce", "mechanism")
 FORMAT_VERSION = 2  # 1: the folders written before status.json said their kind
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]*$")
+RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]*$")
 
 
 def environment() -> dict:
@@ -117,7 +117,7 @@ class RunFolder:
     def create(cls, name: str, config: dict, root: str | Path = DEFAULT_ROOT, kind: str | None = None) -> "RunFolder":
         """Make ``root/<name>-<time>/`` (locked by this process) and write its config and environment;
         ``kind`` (one of KINDS) goes into status.json."""
-        if not _NAME.match(name or ""):
+        if not RUN_NAME.match(name or ""):
             raise SuperposeError(f"name {name!r}: a run name is letters, digits and . _ + = -, starting with a "
                                  "letter or digit (it becomes a folder inside the output root)")
         root = Path(root)

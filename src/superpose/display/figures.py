@@ -34,7 +34,7 @@ def save_figure(fig, path: str | Path, title: str | None = None) -> Path:
                 if 0 < low and high < 10 * low:  # within a decade matplotlib labels the minor ticks instead
                     axis.set_minor_formatter(FuncFormatter(lambda x, _: f"{x:.2g}"))
     if title:  # wrapped to the figure's width, so a one-panel figure does not clip it
-        width = max(30, int(fig.get_figwidth() * 13))  # characters per line at 10 pt
+        width = max(30, int(fig.get_figwidth() * 11))  # characters per line at 10 pt (about 0.09 in each)
         fig.suptitle(textwrap.fill(title, width), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=130)

@@ -8,9 +8,9 @@ It validates its config before anything is written, then calls :func:`open_run`:
 (locked, ``status.json`` "running" with the kind), or -- resuming -- the existing folder and *its own*
 config, so a resumed run is the run that was started; a config given with the resume may change only
 the fields its class lists in ``resume_may_change`` (its ``per_call`` limits are not inherited).
-Records are appended one per unit of work (:meth:`RunFolder.append_record`), the units already in ``records.jsonl`` are skipped, and the
-summary and figures are made from the records alone, then :meth:`RunFolder.finish` writes
-``summary.json`` last.
+Records are appended one per unit of work (:meth:`RunFolder.append_record`), the units already in
+``records.jsonl`` are skipped, and the summary and figures are made from the records alone, then
+:meth:`RunFolder.finish` writes ``summary.json`` last.
 """
 
 from __future__ import annotations
@@ -49,9 +49,9 @@ class ExperimentConfig(BaseModel):
 C = TypeVar("C", bound=ExperimentConfig)
 
 
-def stored_config(model: type[C], folder: str | Path) -> C:
+def stored_config(model: type[C], folder: RunFolder) -> C:
     """The config a run folder was started with (its config.yaml), its per-call limits back at their defaults."""
-    stored = config_from_dict(model, RunFolder.open(folder).config, f"{folder}/config.yaml")
+    stored = config_from_dict(model, folder.config, f"{folder.path}/config.yaml")
     return stored.model_copy(update={k: model.model_fields[k].get_default(call_default_factory=True)
                                      for k in model.per_call})
 
@@ -62,7 +62,7 @@ def resume_config(model: type[C], folder: str | Path, given_config: C | None, fl
     given = {k: v for k, v in flags.items() if v is not None}
     if given_config is not None:
         return given_config
-    stored = stored_config(model, folder)
+    stored = stored_config(model, RunFolder.open(folder))
     return config_from_dict(model, {**stored.model_dump(mode="json"), **given}, "--resume flags")
 
 
@@ -70,8 +70,9 @@ def resumed_config(kind: str, model: type[C], config: C | None, resume: str | Pa
     """The config a resume of the folder ``resume`` runs: its own, with the fields
     ``model.resume_may_change`` taken from ``config`` when one is given. A change to any other field is
     a ConfigError naming it; a folder another process writes is refused. Touches nothing."""
-    RunFolder.open(resume, kind=kind).refuse_if_written()
-    stored = stored_config(model, resume)
+    folder = RunFolder.open(resume, kind=kind)
+    folder.refuse_if_written()
+    stored = stored_config(model, folder)
     if config is None:
         return stored
     check_resume_unchanged(resume, stored.model_dump(mode="json"), config.model_dump(mode="json"),

@@ -4,9 +4,9 @@ A plan (``configs/reproduce/cpu.yaml``, ``paper.yaml``, or your own with ``--pla
 steps; each step is one ordinary command line (``run``, ``sweep``, ``construct``, ``vectors``,
 ``scale``, ``train``), so anything reproduce does, a user can do or redo by hand. Step ``name``
 writes its run folder inside ``PARENT/name/``; a later step names it ``{run:name}`` (the folder's
-name has its start time in it), e.g. ``--model "{run:train-plus}/model"``. Resuming the parent (``--resume PARENT``) skips a
-step whose folder is complete, resumes one that was interrupted, and starts the rest; at the end
-``report.html`` covers every step. Running the steps is the command layer's job
+name has its start time in it), e.g. ``--model "{run:train-plus}/model"``. Resuming the parent
+(``--resume PARENT``) skips a step whose folder is complete, resumes one that was interrupted, and
+starts the rest; at the end ``report.html`` covers every step. Running the steps is the command layer's job
 (:mod:`superpose.cli.reproduce`): each step is a command line.
 
     superpose reproduce                                  # --scale cpu: embedded models, CPU recipes

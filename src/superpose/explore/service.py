@@ -26,7 +26,7 @@ from superpose.config import config_from_dict, format_validation_error
 from superpose.errors import SuperposeError
 from superpose.metrics import control_statistics
 from superpose.prompts import MixtureSpec, build_controls, build_prompt
-from superpose.runs import _NAME as RUN_NAME
+from superpose.runs import RUN_NAME
 from superpose.tasks import catalogue
 
 SEPARATOR = "\n"  # between examples, and before the query (MixtureSpec's default template)

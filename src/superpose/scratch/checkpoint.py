@@ -86,7 +86,8 @@ def load_checkpoint(out_dir: Path, cfg: TrainConfig, model, optimizer, device: t
         raise SuperposeError(f"nothing to resume in {out_dir} (no checkpoint/state.pt)"
                              + (fallback if old.exists() else ""))
     try:
-        state = torch.load(ckpt / "state.pt", map_location=device, weights_only=False)
+        # tensors, numbers and strings only: a checkpoint brought back from elsewhere runs no code
+        state = torch.load(ckpt / "state.pt", map_location=device, weights_only=True)
     except Exception as e:  # a cut file, or not a torch file at all: torch and pickle raise many kinds
         raise damaged(ckpt / "state.pt", "damaged, torch cannot read it", e) from None
     if not isinstance(state, dict) or any(k not in state for k in _STATE_KEYS):
@@ -96,7 +97,8 @@ def load_checkpoint(out_dir: Path, cfg: TrainConfig, model, optimizer, device: t
     except ValueError as e:
         raise damaged(ckpt / "state.pt", "its recorded config is not a training recipe", e) from None
     # the checkpoint belongs to this run's recipe (a checkpoint copied in from another run does not)
-    check_resume_unchanged(out_dir, saved.model_dump(mode="json"), cfg.model_dump(mode="json"), TrainConfig.resume_may_change)
+    check_resume_unchanged(out_dir, saved.model_dump(mode="json"), cfg.model_dump(mode="json"),
+                           TrainConfig.resume_may_change)
     try:
         weights = load_file(ckpt / "model.safetensors", device=str(device))
     except Exception as e:  # safetensors' own error for a cut or empty file; OSError for a missing one

@@ -35,13 +35,15 @@ def small_checkpoint(run_dir: str | Path, budget: int = SMALL_CHECKPOINT_BYTES) 
     ckpt = run_dir / "checkpoint"
     if not (ckpt / "state.pt").is_file():
         raise SuperposeError(f"{run_dir}: no checkpoint/state.pt to pack (train first)")
-    state = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=False)
+    state = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=True)
     log_path = training_log(run_dir)
     log = [line for line in log_path.read_text().splitlines()
            if line.strip() and json.loads(line)["step"] < state["step"]]
     files = {f"checkpoint/{p.name}": p.read_bytes() for p in sorted(ckpt.iterdir())
              if p.is_file() and p.name != "state.pt"}
     files["config.json"] = (run_dir / "config.json").read_bytes()
+    if (run_dir / "config.yaml").is_file():  # a run folder's config and environment (folders of older versions: none)
+        files["config.yaml"] = (run_dir / "config.yaml").read_bytes()
     files[log_path.name] = "".join(line + "\n" for line in log).encode()
 
     def saved(s: dict) -> bytes:

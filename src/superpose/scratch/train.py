@@ -75,7 +75,8 @@ class TrainResult:
         """summary.json of a finished run (``seconds`` and ``tokens_per_second`` record time)."""
         tail = self.losses[-TAIL:]
         return {"steps": self.steps_done, "tokens": self.tokens, f"loss_mean_last_{TAIL}_steps": sum(tail) / len(tail),
-                "model": "model", "seconds": round(self.seconds, 3), "tokens_per_second": round(self.tokens_per_second, 1)}
+                "model": "model", "seconds": round(self.seconds, 3),
+                "tokens_per_second": round(self.tokens_per_second, 1)}
 
 
 @dataclass
