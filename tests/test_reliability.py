@@ -151,8 +151,8 @@ def test_resume_of_a_folder_with_a_broken_config(finished, tmp_path, capsys):
 def test_resume_takes_the_folders_config_and_names_what_would_change(finished, tmp_path, capsys):
     copy = interrupted_copy(finished, tmp_path)
     other = write(tmp_path, "other.yaml", {**TINY, "seed": 9, "n_prompts": 5})
-    one_line_error(*cli(capsys, "run", "--resume", copy, other), "change n_prompts, seed")
-    one_line_error(*cli(capsys, "run", "--resume", copy, "--n-prompts", "50"), "change n_prompts")
+    one_line_error(*cli(capsys, "run", "--resume", copy, other), "n_prompts (3 -> 5), seed (1 -> 9) differ from the run's")
+    one_line_error(*cli(capsys, "run", "--resume", copy, "--n-prompts", "50"), "n_prompts (3 -> 50) differs")
     assert cli(capsys, "run", "--resume", copy, "--seed", "1")[0] == 0  # the same value changes nothing
     assert RunFolder.open(copy).status == "complete"
 

@@ -65,7 +65,8 @@ def refused(capsys, folder, *argv, needle):
     before = state()
     capsys.readouterr()  # what the runs before printed
     code, err = cli(capsys, *argv[:1], "--resume", folder, *argv[1:])
-    one_line_error(code, err, f"{needle} differs from the run's")
+    one_line_error(code, err, f"{needle} (")
+    assert "from the run's; a resume" in err
     assert state() == before
 
 

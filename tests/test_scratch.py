@@ -281,17 +281,17 @@ def test_resume_refuses_a_changed_config(tmp_path, capsys):
         return cfg.model_copy(update={"model": cfg.model.model_copy(update={"n_layers": 2})})
 
     run, _ = run_train(tiny_config(tmp_path / "r", stop_at=3), root=tmp_path, progress=False)
-    with pytest.raises(ConfigError, match=r"lr differs from the run's \(0.01 -> 0.005\)"):
+    with pytest.raises(ConfigError, match=r"lr \(0.01 -> 0.005\) differs from the run's"):
         run_train(tiny_config(tmp_path / "r", lr=5e-3), resume=run.path, progress=False)
     before = {p: p.read_bytes() for p in run.path.rglob("*") if p.is_file()}
     code = main(["train", "--resume", str(run.path), "--seed", "8", "--no-progress"])  # not a speed-only field
     err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and err.startswith(f"error: --resume {run.path}: seed differs from "
-                                                                 "the run's (7 -> 8); a resume may change only "), err
+    assert code == 2 and err.count("\n") == 1 and err.startswith(f"error: --resume {run.path}: seed (7 -> 8) differs from "
+                                                                 "the run's; a resume may change only "), err
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(deeper(tiny_config(tmp_path / "r")).model_dump(mode="json")))
     code = main(["train", str(tmp_path / "r.yaml"), "--resume", str(run.path), "--no-progress"])
     err = capsys.readouterr().err
-    assert code == 2 and "model.n_layers differs from the run's (1 -> 2)" in err and err.count("\n") == 1, err
+    assert code == 2 and "model.n_layers (1 -> 2) differs from the run's" in err and err.count("\n") == 1, err
     assert {p: p.read_bytes() for p in run.path.rglob("*") if p.is_file()} == before  # nothing written
     assert read_status(run.path)["status"] == "stopped"
     code = main(["train", "--resume", str(run.path), "--no-progress"])  # the same recipe goes on

@@ -82,17 +82,17 @@ def _flat(data: dict, prefix: str = "") -> dict:
 
 
 def check_resume_unchanged(folder: str | Path, stored: dict, given: dict, may_change: frozenset[str]) -> None:
-    """Resuming runs the folder's own config: a config or flags that change a field outside ``may_change``
-    (top-level names) are one line naming the first such field (dotted) and its two values."""
+    """Resuming runs the folder's own config: a config or flags that change fields outside ``may_change``
+    (top-level names) are one line naming them (dotted: ``model.n_layers``) with both values."""
     a, b = _flat(stored), _flat(given)
     changed = sorted(k for k in a.keys() | b.keys() if k.split(".")[0] not in may_change and a.get(k) != b.get(k))
     if changed:
-        first = changed[0]
-        more = f", and {len(changed) - 1} more field(s)" if len(changed) > 1 else ""
+        named = ", ".join(f"{k} ({brief(a.get(k))} -> {brief(b.get(k))})" for k in changed[:4])
+        more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
         allowed = (f"may change only {', '.join(sorted(may_change))}" if may_change
                    else "runs the folder's own config (start a new run to change it)")
-        values = f"{brief(a.get(first))} -> {brief(b.get(first))}"
-        raise ConfigError(f"--resume {folder}: {first} differs from the run's ({values}){more}; a resume {allowed}")
+        verb = "differs" if len(changed) == 1 else "differ"
+        raise ConfigError(f"--resume {folder}: {named}{more} {verb} from the run's; a resume {allowed}")
 
 
 def validate(model: type[T], data: dict, source: str) -> T:
