@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -188,7 +189,6 @@ def test_ctrl_c_finishes_the_step_checkpoints_and_resume_continues(tmp_path, cap
     prints a traceback, and --resume continues the same run: its records equal an uninterrupted
     run's but for the time. The run gets a new folder <name>-<time> beside the recipe's out_dir,
     locked: a second process on it is refused while the first trains."""
-    import json
     import os
     import signal
     import subprocess
@@ -360,7 +360,6 @@ def test_varied_lengths_and_the_recorded_training_length(tmp_path):
     cfg = tiny_config(tmp_path / "v", min_examples=2, tasks=["plus_1"])
     assert trained_length(cfg) == 6 * 4  # 5 examples + the query, 4 characters each
     result = train_at(cfg)
-    import json
 
     info = json.loads((result.model_dir / "training.json").read_text())
     assert info["trained_sequence_length"] == 24 and info["config"]["min_examples"] == 2
@@ -426,3 +425,20 @@ def test_plot_training_draws_runs_and_refuses_a_folder_without_a_log(tmp_path):
                          capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.strip() == f"error: {tmp_path}: not a training run folder (no records.jsonl or log.jsonl)"
     assert not (tmp_path / "x.png").exists()  # nothing drawn
+
+
+def test_stop_at_is_the_limit_of_one_call(tmp_path, capsys):
+    """`--stop-at` checkpoints and stops; the resume does not inherit it and runs to the recipe's end,
+    and config.yaml says what each call ran with."""
+    from superpose.cli import main
+
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(tiny_config(tmp_path / "unused").model_dump(mode="json")))
+    assert main(["train", str(tmp_path / "t.yaml"), "--out", str(tmp_path / "runs"), "--stop-at", "3",
+                 "--no-progress"]) == 0
+    (folder,) = (tmp_path / "runs").iterdir()
+    assert (read_status(folder)["status"], read_status(folder)["step"]) == ("stopped", 3)
+    assert yaml.safe_load((folder / "config.yaml").read_text())["config"]["stop_at"] == 3
+    assert main(["train", "--resume", str(folder), "--no-progress"]) == 0
+    assert read_status(folder)["status"] == "complete" and (folder / "records.jsonl").read_text().count("\n") == 6
+    assert yaml.safe_load((folder / "config.yaml").read_text())["config"]["stop_at"] is None
+    assert json.loads((folder / "summary.json").read_text())["steps"] == 6

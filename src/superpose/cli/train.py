@@ -23,6 +23,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--export", metavar="DIR", help="also copy the final model to DIR")
     p.add_argument("--time-limit", type=float, metavar="MINUTES", help="checkpoint and stop after "
                    "MINUTES of training (--resume continues)")
+    p.add_argument("--stop-at", type=int, metavar="STEP", help="checkpoint and stop after STEP steps, say at a "
+                   "phase boundary (--resume continues)")
     p.set_defaults(func=main)
 
 
@@ -36,7 +38,7 @@ def main(args: argparse.Namespace) -> int:
     if args.time_limit is not None and args.time_limit <= 0:
         raise SuperposeError(f"--time-limit: expected a positive number of minutes, got {args.time_limit:g}")
     overrides = {"steps": args.steps, "seed": args.seed, "device": args.device, "export_to": args.export,
-                 "time_limit_minutes": args.time_limit}
+                 "time_limit_minutes": args.time_limit, "stop_at": args.stop_at}
     if args.resume:
         adopt_older_folder(Path(args.resume))  # an older version's folder gets its config.yaml first
         given = load_train_config(args.config, **overrides) if args.config else None

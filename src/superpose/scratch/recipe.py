@@ -115,7 +115,8 @@ class TrainConfig(ExperimentConfig):
             if "steps" not in self.model_fields_set:
                 self.steps = total
             elif self.steps != total:
-                raise ValueError(f"steps={self.steps} is not the phases' total ({total}); leave steps out")
+                raise ValueError(f"steps={self.steps} is not the phases' total ({total}); leave steps out "
+                                 "(stop_at, or --stop-at, stops a run part-way; --resume continues it)")
             for i, p in enumerate(self.phases):
                 w = p.warmup_steps if p.warmup_steps is not None else self.warmup_steps
                 d = p.decay_steps if p.decay_steps is not None else self.decay_steps
