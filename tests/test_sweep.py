@@ -159,7 +159,7 @@ def test_sweep_resume_from_the_command_line_needs_only_the_folder(tmp_path, scra
     assert (run.path / "summary.md").read_text() in out and "Spearman(P1, λ)" in out
     assert out.splitlines()[-1] == f"run folder: {run.path}"
     assert main(["sweep", "--resume", str(run.path), "--n-prompts", "5"]) == 2
-    assert "change n_prompts" in capsys.readouterr().err
+    assert "n_prompts (2 -> 5) differs from the run's" in capsys.readouterr().err
 
 
 # --- the training-length guard and position control (issue #12) -----------------------------------
