@@ -117,9 +117,10 @@ def starting_point(cfg: TrainConfig, folder: Path | None) -> Start:
 
 
 def train(cfg: TrainConfig, folder: RunFolder, start: Start | None = None, *, progress: Progress = True) -> TrainResult:
-    """Train per ``cfg`` in ``folder``, which the caller made and holds (:func:`~superpose.experiments.train.run_train`
-    opens it like every kind's; a scale run trains its family in folders inside its own), from ``start``
-    (default :func:`starting_point`: the folder's checkpoint, if any).
+    """Train per ``cfg`` in ``folder``, which the caller made and holds
+    (:func:`~superpose.experiments.train.run_train` opens it like every kind's; a scale run trains each
+    size of its family in a folder it locks), from ``start`` (default :func:`starting_point`: the
+    folder's checkpoint, if any).
 
     ``cfg.stop_at`` checkpoints and returns after that step, ``cfg.time_limit_minutes`` once this call
     has trained that long, Ctrl-C after the step it interrupts; a resume continues each exactly (or,
