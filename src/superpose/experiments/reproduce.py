@@ -6,8 +6,8 @@ steps; each step is one ordinary command line (``run``, ``sweep``, ``construct``
 writes its run folder inside ``PARENT/name/``; a later step names it ``{run:name}`` (the folder's
 name has its start time in it), e.g. ``--model "{run:train-plus}/model"``. Resuming the parent
 (``--resume PARENT``) skips a step whose folder is complete, resumes one that was interrupted, and
-starts the rest; at the end ``report.html`` covers every step. Running the steps is the command layer's job
-(:mod:`superpose.cli.reproduce`): each step is a command line.
+starts the rest; at the end ``report.html`` covers every step. Running the steps is the command
+layer's job (:mod:`superpose.cli.reproduce`): each step is a command line.
 
     superpose reproduce                                  # --scale cpu: embedded models, CPU recipes
     superpose reproduce --scale paper --models vllm:Qwen/Qwen1.5-14B,vllm:Qwen/Qwen1.5-7B
@@ -64,9 +64,15 @@ class Plan(BaseModel):
     @classmethod
     def _unique(cls, v: list[Step]) -> list[Step]:
         check_unique([s.name for s in v], "step names")
+        return v
+
+    @field_validator("steps")
+    @classmethod
+    def _runs_of_earlier_steps(cls, v: list[Step]) -> list[Step]:
         for i, step in enumerate(v):
+            earlier = {s.name for s in v[:i]}
             for name in (m for a in step.command for m in _RUN.findall(a)):
-                if name not in [s.name for s in v[:i]]:
+                if name not in earlier:
                     raise ValueError(f"step {step.name!r}: {{run:{name}}} names no earlier step")
         return v
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
+from superpose.config import check_resume_unchanged
 from superpose.errors import ConfigError, SuperposeError
 from superpose.runs import write_status
-from superpose.config import check_resume_unchanged
 from superpose.scratch.recipe import TrainConfig, trained_length
 
 

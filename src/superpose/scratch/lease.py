@@ -42,7 +42,7 @@ def small_checkpoint(run_dir: str | Path, budget: int = SMALL_CHECKPOINT_BYTES) 
     files = {f"checkpoint/{p.name}": p.read_bytes() for p in sorted(ckpt.iterdir())
              if p.is_file() and p.name != "state.pt"}
     files["config.json"] = (run_dir / "config.json").read_bytes()
-    if (run_dir / "config.yaml").is_file():  # a run folder's config and environment (folders of older versions: none)
+    if (run_dir / "config.yaml").is_file():  # the config and environment (older versions' folders: none)
         files["config.yaml"] = (run_dir / "config.yaml").read_bytes()
     files[log_path.name] = "".join(line + "\n" for line in log).encode()
 
